@@ -1,0 +1,1 @@
+"""The sweep launcher: `python -m sweeps validate|trial|run|ui`."""

@@ -1,0 +1,118 @@
+"""Command line: `python -m sweeps validate|trial|run|ui`.
+
+Exit codes: 0 success, 2 invalid input (one paragraph naming the field or file and the
+fix, never a traceback), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+from trainables.errors import InputError
+
+log = logging.getLogger("sweeps")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse exits 2 already; keep its message to one line
+        self.print_usage(sys.stderr)
+        raise SystemExit(f"error: {message}") from None
+
+
+def _spec_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="sweep spec YAML, e.g. sweeps/quickstart.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="override a spec field (value parsed as YAML)")
+    parser.add_argument("--smoke", action="store_true", help="shrink to seconds: tiny data, 1 epoch, 2 trials")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog="python -m sweeps", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    validate = commands.add_parser("validate", help="parse and check a spec, print it resolved")
+    _spec_arguments(validate)
+    trial = commands.add_parser("trial", help="run one configuration in-process, no Ray")
+    _spec_arguments(trial)
+    trial.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+    trial.add_argument("--out", type=Path, help="write config.yaml, metrics.json, reconstructions.png, client.pt here")
+    run = commands.add_parser("run", help="run the sweep with Ray Tune + Optuna, tracked in MLflow")
+    _spec_arguments(run)
+    run.add_argument("--resume", action="store_true", help="continue the last interrupted launch of this spec")
+    run.add_argument("--num-samples", type=int, help="override search.num_samples")
+    ui = commands.add_parser("ui", help="open the MLflow UI on the default store (127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000)
+    return parser
+
+
+def cmd_validate(args) -> int:
+    from sweeps.spec import load_spec
+
+    spec = load_spec(args.spec, args.set, args.smoke)
+    resolved = spec.model_dump(mode="json", by_alias=True)
+    resolved["search_space"] = {path: {d.kind: list(d.values)} for path, d in spec.space().items()}
+    print(yaml.safe_dump(resolved, sort_keys=False), end="")
+    print(f"# valid: {args.spec} ({len(resolved['search_space'])} swept hyperparameters)", file=sys.stderr)
+    return 0
+
+
+def cmd_trial(args) -> int:
+    from sweeps.spec import load_spec
+    from trainables.artifacts import write_artifacts
+    from trainables.trial import Trial
+
+    spec = load_spec(args.spec, args.set, args.smoke)
+    trial = Trial(spec.trial_config())
+
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        print(f"epoch {epoch}/{spec.train.epochs}: {shown}", file=sys.stderr)
+
+    metrics, report = trial.run(on_epoch)
+    if args.out:
+        write_artifacts(args.out, trial.config, metrics, report, trial.method)
+    if args.json:
+        print(json.dumps(metrics, indent=2, sort_keys=True))
+    else:
+        width = max(map(len, metrics))
+        for key in sorted(metrics):
+            print(f"{key:<{width}}  {metrics[key]:.4f}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from sweeps.launcher import launch
+
+    return launch(args)
+
+
+def cmd_ui(args) -> int:
+    from sweeps.tracking import open_ui
+
+    return open_ui(args.port)
+
+
+COMMANDS = {"validate": cmd_validate, "trial": cmd_trial, "run": cmd_run, "ui": cmd_ui}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:
+        if isinstance(exit_.code, str):
+            print(exit_.code, file=sys.stderr)
+            return 2
+        return int(exit_.code or 0)
+    try:
+        return COMMANDS[args.command](args)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,137 @@
+"""The sweep spec: `TrialConfig` plus the sweep-only sections, loaded and validated once."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from sweeps.overrides import apply_overrides, set_path
+from sweeps.search_space import Domain, load_search_space
+from trainables.config import Strict, TrialConfig
+from trainables.errors import InputError
+from trainables.trial import check_config
+
+
+class Objective(Strict):
+    metric: str
+    mode: Literal["max", "min"]
+
+
+class SearchConfig(Strict):
+    sampler: Literal["nsga2", "tpe", "random", "gp", "grid"] = "nsga2"
+    num_samples: int = Field(16, ge=1)
+    max_concurrent: int = Field(2, ge=1)
+    seed: int = 0
+    max_failures: int = Field(0, ge=0, description="retries of a failed trial from its last checkpoint")
+
+
+class ResourceConfig(Strict):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class TrackingConfig(Strict):
+    uri: str | None = None
+    experiment: str | None = None
+
+
+DEFAULT_OBJECTIVES = [Objective(metric="utility/acc", mode="max"), Objective(metric="privacy/leak_acc", mode="min")]
+
+
+class SweepSpec(TrialConfig):
+    search_space: str | dict[str, Any] | None = None
+    objectives: list[Objective] = Field(default_factory=lambda: list(DEFAULT_OBJECTIVES), min_length=1)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    resources: ResourceConfig = Field(default_factory=ResourceConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @property
+    def experiment(self) -> str:
+        return self.tracking.experiment or self.name
+
+    def space(self) -> dict[str, Domain]:
+        return load_search_space(self.search_space)
+
+    def trial_config(self, assignment: dict[str, Any] | None = None) -> TrialConfig:
+        """The trial config of this spec with a sampled `assignment` (dotted path -> value) applied."""
+        raw = self.model_dump(by_alias=True, include=set(TrialConfig.model_fields))
+        for path, value in (assignment or {}).items():
+            set_path(raw, path, value)
+        config = validated(TrialConfig, raw)
+        check_config(config)
+        return config
+
+
+def format_validation_error(error: ValidationError) -> str:
+    lines = []
+    for e in error.errors():
+        field = ".".join(str(part) for part in e["loc"]) or "spec"
+        got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") else ""
+        lines.append(f"{field}: {e['msg']}{got}")
+    return "; ".join(lines)
+
+
+def validated(model, raw: dict):
+    try:
+        return model.model_validate(raw)
+    except ValidationError as error:
+        raise InputError(f"invalid spec: {format_validation_error(error)}.") from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: spec file not found; pass the path of a sweep YAML, e.g. sweeps/quickstart.yaml.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: a spec is a YAML mapping with `name`, `method`, `dataset`, ...; got {type(raw).__name__}.")
+    return raw
+
+
+def shrink_for_smoke(raw: dict) -> dict:
+    """Seconds-long version of any spec, same structure: tiny data, 1 epoch, 2 trials."""
+    raw = copy.deepcopy(raw)
+    dataset = raw.setdefault("dataset", {})
+    dataset["train_size"] = min(dataset.get("train_size") or 512, 512)
+    dataset["test_size"] = min(dataset.get("test_size") or 256, 256)
+    raw.setdefault("train", {})["epochs"] = 1
+    attacks = raw.setdefault("attacks", {})
+    attacks["epochs"] = 1
+    attacks["gallery"] = min(attacks.get("gallery", 8), 4)
+    search = raw.setdefault("search", {})
+    search["num_samples"] = 2
+    search["max_concurrent"] = min(search.get("max_concurrent", 2), 2)
+    return raw
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None, smoke: bool = False) -> SweepSpec:
+    """Read, override, (shrink,) and validate a spec, including its search space and params."""
+    raw = read_yaml(path)
+    raw = apply_overrides(raw, overrides or [], SweepSpec)
+    if smoke:
+        raw = shrink_for_smoke(raw)
+    spec = validated(SweepSpec, raw)
+    check_space(spec)
+    return spec
+
+
+def check_space(spec: SweepSpec) -> None:
+    """Every bound and choice of the search space must give a valid trial config."""
+    from sweeps.overrides import check_path
+
+    spec.trial_config()
+    space = spec.space()
+    for path, domain in space.items():
+        check_path(SweepSpec, path)
+        for value in domain.values:
+            try:
+                spec.trial_config({path: value})
+            except InputError as error:
+                raise InputError(f"search_space.{path}: value {value!r} is invalid: {error}") from None

@@ -1,0 +1,1 @@
+"""Everything a trial runs: data, split backbones, methods, the attack suite, metrics."""

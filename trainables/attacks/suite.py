@@ -1,0 +1,179 @@
+"""Train the attack suite on a frozen defense and evaluate everything on the test split.
+
+The evaluation protocol of DESIGN.md: the obfuscator is frozen; the leakage attackers,
+the reconstruction decoders and a retrained utility model are trained on released z of
+the attacker split (the train split: the strong attacker who knows the training data) and
+evaluated on the test split. Every batch is released afresh, so defense randomness
+(noise, random pruning) is redrawn at attack time and no attacker sees noise-free z.
+All attackers train together on the same stream of released batches (one release per
+batch, shared), each with its own Adam optimiser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from trainables.attacks.leakage import LEAKAGE_ATTACKERS
+from trainables.config import AttackConfig
+from trainables.data.batches import TensorSplit
+from trainables.errors import InputError
+from trainables.methods.base import Method
+from trainables.metrics import HIGHER_IS_BETTER, ImageSimilarity, matthews
+from trainables.models.decoders import DECODERS
+
+
+@dataclass
+class Attacker:
+    net: nn.Module
+    target: str  # "private", "task" or "image"
+    optimizer: torch.optim.Optimizer = field(init=False)
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+
+    def loss(self, z: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = self.net(z)
+        if self.target == "image":
+            return F.mse_loss(out, targets["image"])
+        return F.cross_entropy(out, targets[self.target])
+
+
+@dataclass
+class AttackReport:
+    metrics: dict[str, float]
+    originals: torch.Tensor  # gallery images from the test split
+    reconstructions: torch.Tensor  # the strongest decoder's reconstructions of them
+
+
+def check_attack_names(cfg: AttackConfig) -> None:
+    for field_name, registry in (("leakage", LEAKAGE_ATTACKERS), ("reconstruction", DECODERS)):
+        unknown = sorted(set(getattr(cfg, field_name)) - set(registry))
+        if unknown:
+            raise InputError(f"attacks.{field_name}: unknown attacker(s) {unknown}; choose from {sorted(registry)}.")
+
+
+def build_attackers(method: Method, cfg: AttackConfig, task_classes: int, private_classes: int) -> dict[str, Attacker]:
+    check_attack_names(cfg)
+    arch = method.ctx.arch
+    attackers = {f"leak/{name}": Attacker(LEAKAGE_ATTACKERS[name](arch, private_classes), "private", cfg.lr) for name in cfg.leakage}
+    attackers.update(
+        {f"recon/{name}": Attacker(DECODERS[name](arch.z_shape, arch.input_shape), "image", cfg.lr) for name in cfg.reconstruction}
+    )
+    attackers["utility/retrained"] = Attacker(arch.server(task_classes), "task", cfg.lr)
+    return attackers
+
+
+def _targets(x: torch.Tensor, y_task: torch.Tensor, y_private: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"image": x, "task": y_task, "private": y_private}
+
+
+def train_attackers(
+    release: Callable[[torch.Tensor], torch.Tensor],
+    attackers: dict[str, Attacker],
+    data: TensorSplit,
+    names: tuple[str, str],
+    cfg: AttackConfig,
+    generator: torch.Generator,
+) -> None:
+    for attacker in attackers.values():
+        attacker.net.train()
+    steps = cfg.epochs * data.num_batches(cfg.batch_size)
+    with tqdm(total=steps, desc="attack: train", leave=False, disable=None) as bar:
+        for _ in range(cfg.epochs):
+            for x, y_task, y_private in data.batches(cfg.batch_size, names, generator):
+                with torch.no_grad():
+                    z = release(x)
+                targets = _targets(x, y_task, y_private)
+                for attacker in attackers.values():
+                    attacker.optimizer.zero_grad(set_to_none=True)
+                    attacker.loss(z, targets).backward()
+                    attacker.optimizer.step()
+                bar.update()
+
+
+@torch.no_grad()
+def evaluate(
+    method: Method,
+    release: Callable[[torch.Tensor], torch.Tensor],
+    attackers: dict[str, Attacker],
+    test: TensorSplit,
+    names: tuple[str, str],
+    task_classes: int,
+    batch_size: int,
+) -> tuple[dict[str, float], dict[str, ImageSimilarity]]:
+    for attacker in attackers.values():
+        attacker.net.eval()
+    correct = {name: 0 for name, a in attackers.items() if a.target != "image"}
+    similarity = {name: ImageSimilarity(tuple(test.images.shape[1:]), test.images.device) for name, a in attackers.items() if a.target == "image"}
+    deployed_preds, task_labels = [], []
+    for x, y_task, y_private in tqdm(test.batches(batch_size, names), desc="attack: test", leave=False, disable=None):
+        z = release(x)
+        targets = _targets(x, y_task, y_private)
+        deployed_preds.append(method.serve(z).argmax(1))
+        task_labels.append(y_task)
+        for name, attacker in attackers.items():
+            out = attacker.net(z)
+            if attacker.target == "image":
+                similarity[name].update(out.clamp(0, 1), x)
+            else:
+                correct[name] += (out.argmax(1) == targets[attacker.target]).sum().item()
+    preds, labels = torch.cat(deployed_preds), torch.cat(task_labels)
+    metrics = {
+        "utility/acc": (preds == labels).float().mean().item(),
+        "utility/mcc": matthews(preds, labels, task_classes),
+    }
+    for name, count in correct.items():
+        metrics[name] = count / len(test)
+    return metrics, similarity
+
+
+def summarise(raw: dict[str, float], similarity: dict[str, ImageSimilarity], private: torch.Tensor) -> tuple[dict[str, float], str]:
+    """The DESIGN.md metric keys; returns them and the decoder with the best SSIM."""
+    metrics = {"utility/acc": raw["utility/acc"], "utility/mcc": raw["utility/mcc"], "utility/acc_retrained": raw["utility/retrained"]}
+    leak = {name.removeprefix("leak/"): value for name, value in raw.items() if name.startswith("leak/")}
+    metrics.update({f"privacy/leak_acc/{name}": value for name, value in leak.items()})
+    metrics["privacy/leak_acc"] = max(leak.values())
+    metrics["privacy/leak_chance"] = torch.bincount(private).max().item() / len(private)
+    metrics["privacy/delta"] = metrics["utility/acc"] - metrics["privacy/leak_acc"]
+    per_decoder = {name.removeprefix("recon/"): sim.compute() for name, sim in similarity.items()}
+    for metric, higher in HIGHER_IS_BETTER.items():
+        values = {decoder: v[metric] for decoder, v in per_decoder.items() if metric in v}
+        if not values:
+            continue
+        metrics.update({f"recon/{metric}/{decoder}": value for decoder, value in values.items()})
+        metrics[f"recon/{metric}"] = max(values.values()) if higher else min(values.values())
+    strongest = max(per_decoder, key=lambda d: per_decoder[d].get("ssim", float("-inf")))
+    return metrics, strongest
+
+
+def run_attack_suite(
+    method: Method,
+    attacker_data: TensorSplit,
+    test: TensorSplit,
+    names: tuple[str, str],
+    cfg: AttackConfig,
+    classes: tuple[int, int],
+    seed: int,
+) -> AttackReport:
+    """Freeze `method`, train the suite on `attacker_data`, evaluate on `test`."""
+    method.eval()
+    method.requires_grad_(False)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    attackers = build_attackers(method, cfg, *classes)
+    for attacker in attackers.values():
+        attacker.net.to(test.images.device)
+    train_attackers(method.release, attackers, attacker_data, names, cfg, generator)
+    raw, similarity = evaluate(method, method.release, attackers, test, names, classes[0], cfg.batch_size)
+    metrics, strongest = summarise(raw, similarity, test.labels[names[1]])
+    originals = test.images[: cfg.gallery].float() / 255
+    with torch.no_grad():
+        reconstructions = attackers[f"recon/{strongest}"].net(method.release(originals)).clamp(0, 1)
+    return AttackReport(metrics, originals.cpu(), reconstructions.cpu())

@@ -1,0 +1,69 @@
+"""What one trial needs, as pydantic models validated once at the edge.
+
+The sweep spec (`sweeps/spec.py`) extends `TrialConfig` with the sweep-only sections.
+Every model forbids unknown fields, so a typo fails validation naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetConfig(Strict):
+    name: str
+    task: str = Field(description="attribute the deployed server predicts")
+    private: str = Field(description="attribute the adversary tries to leak")
+    train_size: int | None = Field(None, ge=1, description="first N of a fixed shuffle of the train split; null = all")
+    test_size: int | None = Field(None, ge=1, description="first N of a fixed shuffle of the test split; null = all")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="held out of train for per-epoch validation")
+    root: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelConfig(Strict):
+    backbone: str = "small_cnn"
+    split: int | str = 2
+    stem: Literal["cifar", "imagenet"] | None = None
+
+    @field_validator("split")
+    @classmethod
+    def _as_text(cls, value: int | str) -> str:
+        return str(value)
+
+    def backbone_options(self) -> dict[str, Any]:
+        return {"stem": self.stem} if self.stem else {}
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class AttackConfig(Strict):
+    leakage: list[str] = Field(default_factory=lambda: ["server_arch", "mlp"], min_length=1)
+    reconstruction: list[str] = Field(default_factory=lambda: ["mirror", "fc"], min_length=1)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    attacker_split: Literal["train"] = Field("train", description="data the attackers train on; never test")
+    release_ratios: list[float] | None = Field(None, description="extra inference-time pruning ratios to attack at")
+    gallery: int = Field(8, ge=0, description="test images in reconstructions.png")
+
+
+class TrialConfig(Strict):
+    name: str = "trial"
+    method: str
+    dataset: DatasetConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    params: dict[str, Any] = Field(default_factory=dict)
+    attacks: AttackConfig = Field(default_factory=AttackConfig)

@@ -1,0 +1,149 @@
+"""The protocol every defense implements, and the pieces most of them share.
+
+A method owns its networks and optimizers. The trainer only calls `train_step` on batches
+of the train split; the attack suite only calls `release` on a frozen method; the deployed
+utility is `serve(release(x))`. Adding a method never touches either of them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+from torch.nn import functional as F
+
+from trainables.models import SplitArchitecture
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+@dataclass
+class MethodContext:
+    """What a method is built from: the split architecture, the label spaces, the optimiser lr."""
+
+    arch: SplitArchitecture
+    task_classes: int
+    private_classes: int
+    lr: float
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.arch.input_shape
+
+
+class Method(nn.Module, ABC):
+    """One defense. `Params` is its pydantic hyperparameter model (the tunable knobs)."""
+
+    Params: ClassVar[type[BaseModel]] = NoParams
+
+    def __init__(self, ctx: MethodContext, params: BaseModel):
+        super().__init__()
+        self.ctx = ctx
+        self.params = params
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+
+    @classmethod
+    def hyperparameters(cls) -> list[str]:
+        return [field.alias or name for name, field in cls.Params.model_fields.items()]
+
+    @abstractmethod
+    def train_step(self, x: torch.Tensor, y_task: torch.Tensor, y_private: torch.Tensor) -> dict[str, float]:
+        """One optimisation step on a train batch; returns `task_loss` and `adv_loss`."""
+
+    @abstractmethod
+    def release(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation z the client sends, with fresh defense randomness on every call."""
+
+    @abstractmethod
+    def serve(self, z: torch.Tensor) -> torch.Tensor:
+        """Task logits of the deployed server model."""
+
+    def proxy_leak(self, z: torch.Tensor) -> torch.Tensor | None:
+        """Private-attribute logits of the method's own proxy adversary, if it has one."""
+        return None
+
+    @abstractmethod
+    def client_network(self) -> nn.Module:
+        """Every module that is deployed on the client (for its size in MB)."""
+
+
+class _ScaledGradientReversal(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, weight: float) -> torch.Tensor:
+        ctx.weight = weight
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return -ctx.weight * grad, None
+
+
+def reverse_gradient(z: torch.Tensor, weight: float) -> torch.Tensor:
+    """Identity forward; backward multiplies the gradient by -weight (weight 0 detaches)."""
+    return z.detach() if weight == 0 else _ScaledGradientReversal.apply(z, weight)
+
+
+def adam(module: nn.Module, lr: float) -> torch.optim.Optimizer | None:
+    parameters = [p for p in module.parameters() if p.requires_grad]
+    return torch.optim.Adam(parameters, lr=lr) if parameters else None
+
+
+class AdversarialSplitMethod(Method):
+    """Client M1, deployed server M2 and a proxy adversary A (a copy of the server
+    architecture with the private head), each with its own Adam optimiser, trained by
+    Algorithm 1 of the Noisy ARL paper:
+
+        g_T = d L_t / d theta_T,  g_A = d L_leak / d theta_A,
+        g_O = d (L_t - adversary_weight * L_leak) / d theta_O,
+
+    computed in one backward pass through a scaled gradient-reversal layer in front of A,
+    and applied together. With `adversary_weight() == 0` the adversary only observes z
+    (a detached monitor that gives `val/proxy_leak_acc`), i.e. task-only training.
+    Subclasses define `obfuscate(x)`: what the client computes, randomness included.
+    """
+
+    def __init__(self, ctx: MethodContext, params: BaseModel):
+        super().__init__(ctx, params)
+        self.client = ctx.arch.client()
+        self.server = ctx.arch.server(ctx.task_classes)
+        self.adversary = ctx.arch.server(ctx.private_classes)
+        for name in ("client", "server", "adversary"):
+            optimizer = adam(getattr(self, name), ctx.lr)
+            if optimizer is not None:
+                self.optimizers[name] = optimizer
+
+    def adversary_weight(self) -> float:
+        return 0.0
+
+    @abstractmethod
+    def obfuscate(self, features: torch.Tensor) -> torch.Tensor:
+        """Turn the client's features into z (noise, pruning...)."""
+
+    def release(self, x: torch.Tensor) -> torch.Tensor:
+        return self.obfuscate(self.client(x))
+
+    def serve(self, z: torch.Tensor) -> torch.Tensor:
+        return self.server(z)
+
+    def proxy_leak(self, z: torch.Tensor) -> torch.Tensor:
+        return self.adversary(z)
+
+    def client_network(self) -> nn.Module:
+        return self.client
+
+    def train_step(self, x: torch.Tensor, y_task: torch.Tensor, y_private: torch.Tensor) -> dict[str, float]:
+        z = self.release(x)
+        task_loss = F.cross_entropy(self.server(z), y_task)
+        adv_loss = F.cross_entropy(self.adversary(reverse_gradient(z, self.adversary_weight())), y_private)
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        (task_loss + adv_loss).backward()
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+        return {"task_loss": task_loss.item(), "adv_loss": adv_loss.item()}

@@ -1,0 +1,13 @@
+"""`none`: traditional split inference. z is the client's features, unchanged; the proxy
+adversary only observes (it never shapes the client)."""
+
+from __future__ import annotations
+
+import torch
+
+from trainables.methods.base import AdversarialSplitMethod
+
+
+class NoDefense(AdversarialSplitMethod):
+    def obfuscate(self, features: torch.Tensor) -> torch.Tensor:
+        return features

@@ -1,0 +1,221 @@
+"""One configuration end to end: defense training on the train split, then the attack suite.
+
+`Trial` is resumable: `state_dict()` after any epoch holds the networks, the optimisers,
+the RNG state and the elapsed training time, so a checkpointed trial continues from its
+last epoch and ends with the same metrics as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from trainables.attacks.suite import AttackReport, check_attack_names, run_attack_suite
+from trainables.config import TrialConfig
+from trainables.data import Dataset, load_dataset
+from trainables.data.batches import TensorSplit
+from trainables.errors import InputError
+from trainables.methods import MethodContext, method_class
+from trainables.metrics import client_gflops, params_mb
+from trainables.models import SplitArchitecture
+
+# Subsets and the validation hold-out come from one fixed shuffle, the same for every
+# trial and seed, so all trials of a sweep see the same examples.
+DATA_SEED = 0
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("train.device: cuda was requested but no GPU is visible; use `auto` or `cpu`.")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class TrialData:
+    train: TensorSplit
+    val: TensorSplit
+    test: TensorSplit
+    names: tuple[str, str]  # (task attribute, private attribute)
+    classes: tuple[int, int]
+    image_shape: tuple[int, int, int]
+
+
+def check_attributes(dataset: Dataset, task: str, private: str) -> None:
+    for field_name, attribute in (("dataset.task", task), ("dataset.private", private)):
+        if attribute not in dataset.num_classes:
+            raise InputError(
+                f"{field_name}: dataset {dataset.name!r} has no attribute {attribute!r}; "
+                f"its attributes are {dataset.attribute_names}."
+            )
+
+
+def prepare_data(dataset: Dataset, config: TrialConfig, device: torch.device) -> TrialData:
+    cfg = config.dataset
+    check_attributes(dataset, cfg.task, cfg.private)
+    rng = np.random.default_rng(DATA_SEED)
+    train_order = rng.permutation(len(dataset.train))[: cfg.train_size]
+    test_order = np.sort(rng.permutation(len(dataset.test))[: cfg.test_size])
+    n_val = int(round(len(train_order) * cfg.val_fraction))
+    if len(train_order) - n_val < 1 or (cfg.val_fraction > 0 and n_val < 1):
+        raise InputError("dataset.train_size is too small for dataset.val_fraction; raise train_size.")
+    names = (cfg.task, cfg.private)
+    split = lambda s, idx: TensorSplit.from_split(s.subset(np.sort(idx)), list(names), device)  # noqa: E731
+    return TrialData(
+        train=split(dataset.train, train_order[n_val:]),
+        val=split(dataset.train, train_order[:n_val]),
+        test=split(dataset.test, test_order),
+        names=names,
+        classes=(dataset.num_classes[cfg.task], dataset.num_classes[cfg.private]),
+        image_shape=dataset.image_shape,
+    )
+
+
+def build_method(config: TrialConfig, image_shape: tuple[int, int, int], classes: tuple[int, int]):
+    cls = method_class(config.method)
+    params = validate_params(config.method, config.params)
+    arch = SplitArchitecture(config.model.backbone, config.model.split, image_shape, config.model.backbone_options())
+    return cls(MethodContext(arch, classes[0], classes[1], config.train.lr), params)
+
+
+def validate_params(method: str, params: dict):
+    from pydantic import ValidationError
+
+    cls = method_class(method)
+    try:
+        return cls.Params.model_validate(params)
+    except ValidationError as error:
+        problems = "; ".join(f"params.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise InputError(f"{problems} (method {method!r} takes {cls.hyperparameters()}).") from None
+
+
+def check_config(config: TrialConfig) -> None:
+    """Every registry key and hyperparameter of `config` is known and valid (no data needed)."""
+    from trainables.data import DATASETS
+    from trainables.models import check_split
+
+    if config.dataset.name not in DATASETS:
+        raise InputError(f"dataset.name: unknown dataset {config.dataset.name!r}; choose one of {sorted(DATASETS)}.")
+    validate_params(config.method, config.params)
+    check_split(config.model.backbone, config.model.split, config.model.backbone_options())
+    check_attack_names(config.attacks)
+
+
+class Trial:
+    def __init__(self, config: TrialConfig, dataset: Dataset | None = None):
+        self.config = config
+        check_config(config)
+        self.device = resolve_device(config.train.device)
+        dataset = dataset if dataset is not None else load_dataset(config.dataset.name, config.dataset.options, config.dataset.root)
+        self.data = prepare_data(dataset, config, self.device)
+        seed_everything(config.train.seed)
+        self.method = build_method(config, self.data.image_shape, self.data.classes).to(self.device)
+        self.epoch = 0
+        self.train_seconds = 0.0
+        self.history: list[dict[str, float]] = []
+
+    def _shuffle_generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + self.epoch)
+
+    def train_epoch(self) -> dict[str, float]:
+        start = time.perf_counter()
+        self.method.train()
+        batch_size = self.config.train.batch_size
+        sums = {"task_loss": 0.0, "adv_loss": 0.0}
+        steps = 0
+        batches = self.data.train.batches(batch_size, self.data.names, self._shuffle_generator())
+        desc = f"train epoch {self.epoch + 1}/{self.config.train.epochs}"
+        for x, y_task, y_private in tqdm(batches, total=self.data.train.num_batches(batch_size), desc=desc, leave=False, disable=None):
+            losses = self.method.train_step(x, y_task, y_private)
+            for key in sums:
+                sums[key] += losses[key]
+            steps += 1
+        if not all(np.isfinite(v) for v in sums.values()):
+            raise FloatingPointError(f"training diverged at epoch {self.epoch + 1}: losses {sums}")
+        self.epoch += 1
+        self.train_seconds += time.perf_counter() - start
+        metrics = {"train/task_loss": sums["task_loss"] / steps, "train/adv_loss": sums["adv_loss"] / steps}
+        metrics.update(self.validate())
+        self.history.append(metrics)
+        return metrics
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        if len(self.data.val) == 0:
+            return {}
+        self.method.eval()
+        utility, leak = 0, None
+        for x, y_task, y_private in self.data.val.batches(self.config.attacks.batch_size, self.data.names):
+            z = self.method.release(x)
+            utility += (self.method.serve(z).argmax(1) == y_task).sum().item()
+            proxy = self.method.proxy_leak(z)
+            if proxy is not None:
+                leak = (leak or 0) + (proxy.argmax(1) == y_private).sum().item()
+        metrics = {"val/utility_acc": utility / len(self.data.val)}
+        if leak is not None:
+            metrics["val/proxy_leak_acc"] = leak / len(self.data.val)
+        return metrics
+
+    def attack(self) -> tuple[dict[str, float], AttackReport]:
+        start = time.perf_counter()
+        report = run_attack_suite(
+            self.method, self.data.train, self.data.test, self.data.names, self.config.attacks,
+            self.data.classes, seed=self.config.train.seed + 1,
+        )
+        metrics = dict(report.metrics)
+        metrics["client/gflops"] = client_gflops(self.method.release, self.data.image_shape, self.device)
+        metrics["client/params_mb"] = params_mb(self.method.client_network())
+        metrics["time/train_s"] = self.train_seconds
+        metrics["time/attack_s"] = time.perf_counter() - start
+        return metrics, report
+
+    def run(self, on_epoch: EpochCallback | None = None) -> tuple[dict[str, float], AttackReport]:
+        while self.epoch < self.config.train.epochs:
+            metrics = self.train_epoch()
+            if on_epoch is not None:
+                on_epoch(self.epoch, metrics)
+        return self.attack()
+
+    def state_dict(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "train_seconds": self.train_seconds,
+            "history": self.history,
+            "method": self.method.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.method.optimizers.items()},
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = state["epoch"]
+        self.train_seconds = state["train_seconds"]
+        self.history = list(state["history"])
+        self.method.load_state_dict(state["method"])
+        for name, optimizer in self.method.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+    def save(self, path: Path) -> None:
+        torch.save(self.state_dict(), path)
+
+    def restore(self, path: Path) -> None:
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
