@@ -54,9 +54,12 @@ def cmd_validate(args) -> int:
 
     spec = load_spec(args.spec, args.set, args.smoke)
     resolved = spec.model_dump(mode="json", by_alias=True)
-    resolved["search_space"] = {path: {d.kind: list(d.values)} for path, d in spec.space().items()}
+    space = spec.space()
+    resolved["search_space"] = {
+        (f"{method}:{path}" if method else path): {d.kind: list(d.values)} for method, path, d in space.items()
+    }
     print(yaml.safe_dump(resolved, sort_keys=False), end="")
-    print(f"# valid: {args.spec} ({len(resolved['search_space'])} swept hyperparameters)", file=sys.stderr)
+    print(f"# valid: {args.spec} ({len(space)} swept hyperparameters)", file=sys.stderr)
     return 0
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from trainables.config import set_path
 from trainables.errors import InputError
 
 
@@ -32,17 +33,6 @@ def check_path(schema: type[BaseModel], path: str) -> None:
             raise InputError(f"{path}: no such field; {where} has fields {sorted(model.model_fields)}.")
         walked.append(part)
         model = _model_in(model.model_fields[part].annotation)
-
-
-def set_path(raw: dict, path: str, value: Any) -> None:
-    node = raw
-    parts = path.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
-    node[parts[-1]] = value
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:

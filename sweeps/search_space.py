@@ -46,19 +46,61 @@ def normalise_path(key: str) -> str:
     return key if "." in key or key == "method" else f"params.{key}"
 
 
-def load_search_space(reference: str | dict | None) -> dict[str, Domain]:
-    """A search space from `search_spaces/<name>.yaml` or an inline mapping."""
-    if reference is None:
-        return {}
-    if isinstance(reference, str):
-        path = SEARCH_SPACE_DIR / f"{reference}.yaml"
-        if not path.exists():
-            available = sorted(p.stem for p in SEARCH_SPACE_DIR.glob("*.yaml"))
-            raise InputError(f"search_space: no file {path}; use one of {available} or an inline mapping.")
-        try:
-            reference = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise InputError(f"{path}: not valid YAML ({error}).") from None
-    if not isinstance(reference, dict):
+@dataclass(frozen=True)
+class SearchSpace:
+    """Domains sampled for every trial, plus domains sampled only when `method` takes a value."""
+
+    common: dict[str, Domain]
+    by_method: dict[str, dict[str, Domain]]
+
+    def __len__(self) -> int:
+        return len(self.common) + sum(len(d) for d in self.by_method.values())
+
+    def items(self):
+        """(method or None, path, domain) for every domain."""
+        for path, domain in self.common.items():
+            yield None, path, domain
+        for method, domains in self.by_method.items():
+            for path, domain in domains.items():
+                yield method, path, domain
+
+
+def _read_space_file(reference: str) -> dict:
+    path = SEARCH_SPACE_DIR / f"{reference}.yaml"
+    if not path.exists():
+        available = sorted(p.stem for p in SEARCH_SPACE_DIR.glob("*.yaml"))
+        raise InputError(f"search_space: no file {path}; use one of {available} or an inline mapping.")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: not valid YAML ({error}).") from None
+
+
+def _domains(reference: str | dict) -> dict[str, Domain]:
+    mapping = _read_space_file(reference) if isinstance(reference, str) else reference
+    if not isinstance(mapping, dict):
         raise InputError("search_space: must be a file name or a mapping of hyperparameter -> domain.")
-    return {normalise_path(str(key)): parse_domain(normalise_path(str(key)), value) for key, value in reference.items()}
+    return {normalise_path(str(key)): parse_domain(normalise_path(str(key)), value) for key, value in mapping.items()}
+
+
+def load_search_space(reference: str | dict | None) -> SearchSpace:
+    """A search space from `search_spaces/<name>.yaml` or an inline mapping.
+
+    An inline mapping may hold `by_method: {method: <file name or mapping>}`: those domains
+    are sampled only in trials whose `method` (itself a `choice`) takes that value.
+    """
+    if reference is None:
+        return SearchSpace({}, {})
+    if isinstance(reference, dict) and "by_method" in reference:
+        reference = dict(reference)
+        by_method = reference.pop("by_method") or {}
+        if not isinstance(by_method, dict):
+            raise InputError("search_space.by_method: must map method names to search spaces.")
+        common = _domains(reference)
+        if "method" not in common or common["method"].kind != "choice":
+            raise InputError("search_space.by_method needs `method: {choice: [...]}` in the same search space.")
+        unknown = sorted(set(by_method) - set(common["method"].values))
+        if unknown:
+            raise InputError(f"search_space.by_method: {unknown} are not among the method choices {list(common['method'].values)}.")
+        return SearchSpace(common, {m: _domains(space) for m, space in by_method.items()})
+    return SearchSpace(_domains(reference), {})

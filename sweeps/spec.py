@@ -9,9 +9,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError
 
-from sweeps.overrides import apply_overrides, set_path
-from sweeps.search_space import Domain, load_search_space
-from trainables.config import Strict, TrialConfig
+from sweeps.overrides import apply_overrides, check_path
+from sweeps.search_space import SearchSpace, load_search_space
+from trainables.config import Strict, TrialConfig, with_assignment
 from trainables.errors import InputError
 from trainables.trial import check_config
 
@@ -53,15 +53,16 @@ class SweepSpec(TrialConfig):
     def experiment(self) -> str:
         return self.tracking.experiment or self.name
 
-    def space(self) -> dict[str, Domain]:
+    def space(self) -> SearchSpace:
         return load_search_space(self.search_space)
+
+    def base_config(self) -> dict:
+        """The trial part of the spec as a plain mapping (what every trial starts from)."""
+        return self.model_dump(mode="json", by_alias=True, include=set(TrialConfig.model_fields))
 
     def trial_config(self, assignment: dict[str, Any] | None = None) -> TrialConfig:
         """The trial config of this spec with a sampled `assignment` (dotted path -> value) applied."""
-        raw = self.model_dump(by_alias=True, include=set(TrialConfig.model_fields))
-        for path, value in (assignment or {}).items():
-            set_path(raw, path, value)
-        config = validated(TrialConfig, raw)
+        config = validated(TrialConfig, with_assignment(self.base_config(), assignment or {}))
         check_config(config)
         return config
 
@@ -124,14 +125,13 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, smoke: bool 
 
 def check_space(spec: SweepSpec) -> None:
     """Every bound and choice of the search space must give a valid trial config."""
-    from sweeps.overrides import check_path
-
     spec.trial_config()
-    space = spec.space()
-    for path, domain in space.items():
+    for method, path, domain in spec.space().items():
         check_path(SweepSpec, path)
+        context = {"method": method} if method else {}
         for value in domain.values:
             try:
-                spec.trial_config({path: value})
+                spec.trial_config({**context, path: value})
             except InputError as error:
-                raise InputError(f"search_space.{path}: value {value!r} is invalid: {error}") from None
+                where = f"search_space.by_method.{method}.{path}" if method else f"search_space.{path}"
+                raise InputError(f"{where}: value {value!r} is invalid: {error}") from None

@@ -6,6 +6,7 @@ Every model forbids unknown fields, so a typo fails validation naming the field.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -67,3 +68,35 @@ class TrialConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     params: dict[str, Any] = Field(default_factory=dict)
     attacks: AttackConfig = Field(default_factory=AttackConfig)
+
+
+def set_path(raw: dict, path: str, value: Any) -> None:
+    """Set `raw[a][b][c] = value` for the dotted path `a.b.c`, creating mappings on the way."""
+    node = raw
+    parts = path.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[parts[-1]] = value
+
+
+# The Optuna study names a conditional domain `<method>:<path>`; its value is also sampled
+# under the plain path, which is the one applied.
+CONDITIONAL_SEPARATOR = ":"
+
+
+def with_assignment(base: dict, assignment: dict[str, Any]) -> dict:
+    """A raw trial config with sampled values (dotted path -> value) applied.
+
+    When the sampled `method` differs from the base one, the base `params` belong to the
+    other method and are dropped: the chosen method's params come from the assignment.
+    """
+    raw = copy.deepcopy(base)
+    if "method" in assignment and assignment["method"] != raw.get("method"):
+        raw["params"] = {}
+    for path, value in assignment.items():
+        if CONDITIONAL_SEPARATOR not in path:
+            set_path(raw, path, value)
+    return raw

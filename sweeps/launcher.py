@@ -1,0 +1,232 @@
+"""`python -m sweeps run`: a Ray Tune experiment whose trials are the trial engine.
+
+A launch lives in `<home>/ray_results/<experiment>/<launch>/` with a `launch.json` that
+names its MLflow parent run and Optuna study; `--resume` continues the newest unfinished
+launch of the experiment (same folder, parent run and study); without `--resume` every
+run is a new launch in a new folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sweeps.search_space import SearchSpace
+from sweeps.spec import SweepSpec, load_spec
+from trainables.errors import InputError
+from trainables.tracking import home
+
+log = logging.getLogger(__name__)
+
+# Snapshot Tune's experiment state every second (default: 10 s or more), so a driver killed
+# with SIGKILL resumes with at most a second of trial bookkeeping lost.
+EXPERIMENT_SNAPSHOT_S = "1"
+
+
+@dataclass
+class Launch:
+    launch: str
+    experiment: str
+    experiment_id: str
+    tracking_uri: str
+    parent_run_id: str
+    study: str
+    spec: dict
+    status: str = "running"
+
+    @property
+    def folder(self) -> Path:
+        return home() / "ray_results" / self.experiment / self.launch
+
+    def save(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "launch.json").write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def latest_unfinished(cls, experiment: str) -> Launch:
+        root = home() / "ray_results" / experiment
+        launches = sorted(root.glob("*/launch.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for path in launches:
+            launch = cls(**json.loads(path.read_text()))
+            if launch.status != "finished":
+                return launch
+        raise InputError(f"--resume: no unfinished launch of experiment {experiment!r} under {root}; run without --resume.")
+
+
+def fixed_by_overrides(space: SearchSpace, overrides: list[str]) -> SearchSpace:
+    """`--set params.sigma=2` fixes sigma: it leaves the search space."""
+    fixed = {text.partition("=")[0].strip() for text in overrides}
+    for path in sorted(fixed & set(space.common)):
+        log.info("%s is fixed by --set and no longer swept", path)
+    return SearchSpace({p: d for p, d in space.common.items() if p not in fixed}, space.by_method)
+
+
+def check_objectives(spec: SweepSpec) -> None:
+    from trainables.metric_keys import unknown_metric_reason
+
+    config = spec.trial_config()
+    for index, objective in enumerate(spec.objectives):
+        reason = unknown_metric_reason(objective.metric, config)
+        if reason:
+            raise InputError(f"objectives[{index}].metric: {reason}.")
+
+
+def init_ray(spec: SweepSpec) -> None:
+    import ray
+
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_SNAPSHOT_S)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if not ray.is_initialized():
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if spec.resources.gpu > 0 and ray.cluster_resources().get("GPU", 0) == 0:
+        raise InputError(
+            f"resources.gpu: {spec.resources.gpu} GPU per trial requested but this Ray cluster has no GPU; "
+            "set resources.gpu=0 (`--set resources.gpu=0`) or submit to a cluster with GPU workers."
+        )
+    available = ray.cluster_resources().get("CPU", 0)
+    if spec.resources.cpu > available:
+        raise InputError(f"resources.cpu: {spec.resources.cpu} CPUs per trial requested but the cluster has {available:g}.")
+
+
+def load_sweep_data(spec: SweepSpec):
+    """Decode (or memory-map) the dataset once per launch and check the attributes exist."""
+    from trainables.data import load_dataset
+    from trainables.models import SplitArchitecture
+    from trainables.trial import check_attributes
+
+    dataset = load_dataset(spec.dataset.name, spec.dataset.options, spec.dataset.root)
+    check_attributes(dataset, spec.dataset.task, spec.dataset.private)
+    SplitArchitecture(spec.model.backbone, spec.model.split, dataset.image_shape, spec.model.backbone_options())
+    return dataset
+
+
+def build_tuner(spec: SweepSpec, space: SearchSpace, launch: Launch, dataset, num_samples: int, resume: bool):
+    from ray import tune
+
+    from sweeps.progress import SweepProgress
+    from sweeps.search import build_searcher
+    from trainables.tune_trainable import SweepContext, run_sweep_trial
+
+    context = SweepContext(
+        base_config=spec.base_config(),
+        objectives=tuple(o.metric for o in spec.objectives),
+        tracking_uri=launch.tracking_uri,
+        experiment_id=launch.experiment_id,
+        parent_run_id=launch.parent_run_id,
+        launch=launch.launch,
+        threads=max(1, int(spec.resources.cpu)),
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(run_sweep_trial, dataset=dataset, context=context),
+        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+    )
+    progress = SweepProgress(num_samples, spec.search.max_concurrent, [(o.metric, o.mode) for o in spec.objectives])
+    run_config = tune.RunConfig(
+        name=launch.launch,
+        storage_path=str(launch.folder.parent),
+        failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=[progress],
+        verbose=0,
+    )
+    if resume and tune.Tuner.can_restore(str(launch.folder)):
+        tuner = tune.Tuner.restore(str(launch.folder), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
+        return tuner, progress
+    searcher = build_searcher(spec, space, optuna_storage(), launch.study)
+    tune_config = tune.TuneConfig(search_alg=searcher, num_samples=num_samples, max_concurrent_trials=spec.search.max_concurrent)
+    return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config), progress
+
+
+def optuna_storage() -> str:
+    return f"sqlite:///{home() / 'optuna.db'}"
+
+
+def new_launch(spec: SweepSpec) -> Launch:
+    from sweeps.tracking import experiment_id, start_parent_run, tracking_uri
+
+    uri = tracking_uri(spec)
+    experiment = experiment_id(uri, spec.experiment)
+    name = time.strftime("%Y-%m-%d_%H-%M-%S") + "_" + uuid.uuid4().hex[:6]
+    parent = start_parent_run(uri, experiment, spec, name)
+    launch = Launch(name, spec.experiment, experiment, uri, parent, f"{spec.experiment}/{name}", spec.model_dump(mode="json", by_alias=True))
+    launch.save()
+    return launch
+
+
+def summarise(results, spec: SweepSpec, launch: Launch, wall_s: float) -> dict[str, float]:
+    from trainables.tune_trainable import FINAL_KEY
+
+    finished = [r for r in results if r.error is None and r.metrics and r.metrics.get(FINAL_KEY)]
+    failed = [r for r in results if r.error is not None]
+    compute_s = sum(r.metrics.get("time_total_s", 0.0) for r in finished)
+    concurrency = min(spec.search.max_concurrent, max(len(finished), 1))
+    overhead = wall_s / (compute_s / concurrency) if compute_s else math.nan
+    print(f"\n{len(finished)} trial(s) finished, {len(failed)} failed in {wall_s:.0f} s "
+          f"(overhead: wall / (trial time / concurrency) = {overhead:.2f})", file=sys.stderr)
+    print_front(launch, spec)
+    return {"sweep/finished": len(finished), "sweep/failed": len(failed), "sweep/wall_s": wall_s, "sweep/overhead": overhead}
+
+
+def print_front(launch: Launch, spec: SweepSpec) -> None:
+    command = f"python -m analysis pareto --experiment {launch.experiment} --tracking-uri {launch.tracking_uri}"
+    try:
+        from analysis import front_summary, load_runs
+
+        table = load_runs(launch.experiment, tracking_uri=launch.tracking_uri, launch=launch.launch)
+        print(front_summary(table, [(o.metric, o.mode) for o in spec.objectives]), file=sys.stderr)
+    except Exception as error:  # the summary is a convenience; the sweep's results are safe in MLflow
+        log.warning("could not summarise the front: %s", error)
+    print(f"MLflow: {launch.tracking_uri} (experiment {launch.experiment!r}); UI: python -m sweeps ui", file=sys.stderr)
+    print(f"Plot the front: {command}", file=sys.stderr)
+
+
+def launch(args) -> int:
+    from sweeps.tracking import end_parent_run, reopen_parent_run
+
+    overrides = list(args.set) + ([f"search.num_samples={args.num_samples}"] if args.num_samples else [])
+    spec = load_spec(args.spec, overrides, args.smoke)
+    space = fixed_by_overrides(spec.space(), args.set)
+    check_objectives(spec)
+    num_samples = spec.search.num_samples
+    if spec.search.sampler == "grid":
+        from sweeps.search import grid_size
+
+        num_samples = min(num_samples, grid_size(space))
+    if args.resume:
+        current = Launch.latest_unfinished(spec.experiment)
+        reopen_parent_run(current.tracking_uri, current.parent_run_id)
+    else:
+        from sweeps.tracking import experiment_id, tracking_uri
+
+        experiment_id(tracking_uri(spec), spec.experiment)  # a dead remote server fails here, before Ray starts
+    dataset = load_sweep_data(spec)
+    init_ray(spec)
+    current = current if args.resume else new_launch(spec)
+    print(f"launch {current.launch}: {num_samples} trial(s), {spec.search.max_concurrent} at a time, "
+          f"folder {current.folder}", file=sys.stderr)
+    tuner, _ = build_tuner(spec, space, current, dataset, num_samples, args.resume)
+    start = time.monotonic()
+    status = "FAILED"
+    try:
+        results = tuner.fit()
+        metrics = summarise(results, spec, current, time.monotonic() - start)
+        status = "FINISHED"
+        current.status = "finished"
+        current.save()
+        return 0 if metrics["sweep/finished"] > 0 else 1
+    except KeyboardInterrupt:
+        status = "KILLED"
+        print(f"interrupted: continue with `python -m sweeps run {args.spec} --resume`", file=sys.stderr)
+        return 130
+    finally:
+        end_parent_run(current.tracking_uri, current.parent_run_id, status, locals().get("metrics", {}))

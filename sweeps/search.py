@@ -1,0 +1,129 @@
+"""Optuna through Ray Tune: samplers, the define-by-run space, honest trial outcomes.
+
+- Samplers (`search.sampler`): nsga2, tpe, random, gp (Optuna's), grid (exhaustive over
+  `choice`/`int` domains); all seeded by `search.seed`.
+- NSGA-II's population is min(50, max(4, num_samples // 3)) so small sweeps still evolve.
+- The study lives in `optuna.db` beside the MLflow db, named `<experiment>/<launch>`, so a
+  resumed launch continues the same study.
+- Only a trial's final report is told to Optuna as COMPLETE. A trial that errored is told
+  FAIL; one that ended without its final report (stopped early) PRUNED; a final report
+  with a missing or non-finite objective FAIL: never COMPLETE with partial values.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from ray.tune.search.optuna import OptunaSearch
+
+from sweeps.search_space import Domain, SearchSpace
+from sweeps.spec import SweepSpec
+from trainables.config import CONDITIONAL_SEPARATOR
+from trainables.errors import InputError
+from trainables.tune_trainable import FINAL_KEY
+
+log = logging.getLogger(__name__)
+
+
+
+def _nsga2(spec: SweepSpec, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    population = min(50, max(4, spec.search.num_samples // 3))
+    return optuna.samplers.NSGAIISampler(population_size=population, seed=spec.search.seed)
+
+
+def grid_values(space: SearchSpace) -> dict[str, list[Any]]:
+    if space.by_method:
+        raise InputError("search.sampler: grid cannot enumerate a by_method (conditional) search space; use random or nsga2.")
+    grid = {}
+    for _, path, domain in space.items():
+        if domain.kind == "choice":
+            grid[path] = list(domain.values)
+        elif domain.kind == "int":
+            grid[path] = list(range(domain.values[0], domain.values[1] + 1))
+        elif domain.kind != "fixed":
+            raise InputError(f"search_space.{path}: grid search needs `choice` or `int` domains, not `{domain.kind}`.")
+    return grid
+
+
+def _grid(spec: SweepSpec, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.GridSampler(grid_values(space), seed=spec.search.seed)
+
+
+SAMPLERS: dict[str, Callable[[SweepSpec, SearchSpace], optuna.samplers.BaseSampler]] = {
+    "nsga2": _nsga2,
+    "tpe": lambda spec, space: optuna.samplers.TPESampler(seed=spec.search.seed),
+    "random": lambda spec, space: optuna.samplers.RandomSampler(seed=spec.search.seed),
+    "gp": lambda spec, space: optuna.samplers.GPSampler(seed=spec.search.seed),
+    "grid": _grid,
+}
+
+
+def grid_size(space: SearchSpace) -> int:
+    return math.prod(len(values) for values in grid_values(space).values())
+
+
+def suggest(trial: optuna.Trial, name: str, domain: Domain) -> Any:
+    lo_hi = domain.values
+    if domain.kind == "uniform":
+        return trial.suggest_float(name, *lo_hi)
+    if domain.kind == "loguniform":
+        return trial.suggest_float(name, *lo_hi, log=True)
+    if domain.kind == "int":
+        return trial.suggest_int(name, *lo_hi)
+    if domain.kind == "choice":
+        return trial.suggest_categorical(name, list(domain.values))
+    return domain.values[0]
+
+
+class DefineByRun:
+    """The Optuna space; conditional domains are named `<method>:<path>` in the study.
+    A class, not a closure: Tune pickles the searcher into its experiment snapshots."""
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        assignment = {path: suggest(trial, path, domain) for path, domain in self.space.common.items()}
+        method = assignment.get("method")
+        for path, domain in self.space.by_method.get(method, {}).items():
+            assignment[path] = suggest(trial, f"{method}{CONDITIONAL_SEPARATOR}{path}", domain)
+        return assignment
+
+
+class HonestOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna COMPLETE only for final reports with every objective."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        values = None
+        if error:
+            state = optuna.trial.TrialState.FAIL
+        elif not result or not result.get(FINAL_KEY):
+            state = optuna.trial.TrialState.PRUNED
+        else:
+            values = [result.get(metric) for metric in self._metric]
+            if all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+                state = optuna.trial.TrialState.COMPLETE
+            else:
+                log.warning("trial %s ended without finite objectives %s: told FAIL", trial_id, dict(zip(self._metric, values, strict=True)))
+                state, values = optuna.trial.TrialState.FAIL, None
+        self._ot_study.tell(ot_trial, values, state=state)
+        self._completed_trials.add(trial_id)
+
+
+def build_searcher(spec: SweepSpec, space: SearchSpace, storage_url: str, study_name: str) -> HonestOptunaSearch:
+    storage = optuna.storages.RDBStorage(storage_url)
+    return HonestOptunaSearch(
+        space=DefineByRun(space),
+        metric=[o.metric for o in spec.objectives],
+        mode=[o.mode for o in spec.objectives],
+        sampler=SAMPLERS[spec.search.sampler](spec, space),
+        study_name=study_name,
+        storage=storage,
+    )

@@ -1,0 +1,33 @@
+"""The final metric keys a trial config produces (DESIGN.md), to check objectives up front."""
+
+from __future__ import annotations
+
+from trainables.config import TrialConfig
+from trainables.metrics import HIGHER_IS_BETTER, lpips_unavailable_reason
+
+BASE_KEYS = (
+    "utility/acc", "utility/acc_retrained", "utility/mcc",
+    "privacy/leak_acc", "privacy/leak_chance", "privacy/delta",
+    "client/gflops", "client/params_mb", "time/train_s", "time/attack_s",
+)
+PER_RATIO_PREFIXES = ("utility/", "privacy/", "recon/")
+
+
+def final_metric_keys(config: TrialConfig) -> set[str]:
+    keys = set(BASE_KEYS)
+    keys.update(f"privacy/leak_acc/{name}" for name in config.attacks.leakage)
+    recon_metrics = [m for m in HIGHER_IS_BETTER if m != "lpips" or lpips_unavailable_reason() is None]
+    for metric in recon_metrics:
+        keys.add(f"recon/{metric}")
+        keys.update(f"recon/{metric}/{decoder}" for decoder in config.attacks.reconstruction)
+    for ratio in config.attacks.release_ratios or []:
+        keys.update(f"{key}@R={ratio:g}" for key in list(keys) if key.startswith(PER_RATIO_PREFIXES))
+    return keys
+
+
+def unknown_metric_reason(metric: str, config: TrialConfig) -> str | None:
+    if metric in final_metric_keys(config):
+        return None
+    if metric.startswith("recon/lpips") and lpips_unavailable_reason():
+        return f"{metric} cannot be computed here: {lpips_unavailable_reason()}"
+    return f"{metric} is not a final metric of this spec; final metrics are {sorted(final_metric_keys(config))}"

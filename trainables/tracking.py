@@ -1,0 +1,145 @@
+"""MLflow from the trial's side: the store location, a retrying client, a trial's child run.
+
+Layout (DESIGN.md): one experiment per sweep name; one parent run per launch
+(`privsweep.role=sweep`); one child run per trial (`mlflow.parentRunId`,
+`privsweep.role=trial`, `privsweep.method`, `privsweep.launch`, `privsweep.trial_id`),
+params = the flattened trial config, metrics logged in batches, artifacts from the trial.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+T = TypeVar("T")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MAX_PARAM_LENGTH = 6000
+GREEK = {"sigma": "σ", "lambda": "λ", "lambda1": "λ1", "lambda2": "λ2", "rho": "ρ", "alpha": "α",
+         "epsilon": "ε", "mu1": "μ1", "mu2": "μ2", "pruning_ratio": "R"}
+
+
+def home() -> Path:
+    """`$PRIVSWEEP_HOME`, else the repository root: where mlflow.db, mlartifacts/ and ray_results/ live."""
+    return Path(os.environ.get("PRIVSWEEP_HOME", REPO_ROOT)).expanduser().resolve()
+
+
+def default_tracking_uri() -> str:
+    return f"sqlite:///{home() / 'mlflow.db'}"
+
+
+def default_artifact_root() -> str:
+    return (home() / "mlartifacts").as_uri()
+
+
+def with_retries(call: Callable[[], T], attempts: int = 8) -> T:
+    """SQLite allows one writer at a time; concurrent trials retry briefly on a locked db."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as error:  # MlflowException wraps sqlalchemy's OperationalError
+            if "locked" not in str(error).lower() or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{path}."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def run_name(method: str, assignment: Mapping[str, Any]) -> str:
+    """`noisy_arl σ=2.1 λ=0.01 split=3`: the method and its swept values."""
+    parts = [method]
+    for path, value in assignment.items():
+        if path == "method":
+            continue
+        name = path.rsplit(".", 1)[-1]
+        shown = f"{value:.3g}" if isinstance(value, float) else str(value)
+        parts.append(f"{GREEK.get(name, name)}={shown}")
+    return " ".join(parts)
+
+
+def to_metrics(values: Mapping[str, float], step: int) -> list[Metric]:
+    now = int(time.time() * 1000)
+    return [Metric(key, float(value), now, step) for key, value in values.items()]
+
+
+class TrialRun:
+    """The MLflow child run of one trial; reused when a trial is restarted or resumed."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client = client
+        self.run_id = run_id
+
+    @classmethod
+    def open(
+        cls,
+        tracking_uri: str,
+        experiment_id: str,
+        parent_run_id: str,
+        trial_id: str,
+        launch: str,
+        method: str,
+        name: str,
+        params: Mapping[str, Any],
+    ) -> TrialRun:
+        client = MlflowClient(tracking_uri)
+        query = f"tags.`privsweep.trial_id` = '{trial_id}' and tags.`privsweep.launch` = '{launch}'"
+        existing = with_retries(lambda: client.search_runs([experiment_id], query, max_results=1))
+        if existing:
+            run = cls(client, existing[0].info.run_id)
+            with_retries(lambda: client.update_run(run.run_id, status="RUNNING"))
+            return run
+        tags = {
+            "mlflow.parentRunId": parent_run_id,
+            "privsweep.role": "trial",
+            "privsweep.method": method,
+            "privsweep.launch": launch,
+            "privsweep.trial_id": trial_id,
+        }
+        created = with_retries(lambda: client.create_run(experiment_id, tags=tags, run_name=name))
+        run = cls(client, created.info.run_id)
+        run.log(params=params)
+        return run
+
+    def log(self, metrics: Mapping[str, float] | None = None, step: int = 0, params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None) -> None:
+        param_list = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in (params or {}).items()]
+        tag_list = [RunTag(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in (tags or {}).items()]
+        metric_list = to_metrics(metrics or {}, step)
+        for start in range(0, max(len(metric_list), len(param_list), len(tag_list), 1), 100):
+            with_retries(
+                lambda s=start: self.client.log_batch(
+                    self.run_id, metric_list[s : s + 100], param_list[s : s + 100], tag_list[s : s + 100]
+                )
+            )
+
+    def log_artifacts(self, folder: Path) -> None:
+        with_retries(lambda: self.client.log_artifacts(self.run_id, str(folder)))
+
+    def final_metrics(self) -> dict[str, float] | None:
+        """The final metrics if this run already finished (a trial restarted after its end)."""
+        run = with_retries(lambda: self.client.get_run(self.run_id))
+        if run.info.status != "FINISHED":
+            return None
+        return dict(run.data.metrics)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        with_retries(lambda: self.client.set_terminated(self.run_id, status))
+
+    def fail(self, error: BaseException) -> None:
+        self.log(tags={"privsweep.error": f"{type(error).__name__}: {error}"})
+        self.finish("FAILED")
