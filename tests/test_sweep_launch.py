@@ -1,0 +1,193 @@
+"""The sweep platform end to end: real Ray Tune, Optuna and MLflow on tiny synthetic data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+REPO = Path(__file__).resolve().parent.parent
+
+TINY_SPEC = {
+    "name": "tiny",
+    "method": "noisy_arl",
+    "dataset": {"name": "synthetic", "task": "shape", "private": "color",
+                "options": {"train_size": 320, "test_size": 96, "image_size": 16}},
+    "model": {"backbone": "small_cnn", "split": 2},
+    "train": {"epochs": 2, "batch_size": 64},
+    "params": {"sigma": 0.5, "lambda": 0.01},
+    "search_space": {"sigma": {"uniform": [0.1, 2.0]}},
+    "search": {"sampler": "random", "num_samples": 4, "max_concurrent": 2, "seed": 0},
+    "attacks": {"epochs": 1, "batch_size": 128, "gallery": 2},
+}
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "home"
+    folder.mkdir()
+    monkeypatch.setenv("PRIVSWEEP_HOME", str(folder))
+    monkeypatch.setenv("PRIVSWEEP_DATA", str(tmp_path / "data"))
+    return folder
+
+
+def write_spec(tmp_path: Path, name: str, **changes) -> Path:
+    spec = json.loads(json.dumps(TINY_SPEC))
+    spec["name"] = name
+    for key, value in changes.items():
+        spec[key] = value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def sweeps(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sweeps", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def client(home: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+
+
+def runs(home: Path, experiment: str, role: str):
+    c = client(home)
+    found = c.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    return [r for r in c.search_runs([found.experiment_id], max_results=1000) if r.data.tags.get("privsweep.role") == role]
+
+
+def study(home: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{home / 'optuna.db'}")
+
+
+def launch_record(home: Path, experiment: str) -> dict:
+    [path] = (home / "ray_results" / experiment).glob("*/launch.json")
+    return json.loads(path.read_text())
+
+
+def test_resume_after_sigkill_finishes_every_trial_once(home, tmp_path):
+    spec = write_spec(tmp_path, "resume", search={"sampler": "random", "num_samples": 6, "max_concurrent": 2, "seed": 0})
+    driver = subprocess.Popen([sys.executable, "-m", "sweeps", "run", str(spec)], cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            if len([r for r in runs(home, "resume", "trial") if r.info.status == "FINISHED"]) >= 2:
+                break
+            assert driver.poll() is None, driver.stderr.read()
+            time.sleep(0.5)
+        else:
+            pytest.fail("no trial finished in time")
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        driver.wait()
+    finished_before = {r.data.tags["privsweep.trial_id"] for r in runs(home, "resume", "trial") if r.info.status == "FINISHED"}
+    assert 2 <= len(finished_before) < 6
+
+    result = sweeps("run", str(spec), "--resume")
+    assert result.returncode == 0, result.stderr
+
+    children = runs(home, "resume", "trial")
+    finished = [r for r in children if r.info.status == "FINISHED"]
+    trial_ids = [r.data.tags["privsweep.trial_id"] for r in finished]
+    assert len(finished) == 6 and len(set(trial_ids)) == 6  # exactly one finished child per trial
+    assert finished_before <= set(trial_ids)
+    for run in finished:  # no trial trained twice: each epoch logged once
+        steps = [m.step for m in client(home).get_metric_history(run.info.run_id, "train/task_loss")]
+        assert sorted(steps) == [1, 2], (run.info.run_name, steps)
+    parents = runs(home, "resume", "sweep")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # the parent run is reused
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    record = launch_record(home, "resume")
+    assert record["status"] == "finished"
+    same_study = study(home, record["study"])
+    states = [t.state for t in same_study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 6
+
+
+def test_failing_trial_is_failed_everywhere_and_the_others_finish(home, tmp_path):
+    # alexnet collapses 16x16 images: a bad hyperparameter combination found only at trial time.
+    spec = write_spec(tmp_path, "failing", search_space={"model.backbone": {"choice": ["small_cnn", "alexnet"]}},
+                      model={"backbone": "small_cnn", "split": 1},
+                      search={"sampler": "grid", "num_samples": 2, "max_concurrent": 2, "seed": 0})
+    result = sweeps("run", str(spec))
+    assert result.returncode == 0, result.stderr
+    assert "1 failed" in result.stderr
+    children = {r.data.params["model.backbone"]: r for r in runs(home, "failing", "trial")}
+    assert children["small_cnn"].info.status == "FINISHED"
+    assert children["alexnet"].info.status == "FAILED"
+    assert "does not fit" in children["alexnet"].data.tags["privsweep.error"]
+    trials = study(home, launch_record(home, "failing")["study"]).trials
+    by_backbone = {t.params["model.backbone"]: t.state for t in trials}
+    assert by_backbone == {"small_cnn": optuna.trial.TrialState.COMPLETE, "alexnet": optuna.trial.TrialState.FAIL}
+
+
+def test_mlflow_layout_of_a_launch(home, tmp_path):
+    spec = write_spec(tmp_path, "layout")
+    result = sweeps("run", str(spec), "--num-samples", "2")
+    assert result.returncode == 0, result.stderr
+    [parent] = runs(home, "layout", "sweep")
+    children = runs(home, "layout", "trial")
+    assert len(children) == 2
+    assert json.loads(parent.data.tags["privsweep.objectives"])[0] == {"metric": "utility/acc", "mode": "max"}
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["privsweep.method"] == "noisy_arl"
+        assert child.info.run_name.startswith("noisy_arl σ=")
+        assert float(child.data.params["params.sigma"]) == pytest.approx(float(child.info.run_name.split("σ=")[1].split()[0]), rel=1e-2)
+        for key in ("utility/acc", "privacy/leak_acc", "recon/ssim", "client/gflops", "time/train_s"):
+            assert key in child.data.metrics
+        artifacts = {a.path for a in client(home).list_artifacts(child.info.run_id)}
+        assert {"reconstructions.png", "config.yaml", "client.pt"} <= artifacts
+    second = sweeps("run", str(spec), "--num-samples", "1")  # without --resume: a new, separate launch
+    assert second.returncode == 0, second.stderr
+    assert len(runs(home, "layout", "sweep")) == 2
+    assert len(list((home / "ray_results" / "layout").glob("*/launch.json"))) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"objectives": [{"metric": "utility/accuracy", "mode": "max"}]}, "objectives[0].metric"),
+        ({"resources": {"cpu": 1, "gpu": 1}}, "resources.gpu"),
+        ({"search": {"sampler": "bayes", "num_samples": 2}}, "search.sampler"),
+        ({"search_space": {"sigma": {"uniform": [2.0, 0.1]}}}, "search_space.params.sigma"),
+    ],
+)
+def test_bad_launch_input_exits_2_before_any_trial(home, tmp_path, change, field):
+    spec = write_spec(tmp_path, "bad", **change)
+    result = sweeps("run", str(spec))
+    assert result.returncode == 2, result.stderr
+    assert field in result.stderr and "Traceback" not in result.stderr
+    assert not (home / "ray_results").exists()
+    assert runs(home, "bad", "trial") == []
+
+
+def test_unreachable_tracking_server_exits_2(home, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once we leave: nothing answers there
+    spec = write_spec(tmp_path, "remote", tracking={"uri": f"http://127.0.0.1:{port}"})
+    result = sweeps("run", str(spec))
+    assert result.returncode == 2, result.stderr
+    assert "tracking.uri" in result.stderr and "Traceback" not in result.stderr
+    assert not (home / "ray_results").exists()
+
+
+@pytest.mark.parametrize("spec", sorted(p.name for p in (REPO / "sweeps").glob("*.yaml")))
+def test_every_shipped_spec_passes_run_smoke(home, spec, dataset_roots):
+    result = sweeps("run", f"sweeps/{spec}", "--smoke", *dataset_roots(spec))
+    assert result.returncode == 0, result.stderr[-3000:]
+    name = yaml.safe_load((REPO / "sweeps" / spec).read_text())["name"]
+    assert len([r for r in runs(home, name, "trial") if r.info.status == "FINISHED"]) == 2
