@@ -6,7 +6,15 @@ import inspect
 from collections.abc import Callable
 from pathlib import Path
 
-from trainables.data import colored_fashion_mnist, fashion_mnist, mnist, synthetic
+from trainables.data import (
+    celeba,
+    cifar10,
+    colored_fashion_mnist,
+    fairface,
+    fashion_mnist,
+    mnist,
+    synthetic,
+)
 from trainables.data.base import Dataset, Split
 from trainables.data.cache import cached
 from trainables.data.paths import cache_dir, data_root
@@ -17,6 +25,9 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "colored_fashion_mnist": colored_fashion_mnist.load,
     "mnist": mnist.load,
     "synthetic": synthetic.load,
+    "cifar10": cifar10.load,
+    "celeba": celeba.load,
+    "fairface": fairface.load,
 }
 
 

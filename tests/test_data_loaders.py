@@ -1,0 +1,295 @@
+"""cifar10, celeba and fairface loaders on small fixtures written in the real on-disk formats:
+Python-2-style CIFAR pickles, CelebA JPEGs + txt annotation files, FairFace JPEGs + CSVs.
+Every load goes through `load_dataset`, so through the Arrow cache as well."""
+
+from __future__ import annotations
+
+import csv
+import io
+import pickle
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trainables.data import DATASETS, load_dataset
+from trainables.data.cifar10 import LABEL_NAMES
+from trainables.errors import InputError
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    """An empty dataset root; $PRIVSWEEP_DATA (so the Arrow cache) points at a sibling folder."""
+    monkeypatch.setenv("PRIVSWEEP_DATA", str(tmp_path / "privsweep-data"))
+    folder = tmp_path / "root"
+    folder.mkdir()
+    return folder
+
+
+def test_registered():
+    assert {"cifar10", "celeba", "fairface"} <= set(DATASETS)
+
+
+# ---------------------------------------------------------------- CIFAR-10
+
+
+class Py2Pickler(pickle._Pickler):
+    """Writes bytes as Python 2 `str` (SHORT_BINSTRING/BINSTRING), as the official release has
+    them: keys, batch labels, file names and the ndarray's raw buffer."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_py2_str(self, obj: bytes) -> None:
+        n = len(obj)
+        if n < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", n) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_str
+
+
+def _dump(path: Path, entry: dict, py2: bool) -> None:
+    buffer = io.BytesIO()
+    if py2:
+        Py2Pickler(buffer, protocol=2).dump(entry)
+    else:  # a Python 3 re-pickle of what `pickle.load(f, encoding="bytes")` returns
+        pickle.dump(entry, buffer, protocol=4)
+    path.write_bytes(buffer.getvalue())
+
+
+PER_BATCH = 3
+# (batch, index in batch, row, column) -> RGB of one marked pixel
+MARKED = {("data_batch_2", 1, 5, 7): (200, 10, 30), ("test_batch", 0, 31, 0): (1, 2, 254)}
+
+
+def cifar_labels(batch: str) -> list[int]:
+    b = 6 if batch == "test_batch" else int(batch[-1])
+    return [(b * PER_BATCH + j) % 10 for j in range(PER_BATCH)]
+
+
+def write_cifar(root: Path, py2: bool = True) -> Path:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for batch in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (PER_BATCH, 3072), dtype=np.uint8)
+        for (name, k, y, x), rgb in MARKED.items():
+            if name == batch:
+                for c, value in enumerate(rgb):  # channel planes R, G, B, each 32x32 row-major
+                    data[k, c * 1024 + y * 32 + x] = value
+        entry = {
+            b"batch_label": f"{batch} fixture".encode(),
+            b"labels": cifar_labels(batch),
+            b"data": data,
+            b"filenames": [f"img_{batch}_{j}.png".encode() for j in range(PER_BATCH)],
+        }
+        _dump(folder / batch, entry, py2)
+    meta = {
+        b"num_cases_per_batch": PER_BATCH,
+        b"label_names": [n.encode() for n in LABEL_NAMES],
+        b"num_vis": 3072,
+    }
+    _dump(folder / "batches.meta", meta, py2)
+    return folder
+
+
+@pytest.mark.parametrize("py2", [True, False], ids=["py2-pickles", "py3-bytes-keys"])
+def test_cifar10_loads_official_layout(root, py2):
+    write_cifar(root, py2)
+    ds = load_dataset("cifar10", {"download": False}, root=root)
+    assert ds.train.images.shape == (5 * PER_BATCH, 3, 32, 32) and ds.train.images.dtype == np.uint8
+    assert ds.test.images.shape == (PER_BATCH, 3, 32, 32)
+    assert ds.num_classes == {"class": 10, "living": 2}
+    train_classes = sum((cifar_labels(f"data_batch_{i}") for i in range(1, 6)), [])
+    assert ds.train.attributes["class"].tolist() == train_classes
+    assert ds.test.attributes["class"].tolist() == cifar_labels("test_batch")
+    living = {"bird", "cat", "deer", "dog", "frog", "horse"}
+    for split in (ds.train, ds.test):
+        expected = [int(LABEL_NAMES[c] in living) for c in split.attributes["class"]]
+        assert split.attributes["living"].tolist() == expected
+    assert set(ds.train.attributes["living"].tolist()) == {0, 1}
+    # data_batch_2's second image is train index PER_BATCH + 1
+    assert ds.train.images[PER_BATCH + 1, :, 5, 7].tolist() == [200, 10, 30]
+    assert ds.test.images[0, :, 31, 0].tolist() == [1, 2, 254]
+
+
+def test_cifar10_missing_folder(root):
+    with pytest.raises(InputError, match="cifar-10-batches-py") as info:
+        load_dataset("cifar10", {"download": False}, root=root)
+    assert str(root / "cifar-10-batches-py") in str(info.value)
+    assert "cifar-10-python.tar.gz" in str(info.value)
+
+
+def test_cifar10_missing_batch(root):
+    (write_cifar(root) / "data_batch_3").unlink()
+    with pytest.raises(InputError, match="data_batch_3"):
+        load_dataset("cifar10", {"download": False}, root=root)
+
+
+def test_second_load_served_from_arrow_cache(root, tmp_path):
+    first = load_dataset("cifar10", {"download": False}, root=write_cifar(root).parent)
+    shutil.rmtree(root / "cifar-10-batches-py")
+    assert list((tmp_path / "privsweep-data" / "arrow-cache").glob("cifar10-*.train.arrow"))
+    second = load_dataset("cifar10", {"download": False}, root=root)
+    assert np.array_equal(first.train.images, second.train.images)
+    assert np.array_equal(first.test.attributes["living"], second.test.attributes["living"])
+    assert second.num_classes == first.num_classes
+
+
+# ---------------------------------------------------------------- CelebA
+
+CELEBA_ATTRIBUTES = (
+    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
+    "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee "
+    "Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard "
+    "Oval_Face Pale_Skin Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair Wavy_Hair "
+    "Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young"
+).split()
+# file -> (partition, face colour); 000004 is in the validation partition
+CELEBA_FILES = {
+    "000001.jpg": (0, (220, 40, 40)),
+    "000002.jpg": (0, (40, 220, 40)),
+    "000003.jpg": (0, (40, 40, 220)),
+    "000004.jpg": (1, (200, 200, 40)),
+    "000005.jpg": (2, (40, 200, 200)),
+    "000006.jpg": (2, (200, 40, 200)),
+}
+
+
+def write_celeba(root: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    folder = root / "celeba"
+    images = folder / "img_align_celeba"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    values = {name: rng.choice([-1, 1], size=len(CELEBA_ATTRIBUTES)) for name in CELEBA_FILES}
+    values["000005.jpg"][CELEBA_ATTRIBUTES.index("Male")] = 1
+    values["000006.jpg"][CELEBA_ATTRIBUTES.index("Male")] = -1
+    for name, (_, colour) in CELEBA_FILES.items():
+        pixels = np.empty((218, 178, 3), dtype=np.uint8)  # H x W of the aligned release
+        pixels[:] = colour
+        pixels[:20] = pixels[-20:] = (0, 0, 0)  # the rows the 178x178 centre crop drops
+        Image.fromarray(pixels).save(images / name, quality=95)
+    lines = [str(len(CELEBA_FILES)), " ".join(CELEBA_ATTRIBUTES) + " "]
+    lines += [f"{name} " + " ".join(f"{v:2d}" for v in row) for name, row in values.items()]
+    (folder / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
+    partition = [f"{name} {part}" for name, (part, _) in CELEBA_FILES.items()]
+    (folder / "list_eval_partition.txt").write_text("\n".join(partition) + "\n")
+    return folder, values
+
+
+def test_celeba_loads_official_layout(root):
+    _, values = write_celeba(root)
+    ds = load_dataset("celeba", {}, root=root)
+    assert ds.train.images.shape == (3, 3, 64, 64) and ds.train.images.dtype == np.uint8
+    assert ds.test.images.shape == (2, 3, 64, 64)
+    assert ds.num_classes == dict.fromkeys(CELEBA_ATTRIBUTES, 2)
+    splits = {"train": (ds.train, ["000001.jpg", "000002.jpg", "000003.jpg"]),
+              "test": (ds.test, ["000005.jpg", "000006.jpg"])}
+    for split, files in splits.values():
+        for i, name in enumerate(files):
+            for j, attribute in enumerate(CELEBA_ATTRIBUTES):
+                assert split.attributes[attribute][i] == (values[name][j] == 1), (name, attribute)
+            # colour survives JPEG + resize everywhere, corners included: the black bands were cropped
+            colour = np.array(CELEBA_FILES[name][1])
+            for y, x in ((0, 0), (0, 63), (32, 32), (63, 0), (63, 63)):
+                assert np.abs(split.images[i, :, y, x].astype(int) - colour).max() <= 12, (name, y, x)
+    assert ds.test.attributes["Male"].tolist() == [1, 0]
+
+
+def test_celeba_options(root):
+    write_celeba(root)
+    ds = load_dataset("celeba", {"image_size": 32, "limit": 2}, root=root)
+    assert ds.train.images.shape == (2, 3, 32, 32) and ds.test.images.shape == (2, 3, 32, 32)
+    assert np.abs(ds.train.images[1, :, 16, 16].astype(int) - (40, 220, 40)).max() <= 12
+    with pytest.raises(InputError, match="limit"):
+        load_dataset("celeba", {"limit": 0}, root=root)
+
+
+def test_celeba_missing_folder(root):
+    with pytest.raises(InputError) as info:
+        load_dataset("celeba", {}, root=root)
+    assert str(root / "celeba") in str(info.value) and "list_attr_celeba.txt" in str(info.value)
+
+
+def test_celeba_bad_attribute_value(root):
+    folder, _ = write_celeba(root)
+    path = folder / "list_attr_celeba.txt"
+    lines = path.read_text().splitlines()
+    fields = lines[4].split()  # 000003.jpg's row, file line 5
+    fields[3] = "0"
+    lines[4] = " ".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match="line 5"):
+        load_dataset("celeba", {}, root=root)
+
+
+# ---------------------------------------------------------------- FairFace
+
+# (file, age, gender, race, service_test, colour)
+FAIRFACE_ROWS = [
+    ("train/1.jpg", "50-59", "Male", "East Asian", "True", (230, 30, 30)),
+    ("train/2.jpg", "more than 70", "Female", "Middle Eastern", "False", (30, 230, 30)),
+    ("train/3.jpg", "0-2", "Female", "Latino_Hispanic", "True", (30, 30, 230)),
+    ("train/4.jpg", "20-29", "Male", "White", "False", (230, 230, 30)),
+    ("val/1.jpg", "3-9", "Male", "Southeast Asian", "False", (30, 230, 230)),
+    ("val/2.jpg", "60-69", "Female", "Black", "True", (230, 30, 230)),
+    ("val/3.jpg", "10-19", "Female", "Indian", "True", (128, 128, 128)),
+]
+
+
+def write_fairface(root: Path, rows=FAIRFACE_ROWS) -> Path:
+    folder = root / "fairface"
+    for split in ("train", "val"):
+        (folder / split).mkdir(parents=True)
+    for split, csv_name in (("train", "fairface_label_train.csv"), ("val", "fairface_label_val.csv")):
+        with open(folder / csv_name, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file", "age", "gender", "race", "service_test"])
+            writer.writerows(row[:5] for row in rows if row[0].startswith(split + "/"))
+    for row in rows:
+        pixels = np.empty((224, 224, 3), dtype=np.uint8)
+        pixels[:] = row[5]
+        Image.fromarray(pixels).save(folder / row[0], quality=95)
+    return folder
+
+
+def test_fairface_loads_official_layout(root):
+    write_fairface(root)
+    ds = load_dataset("fairface", {}, root=root)
+    assert ds.train.images.shape == (4, 3, 64, 64) and ds.train.images.dtype == np.uint8
+    assert ds.test.images.shape == (3, 3, 64, 64)
+    assert ds.num_classes == {"gender": 2, "race": 7, "age": 9}
+    # indices: gender Female 0 / Male 1; race and age in the documented order
+    assert ds.train.attributes["gender"].tolist() == [1, 0, 0, 1]
+    assert ds.train.attributes["race"].tolist() == [3, 6, 2, 0]
+    assert ds.train.attributes["age"].tolist() == [6, 8, 0, 3]
+    assert ds.test.attributes["gender"].tolist() == [1, 0, 0]
+    assert ds.test.attributes["race"].tolist() == [4, 1, 5]
+    assert ds.test.attributes["age"].tolist() == [1, 7, 2]
+    for split, rows in ((ds.train, FAIRFACE_ROWS[:4]), (ds.test, FAIRFACE_ROWS[4:])):
+        for i, row in enumerate(rows):
+            assert np.abs(split.images[i, :, 32, 32].astype(int) - row[5]).max() <= 8, row[0]
+    small = load_dataset("fairface", {"image_size": 16, "limit": 1}, root=root)
+    assert small.train.images.shape == (1, 3, 16, 16) and small.test.images.shape == (1, 3, 16, 16)
+    assert small.test.attributes["race"].tolist() == [4]
+
+
+def test_fairface_unknown_label(root):
+    rows = list(FAIRFACE_ROWS)
+    rows[5] = ("val/2.jpg", "60-69", "Female", "Martian", "True", (230, 30, 230))
+    folder = write_fairface(root, rows)
+    with pytest.raises(InputError, match="Martian") as info:
+        load_dataset("fairface", {}, root=root)
+    message = str(info.value)
+    assert str(folder / "fairface_label_val.csv") in message and "line 3" in message and "val/2.jpg" in message
+
+
+def test_fairface_missing_folder(root):
+    with pytest.raises(InputError) as info:
+        load_dataset("fairface", {}, root=root)
+    assert str(root / "fairface") in str(info.value) and "fairface_label_train.csv" in str(info.value)
