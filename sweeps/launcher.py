@@ -183,7 +183,7 @@ def print_front(launch: Launch, spec: SweepSpec) -> None:
         from analysis import front_summary, load_runs
 
         table = load_runs(launch.experiment, tracking_uri=launch.tracking_uri, launch=launch.launch)
-        print(front_summary(table, [(o.metric, o.mode) for o in spec.objectives]), file=sys.stderr)
+        print(front_summary(table, [(o.metric, o.mode) for o in spec.objectives], with_command=False), file=sys.stderr)
     except Exception as error:  # the summary is a convenience; the sweep's results are safe in MLflow
         log.warning("could not summarise the front: %s", error)
     print(f"MLflow: {launch.tracking_uri} (experiment {launch.experiment!r}); UI: python -m sweeps ui", file=sys.stderr)

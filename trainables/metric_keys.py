@@ -6,7 +6,7 @@ from trainables.config import TrialConfig
 from trainables.metrics import HIGHER_IS_BETTER, lpips_unavailable_reason
 
 BASE_KEYS = (
-    "utility/acc", "utility/acc_retrained", "utility/mcc",
+    "utility/acc", "utility/acc_retrained", "utility/mcc", "utility/chance",
     "privacy/leak_acc", "privacy/leak_chance", "privacy/delta",
     "client/gflops", "client/params_mb", "time/train_s", "time/attack_s",
 )

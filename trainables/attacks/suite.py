@@ -7,6 +7,12 @@ evaluated on the test split. Every batch is released afresh, so defense randomne
 (noise, random pruning) is redrawn at attack time and no attacker sees noise-free z.
 All attackers train together on the same stream of released batches (one release per
 batch, shared), each with its own Adam optimiser.
+
+`attacks.release_ratios`: a method with an inference-time pruning ratio (`at_release_ratio`)
+is also attacked at each listed ratio R, frozen as trained (no defense retraining): a fresh
+suite (same seed) is trained and evaluated on releases at R, and its metrics are added with
+the suffix `@R=<r>` (`privacy/leak_acc@R=0.5`). The unsuffixed metrics stay those at the
+trained ratio. A method without the knob and release_ratios set is an input error.
 """
 
 from __future__ import annotations
@@ -134,13 +140,20 @@ def evaluate(
     return metrics, similarity
 
 
-def summarise(raw: dict[str, float], similarity: dict[str, ImageSimilarity], private: torch.Tensor) -> tuple[dict[str, float], str]:
+def majority_rate(labels: torch.Tensor) -> float:
+    return torch.bincount(labels).max().item() / len(labels)
+
+
+def summarise(
+    raw: dict[str, float], similarity: dict[str, ImageSimilarity], task: torch.Tensor, private: torch.Tensor
+) -> tuple[dict[str, float], str]:
     """The DESIGN.md metric keys; returns them and the decoder with the best SSIM."""
     metrics = {"utility/acc": raw["utility/acc"], "utility/mcc": raw["utility/mcc"], "utility/acc_retrained": raw["utility/retrained"]}
     leak = {name.removeprefix("leak/"): value for name, value in raw.items() if name.startswith("leak/")}
     metrics.update({f"privacy/leak_acc/{name}": value for name, value in leak.items()})
     metrics["privacy/leak_acc"] = max(leak.values())
-    metrics["privacy/leak_chance"] = torch.bincount(private).max().item() / len(private)
+    metrics["privacy/leak_chance"] = majority_rate(private)
+    metrics["utility/chance"] = majority_rate(task)
     metrics["privacy/delta"] = metrics["utility/acc"] - metrics["privacy/leak_acc"]
     per_decoder = {name.removeprefix("recon/"): sim.compute() for name, sim in similarity.items()}
     for metric, higher in HIGHER_IS_BETTER.items():
@@ -153,6 +166,49 @@ def summarise(raw: dict[str, float], similarity: dict[str, ImageSimilarity], pri
     return metrics, strongest
 
 
+def ratio_suffix(ratio: float) -> str:
+    return f"@R={ratio:g}"
+
+
+def check_release_ratios(method_cls: type[Method], cfg: AttackConfig) -> None:
+    """`attacks.release_ratios` is only valid for a method with an inference-time ratio."""
+    if not cfg.release_ratios:
+        return
+    bad = [r for r in cfg.release_ratios if not 0 <= r < 1]
+    if bad:
+        raise InputError(f"attacks.release_ratios: pruning ratios must lie in [0, 1); got {bad}.")
+    if not method_cls.supports_release_ratio():
+        from trainables.methods import METHODS
+
+        able = sorted(name for name, cls in METHODS.items() if cls.supports_release_ratio())
+        raise InputError(
+            f"attacks.release_ratios: method {method_cls.__name__} has no inference-time pruning ratio, "
+            f"so it cannot be released at {cfg.release_ratios}; remove attacks.release_ratios (or set it "
+            f"to null), or use a method that has one: {able}."
+        )
+
+
+def _attack_once(
+    method: Method,
+    attacker_data: TensorSplit,
+    test: TensorSplit,
+    names: tuple[str, str],
+    cfg: AttackConfig,
+    classes: tuple[int, int],
+    seed: int,
+) -> tuple[dict[str, float], dict[str, Attacker], str]:
+    """Train a fresh suite on `method.release` as it is now and evaluate it."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    attackers = build_attackers(method, cfg, *classes)
+    for attacker in attackers.values():
+        attacker.net.to(test.images.device)
+    train_attackers(method.release, attackers, attacker_data, names, cfg, generator)
+    raw, similarity = evaluate(method, method.release, attackers, test, names, classes[0], cfg.batch_size)
+    metrics, strongest = summarise(raw, similarity, test.labels[names[0]], test.labels[names[1]])
+    return metrics, attackers, strongest
+
+
 def run_attack_suite(
     method: Method,
     attacker_data: TensorSplit,
@@ -162,18 +218,20 @@ def run_attack_suite(
     classes: tuple[int, int],
     seed: int,
 ) -> AttackReport:
-    """Freeze `method`, train the suite on `attacker_data`, evaluate on `test`."""
+    """Freeze `method`, train the suite on `attacker_data`, evaluate on `test`; again at each
+    of `cfg.release_ratios` (suffixed metrics)."""
+    check_release_ratios(type(method), cfg)
     method.eval()
     method.requires_grad_(False)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    attackers = build_attackers(method, cfg, *classes)
-    for attacker in attackers.values():
-        attacker.net.to(test.images.device)
-    train_attackers(method.release, attackers, attacker_data, names, cfg, generator)
-    raw, similarity = evaluate(method, method.release, attackers, test, names, classes[0], cfg.batch_size)
-    metrics, strongest = summarise(raw, similarity, test.labels[names[1]])
+    metrics, attackers, strongest = _attack_once(method, attacker_data, test, names, cfg, classes, seed)
     originals = test.images[: cfg.gallery].float() / 255
     with torch.no_grad():
         reconstructions = attackers[f"recon/{strongest}"].net(method.release(originals)).clamp(0, 1)
+    for ratio in cfg.release_ratios or []:
+        context = method.at_release_ratio(ratio)
+        if context is None:
+            raise InputError(f"attacks.release_ratios: {type(method).__name__} cannot be released at R={ratio}.")
+        with context:
+            at_ratio, _, _ = _attack_once(method, attacker_data, test, names, cfg, classes, seed)
+        metrics.update({f"{key}{ratio_suffix(ratio)}": value for key, value in at_ratio.items()})
     return AttackReport(metrics, originals.cpu(), reconstructions.cpu())

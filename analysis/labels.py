@@ -1,0 +1,83 @@
+"""Human words for metrics and params, shared by the plots, the gallery and the report."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pyarrow as pa
+
+from analysis.objectives import Objective
+from analysis.runs import RUN_COLUMNS
+
+METRIC_LABELS = {
+    "utility/acc": "Utility: task accuracy",
+    "utility/acc_retrained": "Utility: accuracy of a retrained server model",
+    "utility/mcc": "Utility: Matthews correlation",
+    "privacy/leak_acc": "Leakage: strongest attacker's accuracy on the private attribute",
+    "privacy/delta": "Δ = utility − leakage",
+    "recon/ssim": "Reconstruction SSIM (strongest decoder)",
+    "recon/ms_ssim": "Reconstruction MS-SSIM (strongest decoder)",
+    "recon/psnr": "Reconstruction PSNR, dB (strongest decoder)",
+    "recon/l1": "Reconstruction L1 error (strongest decoder)",
+    "recon/mse": "Reconstruction MSE (strongest decoder)",
+    "recon/lpips": "Reconstruction LPIPS (strongest decoder)",
+    "client/gflops": "Client GFLOPs per input",
+    "client/params_mb": "Client parameters, MB",
+    "time/train_s": "Training time, s",
+    "time/attack_s": "Attack time, s",
+}
+SHORT_METRIC = {"utility/acc": "acc", "privacy/leak_acc": "leak", "privacy/delta": "Δ", "recon/ssim": "SSIM",
+                "recon/psnr": "PSNR", "client/gflops": "GFLOPs"}
+SHORT_PARAM = {"sigma": "σ", "lambda": "λ", "lambda1": "λ1", "lambda2": "λ2", "rho": "ρ", "alpha": "α",
+               "epsilon": "ε", "mu1": "μ1", "mu2": "μ2", "pruning_ratio": "R"}
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric)
+
+
+def axis_label(objective: Objective, arrow: str = "") -> str:
+    """`Utility: task accuracy (utility/acc)` + a second line saying which way is better."""
+    better = "higher is better" if objective.maximise else "lower is better"
+    if objective.metric.startswith(("privacy/leak", "recon/")):
+        better += " (more private)"
+    return f"{metric_label(objective.metric)} ({objective.metric})\n{arrow}{better}"
+
+
+def short_metric(metric: str) -> str:
+    return SHORT_METRIC.get(metric, metric.rsplit("/", 1)[-1])
+
+
+def param_columns(table: pa.Table) -> list[str]:
+    """Param columns: not a run column, and no `/` (metric keys have one, param keys never)."""
+    return [c for c in table.column_names if c not in RUN_COLUMNS and "/" not in c]
+
+
+def swept_params(table: pa.Table) -> list[str]:
+    """Params that vary across the table (the swept hyperparameters), method params first."""
+    swept = []
+    columns = param_columns(table)
+    for column in [c for c in columns if c.startswith("params.")] + [c for c in columns if not c.startswith("params.")]:
+        values = {repr(v) for v in table.column(column).to_pylist() if v is not None}
+        if len(values) > 1:
+            swept.append(column)
+    return swept
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.3g}"
+    return str(value)
+
+
+def describe_params(row: dict[str, Any], columns: list[str]) -> str:
+    """`σ=2 λ=0.1 split=3` for the row's non-null values of `columns`."""
+    parts = []
+    for column in columns:
+        value = row.get(column)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        name = column.rsplit(".", 1)[-1]
+        parts.append(f"{SHORT_PARAM.get(name, name)}={format_value(value)}")
+    return " ".join(parts)

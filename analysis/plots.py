@@ -1,0 +1,283 @@
+"""Privacy-utility pictures (matplotlib; plotly optional for an interactive HTML).
+
+`plot_pareto`: x = the privacy objective (leakage accuracy, lower is better), y = utility;
+every trial a faint point coloured by method, each method's front a thin staircase, the
+combined front bold, the no-defense trials starred, the ideal corner marked.
+`plot_pareto_3d`: the same axes with colour = a third objective. `plot_front` picks one.
+Figures are `matplotlib.figure.Figure` objects (no pyplot state): save with `fig.savefig`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from analysis.labels import (
+    axis_label,
+    describe_params,
+    format_value,
+    metric_label,
+    short_metric,
+    swept_params,
+)
+from analysis.objectives import Objective, ObjectivesLike, parse_objectives
+from analysis.pareto import as_table, hypervolumes, objective_values, pareto_mask
+from analysis.runs import table_experiments
+
+BASELINE = "none"
+BASELINE_COLOUR = "#3a3a3a"
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#17becf", "#8c564b", "#e377c2", "#bcbd22"]
+METHOD_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">"]
+
+
+def method_colours(methods: list[str]) -> dict[str, str]:
+    """Stable colours: the no-defense method dark grey, the others a palette in sorted order."""
+    others = sorted(m for m in set(methods) if m != BASELINE)
+    colours = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(others)}
+    colours[BASELINE] = BASELINE_COLOUR
+    return colours
+
+
+def axes_objectives(objectives: ObjectivesLike) -> tuple[Objective, Objective, tuple[Objective, ...]]:
+    """(x, y, rest): y is the utility objective if there is one, x the other (privacy) one."""
+    objectives = parse_objectives(objectives)
+    if len(objectives) < 2:
+        raise ValueError("a privacy-utility plot needs at least two objectives")
+    first, second, rest = objectives[0], objectives[1], objectives[2:]
+    if second.metric.startswith("utility/") and not first.metric.startswith("utility/"):
+        return first, second, rest
+    return second, first, rest
+
+
+def _staircase(ax: Any, xs: np.ndarray, ys: np.ndarray, x_obj: Objective, **style: Any) -> None:
+    """Boundary of the region the points dominate: sorted best-x first, a step after each."""
+    order = np.argsort(xs if not x_obj.maximise else -xs, kind="stable")
+    ax.step(xs[order], ys[order], where="post", **style)
+
+
+def _better_corner(ax: Any, x_obj: Objective, y_obj: Objective) -> None:
+    x = 0.03 if not x_obj.maximise else 0.97
+    y = 0.97 if y_obj.maximise else 0.03
+    arrow = ("↖" if y_obj.maximise else "↙") if not x_obj.maximise else ("↗" if y_obj.maximise else "↘")
+    ax.text(x, y, f"{arrow} better" if x < 0.5 else f"better {arrow}", transform=ax.transAxes,
+            ha="left" if x < 0.5 else "right", va="top" if y > 0.5 else "bottom",
+            fontsize=11, fontweight="bold", color="#2a7f2a")
+
+
+def _chance_lines(ax: Any, table: pa.Table, x_obj: Objective, y_obj: Objective) -> list[Line2D]:
+    handles = []
+    for objective, chance_metric, vertical, label in (
+        (x_obj, "privacy/leak_chance", True, "private-attribute chance (perfect privacy)"),
+        (y_obj, "utility/chance", False, "task chance rate"),
+    ):
+        if not objective.metric.startswith(("privacy/leak_acc", "utility/acc")) or chance_metric not in table.column_names:
+            continue
+        values = np.asarray(table.column(chance_metric).to_pylist(), dtype=float)
+        values = values[np.isfinite(values)]
+        if not values.size:
+            continue
+        value = float(np.median(values))
+        style = {"color": "#888888", "linestyle": ":", "linewidth": 1.2}
+        (ax.axvline if vertical else ax.axhline)(value, **style)
+        handles.append(Line2D([], [], label=f"{label}: {value:.2f}", **style))
+    return handles
+
+
+def _title(ax: Any, table: pa.Table, title: str | None, default: str) -> None:
+    experiments = table_experiments(table)
+    ax.set_title(title or (f"{default}: {', '.join(experiments)}" if experiments else default), fontsize=13, loc="left")
+
+
+def plot_pareto(
+    table: Any,
+    objectives: ObjectivesLike = None,
+    *,
+    reference: Any = None,
+    title: str | None = None,
+    baseline: str = BASELINE,
+    ax: Any = None,
+) -> Figure:
+    """The privacy (x) vs utility (y) picture for the first two objectives (see module doc).
+
+    The legend gives each method's trials, front size and hypervolume (against `reference`,
+    default `default_reference`).
+    """
+    table = as_table(table)
+    objectives = parse_objectives(objectives)
+    x_obj, y_obj, _ = axes_objectives(objectives)
+    pair = (x_obj, y_obj)
+    values = objective_values(table, pair)
+    xs, ys = values[:, 0], values[:, 1]
+    valid = np.isfinite(xs) & np.isfinite(ys)
+    methods = np.asarray([str(m) for m in table.column("method").to_pylist()], dtype=object)
+    colours = method_colours(list(methods))
+    own_front = pareto_mask(table, pair, by="method")
+    combined = pareto_mask(table, pair)
+    volumes = hypervolumes(table, (y_obj, x_obj), reference=None if reference is None else _pick(reference, objectives, (y_obj, x_obj)))
+
+    if ax is None:
+        fig = Figure(figsize=(11, 6.5), layout="constrained")
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+    handles: list[Any] = []
+    for method in sorted(set(methods), key=lambda m: (m != baseline, m)):
+        rows = (methods == method) & valid
+        colour = colours[method]
+        ax.scatter(xs[rows], ys[rows], s=34, color=colour, alpha=0.4, linewidths=0, zorder=2)
+        front = rows & own_front
+        if front.any():
+            _staircase(ax, xs[front], ys[front], x_obj, color=colour, linewidth=1.5, alpha=0.85, zorder=3)
+            ax.scatter(xs[front], ys[front], s=36, color=colour, alpha=0.95, edgecolors="white", linewidths=0.6, zorder=4)
+        label = f"{method}: {int((methods == method).sum())} trials, front {int(front.sum())}, HV {volumes.get(method, 0.0):.3f}"
+        handles.append(Line2D([], [], color=colour, marker="o", linewidth=1.5, label=label))
+    if combined.any():
+        _staircase(ax, xs[combined], ys[combined], x_obj, color="black", linewidth=2.8, zorder=5)
+        ax.scatter(xs[combined], ys[combined], s=95, c=[colours[m] for m in methods[combined]], edgecolors="black",
+                   linewidths=1.8, zorder=6)
+        handles.append(Line2D([], [], color="black", linewidth=2.8, marker="o", markerfacecolor="white",
+                              markersize=9, label=f"combined front ({int(combined.sum())} trials, fill = method)"))
+    base = (methods == baseline) & valid
+    if base.any():
+        ax.scatter(xs[base], ys[base], s=320, marker="*", color="#ffd400", edgecolors="black", linewidths=1.2, zorder=7)
+        best = np.flatnonzero(base)[np.argmax(ys[base] if y_obj.maximise else -ys[base])]
+        ax.annotate("no defense", (xs[best], ys[best]), xytext=(-12, 10), textcoords="offset points",
+                    ha="right", fontsize=10, fontweight="bold", zorder=8)
+        handles.append(Line2D([], [], linestyle="none", marker="*", markersize=16, markerfacecolor="#ffd400",
+                              markeredgecolor="black", label=f"no defense ({baseline!r})"))
+    handles += _chance_lines(ax, table, x_obj, y_obj)
+    hidden = int((~valid).sum())
+    if hidden:
+        handles.append(Line2D([], [], linestyle="none", label=f"{hidden} trial(s) without finite values: not shown"))
+
+    ax.set_xlabel(axis_label(x_obj, "← " if not x_obj.maximise else "→ "), fontsize=11)
+    ax.set_ylabel(axis_label(y_obj, "↑ " if y_obj.maximise else "↓ "), fontsize=11)
+    ax.grid(True, alpha=0.25)
+    ax.margins(0.07)
+    _better_corner(ax, x_obj, y_obj)
+    _title(ax, table, title, "Privacy–utility Pareto front")
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9,
+              title="method: trials, own front, hypervolume", title_fontsize=9, alignment="left")
+    return fig
+
+
+def _pick(reference: Any, objectives: tuple[Objective, ...], wanted: tuple[Objective, ...]) -> list[float]:
+    """The reference values of `wanted` out of a reference given for `objectives`."""
+    if isinstance(reference, dict):
+        return [reference[o.metric] for o in wanted]
+    point = list(np.asarray(reference, dtype=float).reshape(-1))
+    return [point[objectives.index(o)] for o in wanted]
+
+
+def plot_pareto_3d(
+    table: Any,
+    objectives: ObjectivesLike,
+    *,
+    title: str | None = None,
+    baseline: str = BASELINE,
+    cmap: str = "viridis",
+) -> Figure:
+    """Three objectives: x/y as in `plot_pareto`, colour = the third objective.
+
+    Marker shape = method; the points on the 3-objective front have a thick black edge.
+    """
+    table = as_table(table)
+    objectives = parse_objectives(objectives)
+    x_obj, y_obj, rest = axes_objectives(objectives)
+    if not rest:
+        raise ValueError("plot_pareto_3d needs three objectives; use plot_pareto for two")
+    c_obj = rest[0]
+    values = objective_values(table, (x_obj, y_obj, c_obj))
+    valid = np.all(np.isfinite(values), axis=1)
+    front = pareto_mask(table, (x_obj, y_obj, c_obj))
+    methods = np.asarray([str(m) for m in table.column("method").to_pylist()], dtype=object)
+    fig = Figure(figsize=(11, 6.5), layout="constrained")
+    ax = fig.add_subplot()
+    finite_c = values[valid, 2]
+    vmin, vmax = (float(finite_c.min()), float(finite_c.max())) if finite_c.size else (0.0, 1.0)
+    # Colour scale oriented so that the bright end is the better end of the third objective.
+    colormap = cmap if c_obj.maximise else f"{cmap}_r"
+    handles: list[Any] = []
+    mappable = None
+    for index, method in enumerate(sorted(set(methods), key=lambda m: (m != baseline, m))):
+        rows = (methods == method) & valid
+        marker = "*" if method == baseline else METHOD_MARKERS[index % len(METHOD_MARKERS)]
+        size = 220 if method == baseline else 60
+        for on_front in (False, True):
+            pick = rows & (front == on_front)
+            if not pick.any():
+                continue
+            mappable = ax.scatter(values[pick, 0], values[pick, 1], c=values[pick, 2], cmap=colormap, vmin=vmin, vmax=vmax,
+                                  marker=marker, s=size * (1.4 if on_front else 1), alpha=1.0 if on_front else 0.55,
+                                  edgecolors="black" if on_front else "none", linewidths=2.0 if on_front else 0, zorder=4 if on_front else 2)
+        handles.append(Line2D([], [], linestyle="none", marker=marker, color="#777777", markersize=9 if method != baseline else 14,
+                              label=f"{method} ({int((methods == method).sum())} trials)"))
+    handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="none", markeredgecolor="black",
+                          markeredgewidth=2, markersize=10, label=f"on the 3-objective front ({int(front.sum())})"))
+    if mappable is not None:
+        bar = fig.colorbar(mappable, ax=ax, pad=0.01)
+        bar.set_label(axis_label(c_obj, ""), fontsize=10)
+    ax.set_xlabel(axis_label(x_obj, "← " if not x_obj.maximise else "→ "), fontsize=11)
+    ax.set_ylabel(axis_label(y_obj, "↑ " if y_obj.maximise else "↓ "), fontsize=11)
+    ax.grid(True, alpha=0.25)
+    _better_corner(ax, x_obj, y_obj)
+    _title(ax, table, title, f"Pareto front (colour = {short_metric(c_obj.metric)})")
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=3, frameon=False, fontsize=9)
+    return fig
+
+
+def plot_front(table: Any, objectives: ObjectivesLike = None, **kwargs: Any) -> Figure:
+    """`plot_pareto` for two objectives, `plot_pareto_3d` (first three) for more."""
+    objectives = parse_objectives(objectives)
+    if len(objectives) >= 3:
+        kwargs.pop("reference", None)
+        return plot_pareto_3d(table, objectives, **kwargs)
+    return plot_pareto(table, objectives, **kwargs)
+
+
+def plot_interactive(table: Any, objectives: ObjectivesLike = None, path: Any = None) -> Any:
+    """An interactive plotly scatter (hover: run, method, objectives, swept params); optional.
+
+    Needs `plotly` (`pip install plotly`); writes a self-contained HTML file when `path` is given.
+    """
+    try:
+        import plotly.graph_objects as go
+    except ImportError as error:
+        raise ImportError("the interactive plot needs plotly: pip install plotly") from error
+    table = as_table(table)
+    objectives = parse_objectives(objectives)
+    x_obj, y_obj, _ = axes_objectives(objectives)
+    values = objective_values(table, (x_obj, y_obj))
+    combined = pareto_mask(table, objectives)
+    rows = table.to_pylist()
+    swept = swept_params(table)
+    methods = [str(m) for m in table.column("method").to_pylist()]
+    colours = method_colours(methods)
+    figure = go.Figure()
+    for method in sorted(set(methods), key=lambda m: (m != BASELINE, m)):
+        pick = [i for i, m in enumerate(methods) if m == method and np.all(np.isfinite(values[i]))]
+        hover = [
+            "<br>".join([f"<b>{method}</b> {rows[i]['run_name'] or ''}", f"run {rows[i]['run_id']}"]
+                        + [f"{o.metric} = {format_value(rows[i].get(o.metric))}" for o in objectives]
+                        + [describe_params(rows[i], swept)] + (["<b>on the combined front</b>"] if combined[i] else []))
+            for i in pick
+        ]
+        figure.add_trace(go.Scatter(
+            x=values[pick, 0], y=values[pick, 1], mode="markers", name=method, hovertext=hover, hoverinfo="text",
+            marker={"color": colours[method], "size": [14 if combined[i] else 8 for i in pick],
+                    "symbol": "star" if method == BASELINE else "circle",
+                    "line": {"color": "black", "width": [2 if combined[i] else 0 for i in pick]}},
+        ))
+    figure.update_layout(
+        title="Privacy–utility Pareto front (hover for params; ringed points are on the combined front)",
+        xaxis_title=f"{metric_label(x_obj.metric)} ({'lower' if not x_obj.maximise else 'higher'} is better)",
+        yaxis_title=f"{metric_label(y_obj.metric)} ({'higher' if y_obj.maximise else 'lower'} is better)",
+        template="plotly_white",
+    )
+    if path is not None:
+        figure.write_html(str(path), include_plotlyjs=True)
+    return figure

@@ -1,0 +1,140 @@
+"""The front as text: the per-method summary (summary.md) and `front_summary` for the launcher."""
+
+from __future__ import annotations
+
+import math
+import shlex
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analysis.labels import describe_params, format_value, swept_params
+from analysis.objectives import ObjectivesLike, parse_objectives
+from analysis.pareto import (
+    as_table,
+    hypervolume,
+    hypervolumes,
+    objective_values,
+    pareto_mask,
+    resolve_reference,
+)
+from analysis.runs import table_experiments
+
+
+def delta_values(table: pa.Table) -> np.ndarray | None:
+    """Δ per row: the `privacy/delta` metric, else utility/acc − privacy/leak_acc, else None."""
+    names = table.column_names
+    if "privacy/delta" in names:
+        return pc.cast(table.column("privacy/delta"), pa.float64()).to_numpy(zero_copy_only=False).astype(float)
+    if "utility/acc" in names and "privacy/leak_acc" in names:
+        values = objective_values(table, ["utility/acc:max", "privacy/leak_acc:min"])
+        return values[:, 0] - values[:, 1]
+    return None
+
+
+def method_summary(table: Any, objectives: ObjectivesLike = None, reference: Any = None) -> list[dict[str, Any]]:
+    """Per method (sorted): trials, own front size, rows on the combined front, hypervolume
+    (one shared reference), best Δ with its run id and params."""
+    table = as_table(table)
+    objectives = parse_objectives(objectives)
+    point = resolve_reference(table, objectives, reference)
+    methods = np.asarray([str(m) for m in table.column("method").to_pylist()], dtype=object)
+    own = pareto_mask(table, objectives, by="method")
+    combined = pareto_mask(table, objectives)
+    volumes = hypervolumes(table, objectives, point)
+    deltas = delta_values(table)
+    swept = swept_params(table)
+    records = table.to_pylist()
+    summary = []
+    for method in sorted(set(methods.tolist())):
+        rows = methods == method
+        entry: dict[str, Any] = {
+            "method": method, "trials": int(rows.sum()), "front_size": int((own & rows).sum()),
+            "on_combined_front": int((combined & rows).sum()), "hypervolume": volumes.get(method, 0.0),
+            "best_delta": None, "best_delta_run": None, "best_delta_params": "",
+        }
+        if deltas is not None:
+            finite = rows & np.isfinite(deltas)
+            if finite.any():
+                best = int(np.flatnonzero(finite)[np.argmax(deltas[finite])])
+                entry.update(best_delta=float(deltas[best]), best_delta_run=records[best]["run_id"],
+                             best_delta_params=describe_params(records[best], swept))
+        summary.append(entry)
+    return summary
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return format_value(value) if not isinstance(value, float) else f"{value:.3f}"
+
+
+def summary_markdown(table: Any, objectives: ObjectivesLike = None, reference: Any = None, *, title: str | None = None) -> str:
+    """summary.md: objectives and reference, a row per method, then the combined front."""
+    table = as_table(table)
+    objectives = parse_objectives(objectives)
+    point = resolve_reference(table, objectives, reference)
+    values = objective_values(table, objectives)
+    valid = np.all(np.isfinite(values), axis=1)
+    combined = pareto_mask(table, objectives)
+    experiments = table_experiments(table)
+    lines = [f"# {title or 'Pareto front: ' + (', '.join(experiments) or 'runs')}", ""]
+    lines.append("Objectives: " + ", ".join(f"`{o.metric}` ({o.mode})" for o in objectives) + ". "
+                 "Hypervolume reference: " + ", ".join(f"`{o.metric}`={p:g}" for o, p in zip(objectives, point, strict=True))
+                 + (" (default)." if reference is None else "."))
+    note = f" ({int((~valid).sum())} with a missing or NaN objective, on no front)" if (~valid).any() else ""
+    lines.append(f"{table.num_rows} trials{note}; {int(combined.sum())} on the combined front; "
+                 f"combined hypervolume {hypervolume(table, objectives, point):.4f}.")
+    lines += ["", "## Per method", "",
+              "| method | trials | front size | on combined front | hypervolume | best Δ | best Δ params | best Δ run |",
+              "|---|---:|---:|---:|---:|---:|---|---|"]
+    for entry in method_summary(table, objectives, point):
+        lines.append(f"| {entry['method']} | {entry['trials']} | {entry['front_size']} | {entry['on_combined_front']} | "
+                     f"{entry['hypervolume']:.4f} | {_cell(entry['best_delta'])} | {entry['best_delta_params'] or '—'} | "
+                     f"{(entry['best_delta_run'] or '—')[:12]} |")
+    lines += ["", "## Combined front", "",
+              "| method | " + " | ".join(o.metric for o in objectives) + " | params | run |",
+              "|---|" + "---:|" * len(objectives) + "---|---|"]
+    records = table.to_pylist()
+    swept = swept_params(table)
+    order = np.flatnonzero(combined)
+    first = objectives[0]
+    order = order[np.argsort(values[order, 0] * (-1 if first.maximise else 1), kind="stable")]
+    for row in order:
+        record = records[row]
+        numbers = " | ".join(f"{values[row, i]:.4f}" for i in range(len(objectives)))
+        lines.append(f"| {record['method']} | {numbers} | {describe_params(record, swept) or '—'} | {record['run_id'][:12]} |")
+    return "\n".join(lines) + "\n"
+
+
+def front_summary(
+    table: Any,
+    objectives: ObjectivesLike = None,
+    *,
+    experiment: str | None = None,
+    tracking_uri: str | None = None,
+    reference: Any = None,
+    with_command: bool = True,
+) -> str:
+    """The summary for a terminal, ending with the command that plots the front.
+
+    The sweep launcher prints this at the end of a sweep. `objectives` default to
+    utility/acc max + privacy/leak_acc min; with no finished trial it says so.
+    `with_command=False` leaves out the final `python -m analysis pareto ...` line.
+    """
+    table = as_table(table)
+    objectives = parse_objectives(objectives)
+    experiments = [experiment] if experiment else table_experiments(table)
+    if table.num_rows == 0:
+        text = "No finished trials: nothing on the Pareto front yet.\n"
+    else:
+        text = summary_markdown(table, objectives, reference)
+    if not with_command:
+        return text
+    command = "python -m analysis pareto " + " ".join(f"--experiment {shlex.quote(e)}" for e in experiments or ["NAME"])
+    if tracking_uri:
+        command += f" --tracking-uri {shlex.quote(tracking_uri)}"
+    command += " --objectives " + " ".join(str(o) for o in objectives)
+    return text + f"\nPlot the front: {command}\n"

@@ -1,0 +1,260 @@
+"""MLflow runs of a sweep -> one Arrow table, one row per trial.
+
+Layout read (DESIGN.md, written by the sweep launcher): one experiment per sweep; one parent
+run per launch (`privsweep.role=sweep`, `privsweep.launch`, `privsweep.objectives`); one
+child run per trial (`privsweep.role=trial`, `privsweep.method`, `privsweep.launch`,
+`mlflow.parentRunId`), params = the flattened trial config, metrics = the final metrics.
+
+Table columns: the run columns in `RUN_COLUMNS`, then every param under its dotted key
+(`params.sigma`, `model.split`, ...; values parsed back to int/float/bool where the whole
+column parses), then every final metric under its MLflow key (`utility/acc`, ...; float64,
+null where a run lacks it). Per-epoch series (`train/*`, `val/*`) are left out. Metric keys
+contain `/` and param keys never do; the plots and the report rely on that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from analysis.errors import AnalysisInputError
+from analysis.objectives import Objective, parse_objectives
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RUN_COLUMNS = ("experiment", "run_id", "run_name", "parent_run_id", "launch", "method", "status", "start_time")
+FINISHED = ("FINISHED",)
+FAILED = ("FAILED", "KILLED")
+UNFINISHED = ("RUNNING", "SCHEDULED")
+EPOCH_METRIC_PREFIXES = ("train/", "val/")
+TRIAL_FILTER = "tags.`privsweep.role` = 'trial'"
+SWEEP_FILTER = "tags.`privsweep.role` = 'sweep'"
+#: Schema metadata keys stored on every loaded table (kept through Parquet).
+META_TRACKING_URI = b"privsweep.tracking_uri"
+META_EXPERIMENTS = b"privsweep.experiments"
+
+
+def default_tracking_uri() -> str:
+    """The launcher's default store: `sqlite:///<$PRIVSWEEP_HOME or repo root>/mlflow.db`."""
+    home = Path(os.environ.get("PRIVSWEEP_HOME", REPO_ROOT)).expanduser().resolve()
+    return f"sqlite:///{home / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
+    """The explicit URI, else `$MLFLOW_TRACKING_URI`, else the launcher's sqlite default."""
+    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def _client(tracking_uri: str | None):
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri.startswith("sqlite:"):
+        # sqlite:///relative.db or sqlite:////absolute/path.db (SQLAlchemy); sqlite:// is in-memory.
+        path = unquote(uri[len("sqlite:///"):].split("?")[0]) if uri.startswith("sqlite:///") else ""
+        if path and path != ":memory:" and not Path(path).exists():
+            raise AnalysisInputError(
+                f"There is no MLflow store at {path} (tracking URI {uri}). Run a sweep first "
+                "(python -m sweeps run SPEC.yaml), or point --tracking-uri / $MLFLOW_TRACKING_URI / "
+                "$PRIVSWEEP_HOME at the store the sweep wrote."
+            )
+    return MlflowClient(uri), uri
+
+
+def _experiment(client: Any, name: str, uri: str) -> Any:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None and name.isdigit():
+        try:
+            experiment = client.get_experiment(name)
+        except Exception:
+            experiment = None
+    if experiment is None:
+        names = sorted(e.name for e in client.search_experiments() if e.name != "Default")
+        shown = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
+        raise AnalysisInputError(
+            f"No MLflow experiment named {name!r} in {uri}. The experiment name is the sweep spec's "
+            f"`name` field. Experiments in this store: {shown or 'none'}. Pass the right --experiment, "
+            "or --tracking-uri if the sweep logged to another store."
+        )
+    return experiment
+
+
+def _search(client: Any, experiment_id: str, filter_string: str) -> list[Any]:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _filter(base: str, launch: str | None) -> str:
+    if launch is None:
+        return base
+    return f"{base} and tags.`privsweep.launch` = '{launch}'"
+
+
+def _parse_param(text: str | None) -> Any:
+    return None if text is None or text == "None" else text
+
+
+def _typed(values: list[str | None]) -> pa.Array:
+    """A param column: bool, int64 or float64 when every present value parses, else string."""
+    present = [v for v in values if v is not None]
+    if present and all(v in ("True", "False", "true", "false") for v in present):
+        return pa.array([None if v is None else v.lower() == "true" for v in values], pa.bool_())
+    for kind, arrow_type in ((int, pa.int64()), (float, pa.float64())):
+        try:
+            parsed = [None if v is None else kind(v) for v in values]
+        except ValueError:
+            continue
+        if present:
+            return pa.array(parsed, arrow_type)
+    return pa.array(values, pa.string())
+
+
+def _statuses(include_failed: bool, include_unfinished: bool) -> tuple[str, ...]:
+    return FINISHED + (FAILED if include_failed else ()) + (UNFINISHED if include_unfinished else ())
+
+
+def load_runs(
+    experiment: str | Sequence[str],
+    tracking_uri: str | None = None,
+    *,
+    launch: str | None = None,
+    include_failed: bool = False,
+    include_unfinished: bool = False,
+) -> pa.Table:
+    """One row per trial of one sweep experiment, or of several combined (a list of names).
+
+    Finished trials only by default; `include_failed=True` adds FAILED/KILLED ones and
+    `include_unfinished=True` RUNNING/SCHEDULED ones. `launch` keeps one launch's trials
+    (the parent run's `privsweep.launch`); default: every launch of the experiment(s).
+    `tracking_uri`: default `$MLFLOW_TRACKING_URI`, else the launcher's sqlite store.
+    Raises `AnalysisInputError` for an unknown experiment or a missing sqlite store.
+    The table's schema metadata records the tracking URI and the experiment names.
+    """
+    names = [experiment] if isinstance(experiment, str) else list(experiment)
+    if not names:
+        raise AnalysisInputError("No experiment given; pass the sweep's name (its MLflow experiment).")
+    client, uri = _client(tracking_uri)
+    statuses = _statuses(include_failed, include_unfinished)
+    records: list[dict[str, Any]] = []
+    for name in names:
+        exp = _experiment(client, name, uri)
+        for run in _search(client, exp.experiment_id, _filter(TRIAL_FILTER, launch)):
+            if run.info.status not in statuses:
+                continue
+            tags = run.data.tags
+            params = {key: _parse_param(value) for key, value in run.data.params.items()}
+            metrics = {key: value for key, value in run.data.metrics.items() if not key.startswith(EPOCH_METRIC_PREFIXES)}
+            records.append({
+                "run": {
+                    "experiment": exp.name,
+                    "run_id": run.info.run_id,
+                    "run_name": run.info.run_name,
+                    "parent_run_id": tags.get("mlflow.parentRunId"),
+                    "launch": tags.get("privsweep.launch"),
+                    "method": tags.get("privsweep.method") or params.get("method"),
+                    "status": run.info.status,
+                    "start_time": run.info.start_time,
+                },
+                "params": params,
+                "metrics": metrics,
+            })
+    records.sort(key=lambda r: (names.index(r["run"]["experiment"]), r["run"]["start_time"] or 0, r["run"]["run_id"]))
+    return _to_table(records, uri, names)
+
+
+def _to_table(records: list[dict[str, Any]], uri: str, names: list[str]) -> pa.Table:
+    param_keys = sorted({k for r in records for k in r["params"]})
+    metric_keys = sorted({k for r in records for k in r["metrics"]})
+    columns: dict[str, pa.Array] = {}
+    for key in RUN_COLUMNS:
+        values = [r["run"][key] for r in records]
+        if key == "start_time":
+            columns[key] = pa.array(
+                [None if v is None else datetime.fromtimestamp(v / 1000, timezone.utc) for v in values],
+                pa.timestamp("ms", tz="UTC"),
+            )
+        else:
+            columns[key] = pa.array(values, pa.string())
+    for key in param_keys:
+        if key == "method":  # the same as the run column (from the `privsweep.method` tag)
+            continue
+        name = f"param:{key}" if key in RUN_COLUMNS else key
+        columns[name] = _typed([r["params"].get(key) for r in records])
+    for key in metric_keys:
+        columns[key] = pa.array([r["metrics"].get(key) for r in records], pa.float64())
+    table = pa.table(columns)
+    return table.replace_schema_metadata({
+        META_TRACKING_URI: uri.encode(),
+        META_EXPERIMENTS: json.dumps(names).encode(),
+    })
+
+
+def concat_runs(tables: Iterable[pa.Table]) -> pa.Table:
+    """Combine tables loaded separately (e.g. from different stores): columns are unioned."""
+    tables = list(tables)
+    if not tables:
+        raise AnalysisInputError("No runs tables to combine.")
+    combined = pa.concat_tables(tables, promote_options="permissive")
+    experiments: list[str] = []
+    for table in tables:
+        experiments += [e for e in table_experiments(table) if e not in experiments]
+    metadata = dict(combined.schema.metadata or {})
+    metadata[META_EXPERIMENTS] = json.dumps(experiments).encode()
+    return combined.replace_schema_metadata(metadata)
+
+
+def table_tracking_uri(table: pa.Table) -> str | None:
+    """The tracking URI `load_runs` read the table from (kept in the schema metadata)."""
+    value = (table.schema.metadata or {}).get(META_TRACKING_URI)
+    return value.decode() if value else None
+
+
+def table_experiments(table: pa.Table) -> list[str]:
+    value = (table.schema.metadata or {}).get(META_EXPERIMENTS)
+    if value:
+        return json.loads(value)
+    if "experiment" in table.column_names:
+        return list(dict.fromkeys(v for v in table.column("experiment").to_pylist() if v))
+    return []
+
+
+def save_parquet(table: pa.Table, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path
+
+
+def read_parquet(path: str | Path) -> pa.Table:
+    return pq.read_table(path)
+
+
+def sweep_runs(experiment: str, tracking_uri: str | None = None, launch: str | None = None) -> list[Any]:
+    """The parent (sweep) runs of an experiment, newest first."""
+    client, uri = _client(tracking_uri)
+    exp = _experiment(client, experiment, uri)
+    runs = _search(client, exp.experiment_id, _filter(SWEEP_FILTER, launch))
+    return sorted(runs, key=lambda r: r.info.start_time or 0, reverse=True)
+
+
+def load_objectives(
+    experiment: str, tracking_uri: str | None = None, launch: str | None = None
+) -> tuple[Objective, ...] | None:
+    """The objectives the sweep declared (`privsweep.objectives` of its newest parent run)."""
+    for run in sweep_runs(experiment, tracking_uri, launch):
+        tag = run.data.tags.get("privsweep.objectives")
+        if tag:
+            return parse_objectives(tag)
+    return None

@@ -1,0 +1,388 @@
+"""analysis/: runs table from a real MLflow sqlite store, fronts vs brute force, hypervolume vs
+Optuna, plots, summary, and the `python -m analysis pareto` command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna._hypervolume import compute_hypervolume
+
+from analysis import (
+    AnalysisInputError,
+    default_reference,
+    front_summary,
+    hypervolume,
+    hypervolumes,
+    load_objectives,
+    load_runs,
+    method_fronts,
+    pareto_front,
+    pareto_mask,
+    parse_objectives,
+    read_parquet,
+    save_parquet,
+)
+from analysis.cli import main
+from analysis.objectives import Objective
+from analysis.runs import table_tracking_uri
+from analysis.synthetic import front_run_ids, write_synthetic_sweep
+
+REPO = Path(__file__).resolve().parent.parent
+OBJ2 = ("utility/acc:max", "privacy/leak_acc:min")
+ADV_TRIALS = (
+    ("A1", "adv_recon", {"params.lambda1": 0.1, "model.split": 2}, 0.83, 0.66, 0.30, "FINISHED"),
+    ("A1", "adv_recon", {"params.lambda1": 1.0, "model.split": 3}, 0.70, 0.35, 0.05, "FINISHED"),
+)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One sqlite store: the synthetic sweep (2 launches), a second sweep, a sweep that only failed."""
+    root = tmp_path_factory.mktemp("mlflow").resolve()
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    artifacts = (root / "mlartifacts").as_uri()
+    info = write_synthetic_sweep(uri, "synthetic_sweep", artifact_location=f"{artifacts}/1")
+    adv = write_synthetic_sweep(uri, "adv_sweep", artifact_location=f"{artifacts}/2", trials=ADV_TRIALS,
+                                objectives=["utility/acc:max", "recon/ssim:min"], spec_method="adv_recon")
+    failed = write_synthetic_sweep(uri, "failed_sweep", artifact_location=f"{artifacts}/3", trials=(
+        ("F1", "noisy_arl", {"params.sigma": 1.0}, None, None, None, "FAILED"),))
+    return {"uri": uri, "root": root, "info": info, "adv": adv, "failed": failed}
+
+
+# ---------------------------------------------------------------- load_runs
+
+
+def test_load_runs_finished_trials_only(store):
+    table = load_runs("synthetic_sweep", store["uri"])
+    assert table.num_rows == 12
+    assert set(table.column("status").to_pylist()) == {"FINISHED"}
+    assert set(table.column("method").to_pylist()) == {"none", "noisy_arl", "disco"}
+    for column in ("run_id", "run_name", "parent_run_id", "launch", "experiment", "params.sigma", "model.split",
+                   "dataset.name", "utility/acc", "privacy/leak_acc", "recon/ssim", "client/gflops"):
+        assert column in table.column_names, column
+    assert not any(c.startswith(("train/", "val/")) for c in table.column_names)
+    assert table.schema.field("params.sigma").type == pa.float64()
+    assert table.schema.field("model.split").type == pa.int64()
+    assert table.schema.field("dataset.name").type == pa.string()
+    parents = set(store["info"]["parents"].values())
+    assert set(table.column("parent_run_id").to_pylist()) == parents
+    nan_row = [r for r in table.to_pylist() if r["params.sigma"] == 0.1]
+    assert len(nan_row) == 1 and np.isnan(nan_row[0]["privacy/leak_acc"])
+    assert table_tracking_uri(table) == store["uri"]
+
+
+def test_load_runs_includes_failed_and_unfinished_on_request(store):
+    failed = load_runs("synthetic_sweep", store["uri"], include_failed=True)
+    assert failed.num_rows == 13 and "FAILED" in failed.column("status").to_pylist()
+    unfinished = load_runs("synthetic_sweep", store["uri"], include_unfinished=True)
+    assert unfinished.num_rows == 13 and "RUNNING" in unfinished.column("status").to_pylist()
+    both = load_runs("synthetic_sweep", store["uri"], include_failed=True, include_unfinished=True)
+    assert both.num_rows == 14
+    assert set(both.column("run_id").to_pylist()) == {t["run_id"] for t in store["info"]["trials"]}
+
+
+def test_load_runs_one_launch(store):
+    table = load_runs("synthetic_sweep", store["uri"], launch="L2")
+    assert table.num_rows == 2
+    assert set(table.column("launch").to_pylist()) == {"L2"}
+    assert set(table.column("parent_run_id").to_pylist()) == {store["info"]["parents"]["L2"]}
+
+
+def test_load_runs_combines_experiments(store):
+    table = load_runs(["synthetic_sweep", "adv_sweep"], store["uri"])
+    assert table.num_rows == 14
+    assert table.column("experiment").to_pylist().count("adv_sweep") == 2
+    assert "params.lambda1" in table.column_names and "params.rho" in table.column_names
+    fronts = method_fronts(table, OBJ2)
+    assert set(fronts) == {"adv_recon", "disco", "none", "noisy_arl"}
+    assert fronts["adv_recon"].num_rows == 2
+    # (0.70, 0.35) from the other sweep joins the combined front and dominates nothing there but (0.65, 0.45)
+    combined = pareto_front(table, OBJ2)
+    assert combined.num_rows == 9
+
+
+def test_parquet_roundtrip(store, tmp_path):
+    table = load_runs("synthetic_sweep", store["uri"])
+    path = save_parquet(table, tmp_path / "runs" / "table.parquet")
+    back = read_parquet(path)
+    assert back.schema.equals(table.schema, check_metadata=True)
+    pd.testing.assert_frame_equal(back.to_pandas(), table.to_pandas())  # NaN == NaN here, unlike Table.equals
+    assert table_tracking_uri(back) == store["uri"]
+
+
+def test_unknown_experiment_and_missing_store(store, tmp_path):
+    with pytest.raises(AnalysisInputError, match="No MLflow experiment named 'nope'.*synthetic_sweep"):
+        load_runs("nope", store["uri"])
+    missing = tmp_path / "absent" / "mlflow.db"
+    with pytest.raises(AnalysisInputError, match="no MLflow store"):
+        load_runs("synthetic_sweep", f"sqlite:///{missing}")
+    assert not missing.exists()
+
+
+def test_objectives_from_parent_run_tag(store):
+    assert load_objectives("adv_sweep", store["uri"]) == (Objective("utility/acc", "max"), Objective("recon/ssim", "min"))
+    assert load_objectives("synthetic_sweep", store["uri"]) == parse_objectives(OBJ2)
+
+
+def test_parse_objectives_spellings():
+    expected = (Objective("utility/acc", "max"), Objective("privacy/leak_acc", "min"))
+    assert parse_objectives("utility/acc:max privacy/leak_acc:min") == expected
+    assert parse_objectives(json.dumps([{"metric": "utility/acc", "mode": "max"},
+                                        {"metric": "privacy/leak_acc", "mode": "min"}])) == expected
+    assert parse_objectives([("utility/acc", "max"), {"metric": "privacy/leak_acc", "mode": "min"}]) == expected
+    assert parse_objectives(None) == expected
+    for bad in (["utility/acc"], ["utility/acc:best"], ["utility/acc:max", "utility/acc:min"], []):
+        with pytest.raises(AnalysisInputError):
+            parse_objectives(bad)
+
+
+# ---------------------------------------------------------------- fronts
+
+
+def test_front_of_the_store(store):
+    table = load_runs("synthetic_sweep", store["uri"])
+    front = pareto_front(table, OBJ2)
+    assert set(front.column("run_id").to_pylist()) == front_run_ids(store["info"])
+    assert front.num_rows == 8  # the tie (0.86, 0.62) of noisy_arl and disco: both kept
+    assert not any(np.isnan(front.column("privacy/leak_acc").to_numpy()))
+    own = method_fronts(table, OBJ2)
+    assert {m: t.num_rows for m, t in own.items()} == {"disco": 3, "none": 2, "noisy_arl": 4}
+    with pytest.raises(AnalysisInputError, match="'privacy/nope' is not in the runs table"):
+        pareto_front(table, ["utility/acc:max", "privacy/nope:min"])
+
+
+def brute_force_front(values: np.ndarray, maximise: list[bool]) -> np.ndarray:
+    """O(n²): row i is on the front iff all objectives finite and no j is >= everywhere, > somewhere."""
+    losses = np.where(maximise, -values, values)
+    valid = np.all(np.isfinite(losses), axis=1)
+    mask = np.zeros(len(values), dtype=bool)
+    for i in np.flatnonzero(valid):
+        dominated = any(
+            np.all(losses[j] <= losses[i]) and np.any(losses[j] < losses[i]) for j in np.flatnonzero(valid) if j != i
+        )
+        mask[i] = not dominated
+    return mask
+
+
+def random_table(seed: int, k: int, n: int = 60) -> tuple[pa.Table, list[str], np.ndarray, list[bool]]:
+    rng = np.random.default_rng(seed)
+    maximise = [bool(b) for b in rng.integers(0, 2, size=k)]
+    # A trade-off (losses near a simplex, so fronts have several points) on a coarse grid (ties).
+    losses = rng.dirichlet(np.ones(k), size=n) + 0.25 * rng.random((n, k))
+    losses = np.round(losses * 8) / 8
+    values = np.where(maximise, 2.0 - losses, losses)
+    copies = rng.choice(n, size=n // 6, replace=False)
+    values[copies] = values[rng.choice(n, size=len(copies))]  # exact duplicates of other rows
+    values[rng.random((n, k)) < 0.08] = np.nan
+    names = [f"metric/m{i}" for i in range(k)]
+    nulls = rng.random((n, k)) < 0.04  # Arrow nulls as well as NaN
+    columns = {name: pa.array(values[:, i], mask=nulls[:, i]) for i, name in enumerate(names)}
+    columns["method"] = pa.array(rng.choice(["none", "a", "b"], size=n))
+    values[nulls] = np.nan
+    objectives = [f"{name}:{'max' if up else 'min'}" for name, up in zip(names, maximise, strict=True)]
+    return pa.table(columns), objectives, values, maximise
+
+
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("seed", range(8))
+def test_front_equals_brute_force(k, seed):
+    table, objectives, values, maximise = random_table(seed, k)
+    expected = brute_force_front(values, maximise)
+    assert np.array_equal(pareto_mask(table, objectives), expected)
+    assert pareto_front(table, objectives).num_rows == expected.sum()
+    methods = np.asarray(table.column("method").to_pylist())
+    by_method = pareto_mask(table, objectives, by="method")
+    for method in set(methods.tolist()):
+        rows = methods == method
+        assert np.array_equal(by_method[rows], brute_force_front(values[rows], maximise))
+
+
+def test_front_keeps_identical_points_and_drops_weakly_dominated():
+    table = pa.table({"u": [0.9, 0.9, 0.9, 0.5, float("nan")], "l": [0.5, 0.5, 0.6, 0.2, 0.0],
+                      "method": ["a", "b", "a", "a", "a"]})
+    assert pareto_mask(table, ["u:max", "l:min"]).tolist() == [True, True, False, True, False]
+    empty = pa.table({"u": pa.array([], pa.float64()), "l": pa.array([], pa.float64()), "method": pa.array([], pa.string())})
+    assert pareto_front(empty, ["u:max", "l:min"]).num_rows == 0
+    assert hypervolume(empty, ["u:max", "l:min"]) == 0.0
+
+
+# ---------------------------------------------------------------- hypervolume
+
+
+def optuna_hypervolume(values: np.ndarray, maximise: list[bool], reference: np.ndarray) -> float:
+    signs = np.where(maximise, -1.0, 1.0)
+    losses, ref = values * signs, reference * signs
+    losses = losses[np.all(np.isfinite(losses), axis=1)]
+    losses = losses[np.all(losses < ref, axis=1)]  # Optuna requires every point to dominate the reference
+    return compute_hypervolume(losses, ref) if len(losses) else 0.0
+
+
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("seed", range(6))
+def test_hypervolume_equals_optuna(k, seed):
+    rng = np.random.default_rng(100 + seed)
+    n = 40
+    values = rng.random((n, k))
+    values[rng.random((n, k)) < 0.05] = np.nan
+    maximise = [bool(b) for b in rng.integers(0, 2, size=k)]
+    names = [f"metric/m{i}" for i in range(k)]
+    table = pa.table({name: values[:, i] for i, name in enumerate(names)} | {"method": ["a"] * n})
+    objectives = [f"{name}:{'max' if up else 'min'}" for name, up in zip(names, maximise, strict=True)]
+    full = np.array([0.0 if up else 1.0 for up in maximise])
+    assert hypervolume(table, objectives, full) == pytest.approx(optuna_hypervolume(values, maximise, full), rel=1e-9)
+    # a tighter reference that some points do not dominate: those points contribute nothing
+    tight = np.array([0.3 if up else 0.7 for up in maximise])
+    assert hypervolume(table, objectives, tight) == pytest.approx(optuna_hypervolume(values, maximise, tight), rel=1e-9)
+    assert hypervolume(table, objectives, dict(zip(names, tight, strict=True))) == hypervolume(table, objectives, tight)
+    # trade-off points with ties, duplicates, NaN and nulls
+    table, objectives, values, maximise = random_table(seed, k)
+    reference = np.array([0.0 if up else 2.0 for up in maximise])
+    assert hypervolume(table, objectives, reference) == pytest.approx(optuna_hypervolume(values, maximise, reference), rel=1e-9)
+
+
+def test_default_reference():
+    table = pa.table({"utility/acc": [0.9, 0.5], "privacy/leak_acc": [0.8, 0.3], "privacy/delta": [0.1, 0.2],
+                      "client/gflops": [0.2, 0.7], "recon/ssim": [0.4, 0.1], "method": ["a", "b"]})
+    assert default_reference(table, OBJ2).tolist() == [0.0, 1.0]
+    assert default_reference(table, ["privacy/delta:max", "client/gflops:min", "recon/ssim:min"]).tolist() == [-1.0, 0.7, 1.0]
+    with_chance = table.append_column("utility/chance", pa.array([0.1, 0.1]))
+    assert default_reference(with_chance, OBJ2).tolist() == [0.1, 1.0]
+    # the classic pair: area between the staircase and (0, 1)
+    assert hypervolume(table, OBJ2) == pytest.approx(0.9 * 0.2 + 0.5 * 0.5)
+    assert hypervolumes(table, OBJ2) == {"a": pytest.approx(0.9 * 0.2), "b": pytest.approx(0.5 * 0.7)}
+    assert hypervolume(table.to_pandas(), OBJ2) == hypervolume(table, OBJ2)  # pandas works too
+    with pytest.raises(AnalysisInputError, match="one finite value per objective"):
+        hypervolume(table, OBJ2, [0.0])
+
+
+def test_per_method_hypervolumes_share_the_reference(store):
+    table = load_runs("synthetic_sweep", store["uri"])
+    objectives = ["utility/acc:max", "client/gflops:min"]  # data-dependent default reference
+    reference = default_reference(table, objectives)
+    methods = np.asarray(table.column("method").to_pylist())
+    for method, volume in hypervolumes(table, objectives).items():
+        assert volume == hypervolume(table.filter(pa.array(methods == method)), objectives, reference)
+
+
+# ---------------------------------------------------------------- summary and plots
+
+
+def test_front_summary(store):
+    table = load_runs("synthetic_sweep", store["uri"])
+    text = front_summary(table, OBJ2, tracking_uri=store["uri"])
+    for method in ("none", "noisy_arl", "disco"):
+        assert f"| {method} |" in text
+    assert "8 on the combined front" in text
+    assert f"python -m analysis pareto --experiment synthetic_sweep --tracking-uri {store['uri']}" in text
+    assert "No finished trials" in front_summary(table.slice(0, 0), OBJ2, experiment="x")
+
+
+def test_plots(store, tmp_path):
+    from analysis.gallery import plot_gallery
+    from analysis.plots import plot_front, plot_pareto, plot_pareto_3d
+
+    table = load_runs("synthetic_sweep", store["uri"])
+    fig = plot_pareto(table, OBJ2)
+    fig.savefig(tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+    labels = [fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()]
+    assert "privacy/leak_acc" in labels[0] and "lower is better" in labels[0]
+    assert "utility/acc" in labels[1] and "higher is better" in labels[1]
+    fig3 = plot_front(table, ["utility/acc:max", "privacy/leak_acc:min", "recon/ssim:min"])
+    assert len(fig3.axes) == 2  # the plot and its colour bar
+    fig3.savefig(tmp_path / "p3.png")
+    with pytest.raises(ValueError):
+        plot_pareto_3d(table, OBJ2)
+    gallery = plot_gallery(table, OBJ2)
+    assert sum(len(ax.images) for ax in gallery.axes) == 8
+    gallery.savefig(tmp_path / "g.png")
+
+
+def test_interactive_plot(store, tmp_path):
+    pytest.importorskip("plotly")
+    from analysis.plots import plot_interactive
+
+    table = load_runs("synthetic_sweep", store["uri"])
+    figure = plot_interactive(table, OBJ2, tmp_path / "p.html")
+    assert {trace.name for trace in figure.data} == {"none", "noisy_arl", "disco"}
+    hover = " ".join(text for trace in figure.data for text in trace.hovertext)
+    assert "σ=4" in hover and "on the combined front" in hover
+    assert (tmp_path / "p.html").stat().st_size > 100_000
+
+
+# ---------------------------------------------------------------- command line
+
+
+def pareto_tagged(uri: str, experiment_id: str) -> set[str]:
+    runs = MlflowClient(uri).search_runs([experiment_id], "tags.`privsweep.pareto` = 'true'")
+    return {r.info.run_id for r in runs}
+
+
+def test_cli_writes_outputs_logs_and_tags(store, tmp_path, capsys):
+    uri, info = store["uri"], store["info"]
+    client = MlflowClient(uri)
+    stale = next(t["run_id"] for t in info["trials"] if t["run_id"] not in front_run_ids(info) and t["status"] == "FINISHED")
+    client.set_tag(stale, "privsweep.pareto", "true")  # from an earlier front: must be removed
+    out = tmp_path / "out"
+    assert main(["pareto", "--experiment", "synthetic_sweep", "--tracking-uri", uri, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("front.parquet", "front.csv", "pareto.png", "summary.md"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    summary = (out / "summary.md").read_text()
+    assert summary in printed
+    rows = [line for line in summary.splitlines() if line.startswith("| ") and "---" not in line]
+    per_method = rows[1 : 1 + 3]
+    assert [r.split("|")[1].strip() for r in per_method] == ["disco", "noisy_arl", "none"]
+    assert set(read_parquet(out / "front.parquet").column("run_id").to_pylist()) == front_run_ids(info)
+    assert len((out / "front.csv").read_text().strip().splitlines()) == 1 + 8
+    assert pareto_tagged(uri, info["experiment_id"]) == front_run_ids(info)
+    for parent in info["parents"].values():
+        assert {"pareto.png", "front.csv", "summary.md"} <= {a.path for a in client.list_artifacts(parent)}
+
+
+def test_cli_objectives_and_launch(store, tmp_path, capsys):
+    out = tmp_path / "o"
+    args = ["pareto", "--experiment", "synthetic_sweep", "--tracking-uri", store["uri"], "--out", str(out), "--no-mlflow"]
+    assert main(args + ["--objectives", "utility/acc:max", "privacy/leak_acc:min", "recon/ssim:min"]) == 0
+    assert "`recon/ssim` (min)" in (out / "summary.md").read_text()
+    assert main(args + ["--launch", "L2"]) == 0
+    assert read_parquet(out / "front.parquet").num_rows == 2
+    # the sweep's own objectives (parent run tag) are the default
+    assert main(["pareto", "--experiment", "adv_sweep", "--tracking-uri", store["uri"], "--out", str(out), "--no-mlflow"]) == 0
+    assert "`recon/ssim` (min)" in (out / "summary.md").read_text()
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--experiment", "nope"], "No MLflow experiment named 'nope'"),
+    (["--experiment", "failed_sweep"], "no finished trials"),
+    (["--experiment", "synthetic_sweep", "--objectives", "utility/acc:max", "privacy/nope:min"], "'privacy/nope' is not in the runs table"),
+    (["--experiment", "synthetic_sweep", "--objectives", "utility/acc"], "has no mode"),
+    (["--experiment", "synthetic_sweep", "--reference", "0.5"], "one finite value per objective"),
+])
+def test_cli_bad_input_exits_2(store, tmp_path, capsys, extra, message):
+    assert main(["pareto", "--tracking-uri", store["uri"], "--out", str(tmp_path / "bad"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_module_entry_point_bad_input(store, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "analysis", "pareto", "--experiment", "nope", "--tracking-uri", str(store["uri"])],
+        cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "No MLflow experiment named 'nope'" in result.stderr and "Traceback" not in result.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "analysis", "pareto", "--experiment", "x", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"],
+        cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=120,
+    )
+    assert missing.returncode == 2 and "no MLflow store" in missing.stderr
