@@ -143,7 +143,11 @@ def build_tuner(spec: SweepSpec, space: SearchSpace, launch: Launch, dataset, nu
         tuner = tune.Tuner.restore(str(launch.folder), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
         return tuner, progress
     searcher = build_searcher(spec, space, optuna_storage(), launch.study)
-    tune_config = tune.TuneConfig(search_alg=searcher, num_samples=num_samples, max_concurrent_trials=spec.search.max_concurrent)
+    # Reusing actors is safe: a trial builds all its state from its config and seeds everything,
+    # and it saves each trial a Python + torch start-up.
+    tune_config = tune.TuneConfig(
+        search_alg=searcher, num_samples=num_samples, max_concurrent_trials=spec.search.max_concurrent, reuse_actors=True
+    )
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config), progress
 
 

@@ -161,3 +161,32 @@ def many_fairface_rows(n_train: int, n_test: int) -> list[tuple]:
             colour = tuple(int(c) for c in rng.integers(0, 256, 3))
             rows.append((f"{split}/{i + 1}.jpg", ages[i % 9], ["Female", "Male"][i % 2], races[i % 7], "True", colour))
     return rows
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def write_mnist(root: Path, n_train: int = 60, n_test: int = 20) -> Path:
+    folder = root / "MNIST" / "raw"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(4)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    return folder
+
+
+def write_smoke_dataset(name: str, root: Path) -> bool:
+    """A small folder of dataset `name` under `root` for smoke sweeps; False if none is needed."""
+    writers = {
+        "cifar10": lambda: write_cifar(root, per_batch=20),
+        "celeba": lambda: write_celeba(root, many_celeba_files(60, 20)),
+        "fairface": lambda: write_fairface(root, many_fairface_rows(60, 20)),
+        "mnist": lambda: write_mnist(root),
+    }
+    if name not in writers:
+        return False
+    writers[name]()
+    return True
