@@ -15,9 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 from tqdm.auto import tqdm
 
-from trainables.attacks.suite import AttackReport, check_attack_names, run_attack_suite
+from trainables.attacks.suite import (
+    AttackReport,
+    check_attack_names,
+    check_release_ratios,
+    run_attack_suite,
+)
 from trainables.config import TrialConfig
 from trainables.data import Dataset, load_dataset
 from trainables.data.batches import TensorSplit
@@ -71,16 +77,19 @@ def prepare_data(dataset: Dataset, config: TrialConfig, device: torch.device) ->
     check_attributes(dataset, cfg.task, cfg.private)
     rng = np.random.default_rng(DATA_SEED)
     train_order = rng.permutation(len(dataset.train))[: cfg.train_size]
-    test_order = np.sort(rng.permutation(len(dataset.test))[: cfg.test_size])
+    test_order = rng.permutation(len(dataset.test))[: cfg.test_size]
     n_val = int(round(len(train_order) * cfg.val_fraction))
     if len(train_order) - n_val < 1 or (cfg.val_fraction > 0 and n_val < 1):
         raise InputError("dataset.train_size is too small for dataset.val_fraction; raise train_size.")
     names = (cfg.task, cfg.private)
-    split = lambda s, idx: TensorSplit.from_split(s.subset(np.sort(idx)), list(names), device)  # noqa: E731
+
+    def on_device(split, indices: np.ndarray) -> TensorSplit:
+        return TensorSplit.from_split(split.subset(np.sort(indices)), list(names), device)
+
     return TrialData(
-        train=split(dataset.train, train_order[n_val:]),
-        val=split(dataset.train, train_order[:n_val]),
-        test=split(dataset.test, test_order),
+        train=on_device(dataset.train, train_order[n_val:]),
+        val=on_device(dataset.train, train_order[:n_val]),
+        test=on_device(dataset.test, test_order),
         names=names,
         classes=(dataset.num_classes[cfg.task], dataset.num_classes[cfg.private]),
         image_shape=dataset.image_shape,
@@ -95,8 +104,6 @@ def build_method(config: TrialConfig, image_shape: tuple[int, int, int], classes
 
 
 def validate_params(method: str, params: dict):
-    from pydantic import ValidationError
-
     cls = method_class(method)
     try:
         return cls.Params.model_validate(params)
@@ -115,6 +122,7 @@ def check_config(config: TrialConfig) -> None:
     validate_params(config.method, config.params)
     check_split(config.model.backbone, config.model.split, config.model.backbone_options())
     check_attack_names(config.attacks)
+    check_release_ratios(method_class(config.method), config.attacks)
 
 
 class Trial:
@@ -139,6 +147,7 @@ class Trial:
         batch_size = self.config.train.batch_size
         sums = {"task_loss": 0.0, "adv_loss": 0.0}
         steps = 0
+        self.method.start_epoch(self.epoch, self.config.train.epochs, self.data.train.num_batches(batch_size))
         batches = self.data.train.batches(batch_size, self.data.names, self._shuffle_generator())
         desc = f"train epoch {self.epoch + 1}/{self.config.train.epochs}"
         for x, y_task, y_private in tqdm(batches, total=self.data.train.num_batches(batch_size), desc=desc, leave=False, disable=None):
