@@ -2,14 +2,17 @@
 
     python benchmarks/throughput.py [--steps 40] [--device cpu|cuda]
 
-Both loops run the same method (`noisy_arl`: client, server and proxy adversary, three
-Adam optimisers) on the same data; they differ only in how batches are produced:
-- privsweep: the split lives on the device as uint8 (`TensorSplit`); a batch is one index
-  select and one conversion to float.
+All loops run the same method (`noisy_arl`: client, server and proxy adversary, three
+Adam optimisers, same initial weights) on the same data:
 - plain: `DataLoader(TensorDataset(float images, labels), shuffle=True)`, per-sample
-  indexing and collation, then `.to(device)`, as in most papers' scripts.
-Prints images/s for both and their ratio, measured in one run, for small_cnn on 28x28
-(Fashion-MNIST shapes) and resnet18 on 32x32 (CIFAR-10 shapes).
+  indexing and collation, then `.to(device)`, default memory layout, as in most papers'
+  scripts.
+- privsweep: the trial engine's loop: the split lives on the device as uint8
+  (`TensorSplit`), a batch is one index select and one conversion to float, and batches
+  and networks are channels-last (`train.precision: fp32`, the default).
+- privsweep bf16: the same with `train.precision: bf16` (autocast).
+Prints images/s for each and the ratios to plain, measured in one run, for small_cnn on
+28x28 (Fashion-MNIST shapes) and resnet18 on 32x32 (CIFAR-10 shapes).
 """
 
 from __future__ import annotations
@@ -36,21 +39,27 @@ def make_split(shape: tuple[int, int, int], n: int) -> Split:
     return Split(images, {"task": rng.integers(0, 2, n), "private": rng.integers(0, 10, n)})
 
 
-def build_method(backbone: str, split: str, shape, device) -> NoisyARL:
+def build_method(backbone: str, split: str, shape, device, channels_last: bool) -> NoisyARL:
     torch.manual_seed(0)
     arch = SplitArchitecture(backbone, split, shape)
-    return NoisyARL(MethodContext(arch, 2, 10, 1e-3), NoisyARLParams(sigma=1.0)).to(device)
+    method = NoisyARL(MethodContext(arch, 2, 10, 1e-3), NoisyARLParams(sigma=1.0))
+    return method.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
-def timed(steps: int, batches, method: NoisyARL, device) -> float:
+def timed(steps: int, batches, method: NoisyARL, device, bf16: bool) -> float:
     iterator = iter(batches)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            method.train_step(*next(iterator))
+
     for _ in range(3):  # warm-up
-        method.train_step(*next(iterator))
+        step()
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(steps):
-        method.train_step(*next(iterator))
+        step()
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -77,6 +86,9 @@ def plain(split: Split, batch: int, device):
     return endless(lambda: ((x.to(device), t.to(device), p.to(device)) for x, t, p in loader))
 
 
+LOOPS = (("plain", plain, False, False), ("privsweep", ours, True, False), ("bf16", ours, True, True))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
@@ -84,16 +96,18 @@ def main() -> int:
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"device {device}, torch threads {torch.get_num_threads()}, {args.steps} timed steps per loop")
-    print("| backbone | input | batch | privsweep img/s | plain img/s | ratio |")
-    print("|---|---|---|---|---|---|")
+    print("| backbone | input | batch | plain img/s | privsweep img/s | ratio | privsweep bf16 img/s | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
     for backbone, split_name, shape, batch in CASES:
         steps = args.steps if backbone == "small_cnn" or device.type == "cuda" else max(4, args.steps // 8)
         split = make_split(shape, batch * (steps + 4))
         rates = {}
-        for name, make in (("privsweep", ours), ("plain", plain)):
-            method = build_method(backbone, split_name, shape, device)
-            rates[name] = steps * batch / timed(steps, make(split, batch, device), method, device)
-        print(f"| {backbone} | {'x'.join(map(str, shape))} | {batch} | {rates['privsweep']:.0f} | {rates['plain']:.0f} | {rates['privsweep'] / rates['plain']:.2f} |")
+        for name, make, optimised, bf16 in LOOPS:
+            method = build_method(backbone, split_name, shape, device, channels_last=optimised)
+            rates[name] = steps * batch / timed(steps, make(split, batch, device), method, device, bf16)
+        base = rates["plain"]
+        print(f"| {backbone} | {'x'.join(map(str, shape))} | {batch} | {base:.0f} | "
+              f"{rates['privsweep']:.0f} | {rates['privsweep'] / base:.2f} | {rates['bf16']:.0f} | {rates['bf16'] / base:.2f} |")
     return 0
 
 

@@ -47,6 +47,9 @@ class TrainConfig(Strict):
     lr: float = Field(1e-3, gt=0)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16 autocasts defense training (about 2x on CPUs with AVX512-BF16 and on GPUs); attacks stay fp32"
+    )
 
 
 class AttackConfig(Strict):

@@ -133,10 +133,15 @@ class Trial:
         dataset = dataset if dataset is not None else load_dataset(config.dataset.name, config.dataset.options, config.dataset.root)
         self.data = prepare_data(dataset, config, self.device)
         seed_everything(config.train.seed)
-        self.method = build_method(config, self.data.image_shape, self.data.classes).to(self.device)
+        self.method = build_method(config, self.data.image_shape, self.data.classes).to(
+            self.device, memory_format=torch.channels_last
+        )
         self.epoch = 0
         self.train_seconds = 0.0
         self.history: list[dict[str, float]] = []
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.train.precision == "bf16")
 
     def _shuffle_generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + self.epoch)
@@ -151,7 +156,8 @@ class Trial:
         batches = self.data.train.batches(batch_size, self.data.names, self._shuffle_generator())
         desc = f"train epoch {self.epoch + 1}/{self.config.train.epochs}"
         for x, y_task, y_private in tqdm(batches, total=self.data.train.num_batches(batch_size), desc=desc, leave=False, disable=None):
-            losses = self.method.train_step(x, y_task, y_private)
+            with self._autocast():
+                losses = self.method.train_step(x, y_task, y_private)
             for key in sums:
                 sums[key] += losses[key]
             steps += 1

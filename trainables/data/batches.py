@@ -1,7 +1,9 @@
 """Whole splits held as tensors on the training device, batched by indexing.
 
 Like airbench's loader: the uint8 images live on the device once; a batch is one index
-select and one conversion to float, never a per-sample collate.
+select and one conversion to float, never a per-sample collate. Batches come in
+channels-last layout, which oneDNN and cuDNN convolutions run faster (with channels-last
+models, 1.2-1.4x per training step on CPU here).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class TensorSplit:
         order = torch.randperm(n, generator=generator).to(self.images.device) if generator is not None else None
         for start in range(0, n, batch_size):
             index = order[start : start + batch_size] if order is not None else slice(start, start + batch_size)
-            x = self.images[index].float().div_(255)
+            x = self.images[index].float().div_(255).contiguous(memory_format=torch.channels_last)
             yield (x, *(self.labels[name][index] for name in names))
 
     def num_batches(self, batch_size: int) -> int:
