@@ -115,9 +115,9 @@ def shrink_for_smoke(raw: dict) -> dict:
 def load_spec(path: str | Path, overrides: list[str] | None = None, smoke: bool = False) -> SweepSpec:
     """Read, override, (shrink,) and validate a spec, including its search space and params."""
     raw = read_yaml(path)
-    raw = apply_overrides(raw, overrides or [], SweepSpec)
     if smoke:
         raw = shrink_for_smoke(raw)
+    raw = apply_overrides(raw, overrides or [], SweepSpec)  # explicit values win over --smoke
     spec = validated(SweepSpec, raw)
     check_space(spec)
     return spec
