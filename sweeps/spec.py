@@ -116,6 +116,7 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, smoke: bool 
     """Read, override, (shrink,) and validate a spec, including its search space and params."""
     raw = read_yaml(path)
     if smoke:
+        validated(SweepSpec, raw)  # the user's own spec first: shrinking assumes its sections are mappings
         raw = shrink_for_smoke(raw)
     raw = apply_overrides(raw, overrides or [], SweepSpec)  # explicit values win over --smoke
     spec = validated(SweepSpec, raw)

@@ -117,6 +117,8 @@ class ImageSimilarity:
             ImageSimilarity._reported_lpips = True
 
     def update(self, reconstruction: torch.Tensor, image: torch.Tensor) -> None:
+        # torchmetrics' L1/MSE flatten with .view(-1), which fails on channels-last RGB batches
+        reconstruction, image = reconstruction.contiguous(), image.contiguous()
         self.metrics.update(reconstruction, image)
         if self.lpips is not None:
             self.lpips.update(reconstruction, image)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 
 import torch
 from torch import nn
@@ -36,9 +37,16 @@ def _build_backbone(name: str, in_channels: int, image_size: int, options: dict)
         raise InputError(f"model: bad option for backbone {name!r}: {error}") from None
 
 
+@cache
+def _split_names(backbone: str, options: tuple[tuple[str, object], ...]) -> tuple[str, ...]:
+    # Building a torchvision backbone takes about a second (VGG's classifier); the names of
+    # its split points do not change, and every spec check and trial asks for them.
+    return (INPUT_SPLIT, *_build_backbone(backbone, 3, 32, dict(options)).splits)
+
+
 def check_split(backbone: str, split: str, options: dict | None = None) -> None:
     """The backbone exists and has this split point (independent of the input size)."""
-    splits = [INPUT_SPLIT, *_build_backbone(backbone, 3, 32, options or {}).splits]
+    splits = list(_split_names(backbone, tuple(sorted((options or {}).items()))))
     if str(split) not in splits:
         raise InputError(
             f"model.split: backbone {backbone!r} has no split point {split!r}; its split points are {splits}."

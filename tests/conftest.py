@@ -1,0 +1,100 @@
+"""Shared test set-up: private data/home folders, one torch thread, tiny trial configs.
+
+- `$PRIVSWEEP_DATA` points at a per-session temp folder, so the Arrow cache never lands in
+  the home folder; Fashion-MNIST stays loadable because its loader falls back to the Debian
+  package folder (/usr/share/datasets/fashion-mnist).
+- `$PRIVSWEEP_HOME` (MLflow store) points at another temp folder.
+- torch runs one intra-op thread: the test machines are small and shared, and OpenMP
+  spin-waiting on an oversubscribed CPU makes tiny models tens of times slower.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from trainables.config import TrialConfig, set_path
+
+REPO = Path(__file__).resolve().parent.parent
+
+TINY_RAW: dict[str, Any] = {
+    "name": "tiny",
+    "method": "noisy_arl",
+    "dataset": {
+        "name": "synthetic",
+        "task": "shape",
+        "private": "color",
+        "options": {"train_size": 256, "test_size": 128, "image_size": 16},
+    },
+    "model": {"backbone": "small_cnn", "split": 2},
+    "train": {"epochs": 1, "batch_size": 64, "lr": 1.0e-3, "seed": 0, "device": "cpu"},
+    "params": {"sigma": 0.5, "lambda": 0.1},
+    "attacks": {"leakage": ["server_arch", "mlp"], "reconstruction": ["mirror", "fc"], "epochs": 1, "batch_size": 128, "gallery": 4},
+}
+
+
+def tiny_raw(**overrides: Any) -> dict:
+    """The tiny trial config as a raw mapping; keyword names are dotted paths with `__`
+    for `.` (`train__epochs=2`), values replace the field."""
+    raw = copy.deepcopy(TINY_RAW)
+    for key, value in overrides.items():
+        set_path(raw, key.replace("__", "."), value)
+    return raw
+
+
+def tiny_config(**overrides: Any) -> TrialConfig:
+    """A validated `TrialConfig` of the tiny synthetic trial (see `tiny_raw`)."""
+    return TrialConfig.model_validate(tiny_raw(**overrides))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("privsweep")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PRIVSWEEP_DATA", str(root / "data"))
+        mp.setenv("PRIVSWEEP_HOME", str(root / "home"))
+        yield root
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def make_config():
+    """Factory fixture: `make_config(method="none", params={}, train__epochs=2)`."""
+    return tiny_config
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    """Write a spec mapping (default: the tiny trial) to a YAML file; returns its path."""
+    counter = iter(range(1_000_000))
+
+    def write(raw: dict | None = None, text: str | None = None, name: str | None = None) -> Path:
+        path = tmp_path / (name or f"spec{next(counter)}.yaml")
+        path.write_text(text if text is not None else yaml.safe_dump(raw if raw is not None else tiny_raw(), sort_keys=False))
+        return path
+
+    return write
+
+
+def run_sweeps_cli(*args: str, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m sweeps ARGS` in a real subprocess from the repo root (one torch thread)."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "sweeps", *args], cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def sweeps_cli():
+    return run_sweeps_cli

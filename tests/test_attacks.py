@@ -1,0 +1,240 @@
+"""The attack protocol is honest (DESIGN.md, "Evaluation protocol"), and the summary metrics
+are the documented aggregates of the per-attacker ones.
+
+A spy wraps the real `noisy_arl` method and records every `release` call: which split the
+images come from (train and test images carry different marker pixels), in which phase
+(defense training, attacker training, attacker evaluation), with or without autograd, and
+the z handed out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_config
+
+import trainables.attacks.suite as suite
+from trainables.data import synthetic
+from trainables.data.base import Dataset, Split
+from trainables.methods import METHODS
+from trainables.methods.noisy_arl import NoisyARL
+from trainables.trial import Trial
+
+SIGMA = 0.5
+TRAIN, TEST = "train", "test"
+
+
+def mark(split: Split, which: str) -> Split:
+    """Pixel (0, 0) of channel 0 is 255 on train images and 0 on test images; pixel (0, 1)
+    the other way round. Nothing else in a synthetic image is exactly both."""
+    images = split.images.copy()
+    images[:, 0, 0, 0], images[:, 0, 0, 1] = (255, 0) if which == TRAIN else (0, 255)
+    return Split(images, dict(split.attributes))
+
+
+def marks(x: torch.Tensor) -> set[str]:
+    a, b = x[:, 0, 0, 0], x[:, 0, 0, 1]
+    found = set()
+    if ((a == 1) & (b == 0)).any():
+        found.add(TRAIN)
+    if ((a == 0) & (b == 1)).any():
+        found.add(TEST)
+    if (~(((a == 1) & (b == 0)) | ((a == 0) & (b == 1)))).any():
+        found.add("unmarked")
+    return found
+
+
+@dataclass(eq=False)
+class Release:
+    phase: str
+    marks: set[str]
+    grad: bool
+    method_training: bool
+    x: torch.Tensor
+    z: torch.Tensor
+
+
+class Recorder:
+    def __init__(self):
+        self.phase = "defense"
+        self.releases: list[Release] = []
+        self.losses: list[tuple[str, set[str], bool, bool]] = []  # (target, image marks, grad, net.training)
+
+    def in_phase(self, phase: str) -> list[Release]:
+        return [r for r in self.releases if r.phase == phase]
+
+
+@pytest.fixture(scope="module")
+def spied_trial():
+    """A 1-epoch noisy_arl trial on marked synthetic data, attacked for 2 epochs, spied on."""
+    recorder = Recorder()
+
+    class SpyNoisyARL(NoisyARL):
+        def release(self, x):
+            z = super().release(x)
+            recorder.releases.append(
+                Release(recorder.phase, marks(x), torch.is_grad_enabled(), self.training, x.detach().clone(), z.detach().clone())
+            )
+            return z
+
+    def phase(name, function):
+        def wrapped(*args, **kwargs):
+            previous, recorder.phase = recorder.phase, name
+            try:
+                return function(*args, **kwargs)
+            finally:
+                recorder.phase = previous if name != "attack_eval" else "after_eval"
+
+        return wrapped
+
+    original_loss = suite.Attacker.loss
+
+    def spy_loss(self, z, targets):
+        recorder.losses.append((self.target, marks(targets["image"]), torch.is_grad_enabled(), self.net.training))
+        return original_loss(self, z, targets)
+
+    base = synthetic.load(train_size=256, test_size=128, image_size=16, seed=3)
+    dataset = Dataset("synthetic", mark(base.train, TRAIN), mark(base.test, TEST), base.num_classes)
+    config = tiny_config(params={"sigma": SIGMA, "lambda": 0.1}, attacks__epochs=2)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(METHODS, "noisy_arl", SpyNoisyARL)
+        mp.setattr(suite, "train_attackers", phase("attack_train", suite.train_attackers))
+        mp.setattr(suite, "evaluate", phase("attack_eval", suite.evaluate))
+        mp.setattr(suite.Attacker, "loss", spy_loss)
+        trial = Trial(config, dataset)
+        mp.setattr(trial, "validate", phase("validate", trial.validate))
+        assert isinstance(trial.method, SpyNoisyARL)
+        trial.train_epoch()
+        recorder.phase = "defense_done"
+        trained_state = {k: v.clone() for k, v in trial.method.state_dict().items()}
+        metrics, report = trial.attack()
+    return trial, recorder, metrics, trained_state
+
+
+def test_defense_trains_on_the_train_split_only(spied_trial):
+    trial, recorder, _, _ = spied_trial
+    defense = recorder.in_phase("defense")
+    assert defense, "no release during defense training"
+    assert all(r.marks == {TRAIN} and r.grad and r.method_training for r in defense)
+    assert sum(len(r.x) for r in defense) == len(trial.data.train)
+    validation = recorder.in_phase("validate")
+    assert validation and all(r.marks == {TRAIN} and not r.grad for r in validation)  # val is held out of train
+
+
+def test_attackers_train_only_on_attacker_split_releases(spied_trial):
+    trial, recorder, _, _ = spied_trial
+    train_phase = recorder.in_phase("attack_train")
+    assert train_phase
+    assert all(r.marks == {TRAIN} for r in train_phase)
+    assert all(not r.method_training for r in train_phase)  # the defense is frozen
+    # every attacker-split image released once per attack epoch
+    assert sum(len(r.x) for r in train_phase) == trial.config.attacks.epochs * len(trial.data.train)
+    # every loss any attacker optimises is on train images, with autograd, in train mode
+    assert recorder.losses
+    assert all(image_marks == {TRAIN} and grad and training for _, image_marks, grad, training in recorder.losses)
+    assert {target for target, *_ in recorder.losses} == {"private", "image", "task"}
+
+
+def test_test_split_is_only_used_under_no_grad_evaluation(spied_trial):
+    trial, recorder, _, _ = spied_trial
+    evaluation = recorder.in_phase("attack_eval")
+    assert evaluation
+    assert all(r.marks == {TEST} and not r.grad and not r.method_training for r in evaluation)
+    assert sum(len(r.x) for r in evaluation) == len(trial.data.test)
+    with_test_images = [r for r in recorder.releases if TEST in r.marks]
+    assert with_test_images
+    assert all(r.phase in ("attack_eval", "after_eval") and not r.grad for r in with_test_images)
+    # afterwards: the gallery (test images) and the FLOP count's probe (one random input)
+    after = recorder.in_phase("after_eval")
+    gallery = [r for r in after if r.marks == {TEST}]
+    assert [len(r.x) for r in gallery] == [trial.config.attacks.gallery]
+    others = [r for r in after if r.marks != {TEST}]
+    assert len(others) == 1 and others[0].marks == {"unmarked"} and len(others[0].x) == 1
+
+
+def test_attack_leaves_the_frozen_defense_unchanged(spied_trial):
+    trial, _, _, trained_state = spied_trial
+    for key, value in trial.method.state_dict().items():
+        assert torch.equal(value, trained_state[key]), key
+    assert not any(p.requires_grad for p in trial.method.parameters())
+
+
+def test_defense_noise_is_redrawn_at_attack_time(spied_trial):
+    trial, recorder, _, _ = spied_trial
+    client = trial.method.client.eval()
+    attack_releases = recorder.in_phase("attack_train") + recorder.in_phase("attack_eval")
+    for r in attack_releases:
+        with torch.no_grad():
+            clean = client(r.x)
+        assert (r.z - clean).std().item() == pytest.approx(SIGMA, rel=0.1)  # never the noise-free z
+    # the same image, released in both attack epochs, gets a different z each time
+    seen: dict[bytes, torch.Tensor] = {}
+    repeated = 0
+    for r in recorder.in_phase("attack_train"):
+        for xi, zi in zip(r.x, r.z, strict=True):
+            key = xi.contiguous().numpy().tobytes()
+            if key in seen:
+                repeated += 1
+                assert not torch.equal(seen[key], zi)
+            seen[key] = zi
+    assert repeated == len(trial.data.train)
+
+
+def test_summary_metrics_are_the_documented_aggregates(spied_trial):
+    trial, _, metrics, _ = spied_trial
+    leakage = trial.config.attacks.leakage
+    per_attacker = [metrics[f"privacy/leak_acc/{name}"] for name in leakage]
+    assert len(per_attacker) == 2
+    assert metrics["privacy/leak_acc"] == max(per_attacker)
+    assert metrics["privacy/delta"] == pytest.approx(metrics["utility/acc"] - metrics["privacy/leak_acc"], abs=1e-12)
+    private = trial.data.test.labels[trial.config.dataset.private].numpy()
+    assert metrics["privacy/leak_chance"] == pytest.approx(np.bincount(private).max() / len(private))
+    decoders = trial.config.attacks.reconstruction
+    for metric, best in (("ssim", max), ("ms_ssim", max), ("psnr", max), ("l1", min), ("mse", min)):
+        values = [metrics[f"recon/{metric}/{d}"] for d in decoders]
+        assert metrics[f"recon/{metric}"] == best(values), metric
+    for key in ("privacy/leak_acc", "utility/acc", "utility/acc_retrained", "privacy/leak_chance"):
+        assert 0.0 <= metrics[key] <= 1.0
+
+
+class FakeSimilarity:
+    def __init__(self, values: dict[str, float]):
+        self.values = values
+
+    def compute(self) -> dict[str, float]:
+        return dict(self.values)
+
+
+def test_summarise_takes_the_strongest_attacker_per_metric():
+    """Two decoders, each strongest on some metrics: every aggregate picks the right one
+    (max for SSIM/MS-SSIM/PSNR, min for L1/MSE/LPIPS), and leak_acc is the max over attackers."""
+    raw = {"utility/acc": 0.8, "utility/mcc": 0.5, "utility/retrained": 0.7, "leak/server_arch": 0.6, "leak/mlp": 0.65}
+    similarity = {
+        "recon/mirror": FakeSimilarity({"ssim": 0.5, "ms_ssim": 0.2, "psnr": 12.0, "l1": 0.20, "mse": 0.05, "lpips": 0.3}),
+        "recon/fc": FakeSimilarity({"ssim": 0.3, "ms_ssim": 0.4, "psnr": 14.0, "l1": 0.10, "mse": 0.08, "lpips": 0.4}),
+    }
+    task = torch.tensor([0, 1, 1, 1, 2, 2, 0, 0])
+    private = torch.tensor([3, 3, 3, 1, 1, 0, 2, 2])
+    metrics, strongest = suite.summarise(raw, similarity, task, private)
+    assert metrics["privacy/leak_acc"] == 0.65
+    assert metrics["privacy/leak_acc/server_arch"] == 0.6 and metrics["privacy/leak_acc/mlp"] == 0.65
+    assert metrics["privacy/delta"] == pytest.approx(0.8 - 0.65)
+    assert metrics["privacy/leak_chance"] == 3 / 8
+    assert metrics["utility/acc_retrained"] == 0.7
+    expected = {"ssim": 0.5, "ms_ssim": 0.4, "psnr": 14.0, "l1": 0.10, "mse": 0.05, "lpips": 0.3}
+    for metric, value in expected.items():
+        assert metrics[f"recon/{metric}"] == value, metric
+        assert metrics[f"recon/{metric}/mirror"] == similarity["recon/mirror"].values[metric]
+        assert metrics[f"recon/{metric}/fc"] == similarity["recon/fc"].values[metric]
+    assert strongest == "mirror"  # best SSIM: its reconstructions go in the gallery
+
+
+def test_summarise_leaves_out_a_metric_no_decoder_computed():
+    raw = {"utility/acc": 0.5, "utility/mcc": 0.0, "utility/retrained": 0.5, "leak/mlp": 0.4}
+    similarity = {"recon/fc": FakeSimilarity({"ssim": 0.1, "ms_ssim": 0.1, "psnr": 9.0, "l1": 0.3, "mse": 0.1})}
+    metrics, _ = suite.summarise(raw, similarity, torch.tensor([0, 1]), torch.tensor([0, 1]))
+    assert not any(key.startswith("recon/lpips") for key in metrics)
+    assert metrics["recon/ssim"] == 0.1

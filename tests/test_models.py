@@ -1,0 +1,169 @@
+"""Every backbone at every split point: client then server gives logits, `z_shape` is the
+client's output; decoders map any z to exactly the image shape in [0, 1]."""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torchvision import models as tvm
+
+from trainables.errors import InputError
+from trainables.models import BACKBONES, INPUT_SPLIT, SplitArchitecture, check_split
+from trainables.models.decoders import DECODERS
+
+CLASSES = 5
+# alexnet's five convolutions and three 3x3/2 max-pools need more than 32 px
+INPUT_SHAPES = {"alexnet": (3, 64, 64)}
+DEFAULT_SHAPE = (3, 32, 32)
+
+
+_FEATURES: dict[str, torch.nn.Module] = {}
+_ORIGINAL = {name: getattr(tvm, name) for name in ("vgg11_bn", "vgg16_bn", "vgg19_bn", "alexnet")}
+
+
+def _features_copy(name: str):
+    def make(weights=None):
+        if name not in _FEATURES:
+            _FEATURES[name] = _ORIGINAL[name](weights=weights).features
+        return SimpleNamespace(features=copy.deepcopy(_FEATURES[name]))
+
+    return make
+
+
+@contextmanager
+def torchvision_features_only():
+    """torchvision's VGG and AlexNet factories build (and randomly initialise) 58-120M
+    parameters of classifier the backbones never use (they read `.features` only); hand out
+    copies of one pre-built feature stack per factory instead, so their 18 split points take
+    seconds, not minutes. The features are torchvision's own modules: the shapes under test
+    are unchanged, and a backbone that read anything but `.features` would fail loudly."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in _ORIGINAL:
+            mp.setattr(tvm, name, _features_copy(name))
+        yield
+
+
+def split_points() -> list[tuple[str, str]]:
+    points = []
+    with torchvision_features_only():
+        for name, factory in BACKBONES.items():
+            for split in [INPUT_SPLIT, *factory(3, 32).splits]:
+                points.append((name, split))
+    return points
+
+
+SPLIT_POINTS = split_points()
+
+
+@pytest.fixture
+def features_only():
+    with torchvision_features_only():
+        yield
+
+
+def test_every_backbone_has_split_points():
+    assert {"small_cnn", "resnet18", "vgg11", "vgg16", "vgg19", "mobilenet_v2", "alexnet"} <= set(BACKBONES)
+    points = SPLIT_POINTS
+    for name in BACKBONES:
+        assert len([s for b, s in points if b == name]) >= 4  # "0" plus at least three cuts
+    assert {s for b, s in points if b == "resnet18"} == {"0", "1", "2", "3", "4"}
+    assert {s for b, s in points if b == "vgg16"} == {"0", "pool1", "pool2", "pool3", "pool4", "pool5"}
+
+
+@pytest.mark.parametrize(("backbone", "split"), SPLIT_POINTS)
+def test_client_then_server_composes_to_logits(backbone, split, features_only):
+    shape = INPUT_SHAPES.get(backbone, DEFAULT_SHAPE)
+    arch = SplitArchitecture(backbone, split, shape)
+    client, server = arch.client().eval(), arch.server(CLASSES).eval()
+    x = torch.rand(2, *shape)
+    with torch.no_grad():
+        z = client(x)
+        logits = server(z)
+    assert tuple(z.shape) == (2, *arch.z_shape)
+    assert logits.shape == (2, CLASSES)
+    assert torch.isfinite(logits).all()
+    if split == INPUT_SPLIT:
+        assert arch.z_shape == shape
+        assert sum(p.numel() for p in client.parameters()) == 0
+    else:
+        assert sum(p.numel() for p in client.parameters()) > 0
+        assert arch.z_shape[1] < shape[1] or backbone == "resnet18"  # resnet's cifar stem keeps 32 px at layer1
+
+
+@pytest.mark.parametrize(("backbone", "splits"), [("small_cnn", ["1", "2", "3", "4"]), ("resnet18", ["1", "2", "3", "4"])])
+def test_later_splits_put_more_on_the_client(backbone, splits):
+    sizes = []
+    for split in splits:
+        arch = SplitArchitecture(backbone, split, (1, 28, 28))
+        client, server = arch.client(), arch.server(CLASSES)
+        sizes.append((sum(p.numel() for p in client.parameters()), sum(p.numel() for p in server.parameters())))
+    assert [c for c, _ in sizes] == sorted(c for c, _ in sizes) and len({c for c, _ in sizes}) == len(sizes)
+    assert [s for _, s in sizes] == sorted((s for _, s in sizes), reverse=True)
+
+
+def test_networks_are_independent_copies():
+    arch = SplitArchitecture("small_cnn", "2", (3, 16, 16))
+    a, b = arch.client(), arch.client()
+    assert all(pa.data_ptr() != pb.data_ptr() for pa, pb in zip(a.parameters(), b.parameters(), strict=True))
+    assert any(not torch.equal(pa, pb) for pa, pb in zip(a.parameters(), b.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_first_convolution_follows_the_image_channels(channels):
+    for backbone in ("small_cnn", "resnet18", "mobilenet_v2"):
+        arch = SplitArchitecture(backbone, "1", (channels, 32, 32))
+        with torch.no_grad():
+            assert arch.client().eval()(torch.rand(1, channels, 32, 32)).shape[1:] == arch.z_shape
+
+
+@pytest.mark.parametrize(
+    ("backbone", "split", "shape"),
+    [
+        ("alexnet", "pool3", (3, 32, 32)),
+        ("alexnet", "pool1", (3, 32, 32)),  # the server part does not fit either
+        ("vgg11", "pool5", (3, 16, 16)),
+        ("small_cnn", "4", (1, 4, 4)),
+        ("small_cnn", "1", (1, 2, 2)),
+    ],
+)
+def test_split_that_does_not_fit_the_image_size_is_an_input_error(backbone, split, shape, features_only):
+    with pytest.raises(InputError, match=rf"{backbone}.*{shape[1]}x{shape[2]}"):
+        SplitArchitecture(backbone, split, shape)
+
+
+@pytest.mark.parametrize(("backbone", "split"), [("small_cnn", "5"), ("resnet18", "pool1"), ("vgg11", "4"), ("nope", "1")])
+def test_unknown_split_or_backbone_is_an_input_error(backbone, split, features_only):
+    with pytest.raises(InputError, match="model.split|model.backbone"):
+        check_split(backbone, split)
+
+
+@pytest.mark.parametrize("decoder", sorted(DECODERS))
+@pytest.mark.parametrize(
+    ("z_shape", "image_shape"),
+    [
+        ((32, 14, 14), (1, 28, 28)),
+        ((128, 3, 3), (1, 28, 28)),
+        ((64, 4, 4), (3, 16, 16)),
+        ((3, 16, 16), (3, 16, 16)),  # split 0: z is the image
+        ((512, 1, 1), (3, 32, 32)),
+        ((64, 32, 32), (3, 32, 32)),  # more than FC_MAX_FEATURES values
+        ((256, 3, 3), (3, 64, 64)),
+        ((96, 7, 5), (3, 54, 44)),  # non-square z and image
+    ],
+)
+def test_decoder_maps_z_to_exactly_the_image_shape_in_unit_range(decoder, z_shape, image_shape):
+    net = DECODERS[decoder](z_shape, image_shape)
+    z = torch.randn(2, *z_shape) * 3
+    out = net.train()(z)
+    assert out.shape == (2, *image_shape)
+    with torch.no_grad():
+        out_eval = net.eval()(z)
+    assert out_eval.shape == (2, *image_shape)
+    assert (out_eval >= 0).all() and (out_eval <= 1).all()
+    # it is trainable end to end
+    out.mean().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
