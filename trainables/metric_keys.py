@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from trainables.attacks.suite import ratio_suffix
 from trainables.config import TrialConfig
 from trainables.metrics import HIGHER_IS_BETTER, lpips_unavailable_reason
 
@@ -21,7 +22,7 @@ def final_metric_keys(config: TrialConfig) -> set[str]:
         keys.add(f"recon/{metric}")
         keys.update(f"recon/{metric}/{decoder}" for decoder in config.attacks.reconstruction)
     for ratio in config.attacks.release_ratios or []:
-        keys.update(f"{key}@R={ratio:g}" for key in list(keys) if key.startswith(PER_RATIO_PREFIXES))
+        keys.update(f"{key}{ratio_suffix(ratio)}" for key in list(keys) if key.startswith(PER_RATIO_PREFIXES))
     return keys
 
 

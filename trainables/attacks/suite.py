@@ -11,7 +11,7 @@ batch, shared), each with its own Adam optimiser.
 `attacks.release_ratios`: a method with an inference-time pruning ratio (`at_release_ratio`)
 is also attacked at each listed ratio R, frozen as trained (no defense retraining): a fresh
 suite (same seed) is trained and evaluated on releases at R, and its metrics are added with
-the suffix `@R=<r>` (`privacy/leak_acc@R=0.5`). The unsuffixed metrics stay those at the
+the suffix `:R<r>` (`privacy/leak_acc:R0.5`). The unsuffixed metrics stay those at the
 trained ratio. A method without the knob and release_ratios set is an input error.
 """
 
@@ -167,7 +167,7 @@ def summarise(
 
 
 def ratio_suffix(ratio: float) -> str:
-    return f"@R={ratio:g}"
+    return f":R{ratio:g}"
 
 
 def check_release_ratios(method_cls: type[Method], cfg: AttackConfig) -> None:

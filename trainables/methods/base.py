@@ -2,14 +2,19 @@
 
 A method owns its networks and optimizers. The trainer only calls `train_step` on batches
 of the train split; the attack suite only calls `release` on a frozen method; the deployed
-utility is `serve(release(x))`. Adding a method never touches either of them.
+utility is `serve(release(x))`. Adding a method never touches either of them. Two optional
+hooks have no-op defaults: `start_epoch` (the trainer announces each epoch, for methods with
+a training schedule) and `at_release_ratio` (an inference-time pruning ratio the attack suite
+can set on the frozen method, `attacks.release_ratios`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -71,6 +76,31 @@ class Method(nn.Module, ABC):
     @abstractmethod
     def client_network(self) -> nn.Module:
         """Every module that is deployed on the client (for its size in MB)."""
+
+    def start_epoch(self, epoch: int, epochs: int, steps_per_epoch: int) -> None:
+        """Called by the trainer before training epoch `epoch` (0-based) of `epochs`, each of
+        `steps_per_epoch` `train_step` calls; methods with a schedule (phases) read it here."""
+
+    def at_release_ratio(self, ratio: float) -> AbstractContextManager | None:
+        """Inference-time pruning ratio: a context manager inside which `release` prunes a
+        fraction `ratio` instead of the trained one (the frozen networks unchanged), or None
+        when the method has no such knob (the default)."""
+        return None
+
+    @classmethod
+    def supports_release_ratio(cls) -> bool:
+        return cls.at_release_ratio is not Method.at_release_ratio
+
+
+@contextmanager
+def overriding(obj: Any, name: str, value: Any) -> Iterator[None]:
+    """Temporarily set `obj.name = value` (restored on exit, also on error)."""
+    old = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        setattr(obj, name, old)
 
 
 class _ScaledGradientReversal(torch.autograd.Function):

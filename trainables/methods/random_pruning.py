@@ -1,14 +1,17 @@
 """`random_pruning`: DISCO's random-pruning baseline. A task-only split model whose released
 features have a random fraction R of their channels zeroed, drawn per input and per release
 (training and inference). Exactly round((1 - R) * C) channels are kept; kept channels are
-not rescaled (the baseline prunes, it does not do dropout)."""
+not rescaled (the baseline prunes, it does not do dropout). R is also an inference-time knob
+(`at_release_ratio`): the frozen model can be released at another ratio."""
 
 from __future__ import annotations
+
+from contextlib import AbstractContextManager
 
 import torch
 from pydantic import Field
 
-from trainables.methods.base import AdversarialSplitMethod, NoParams
+from trainables.methods.base import AdversarialSplitMethod, MethodContext, NoParams, overriding
 
 
 class PruningParams(NoParams):
@@ -24,6 +27,13 @@ def random_channel_mask(batch: int, channels: int, ratio: float, device: torch.d
 class RandomPruning(AdversarialSplitMethod):
     Params = PruningParams
 
+    def __init__(self, ctx: MethodContext, params: PruningParams):
+        super().__init__(ctx, params)
+        self.release_ratio = params.pruning_ratio
+
+    def at_release_ratio(self, ratio: float) -> AbstractContextManager:
+        return overriding(self, "release_ratio", ratio)
+
     def obfuscate(self, features: torch.Tensor) -> torch.Tensor:
-        mask = random_channel_mask(features.shape[0], features.shape[1], self.params.pruning_ratio, features.device)
+        mask = random_channel_mask(features.shape[0], features.shape[1], self.release_ratio, features.device)
         return features * mask.view(*mask.shape, *([1] * (features.dim() - 2)))

@@ -12,6 +12,7 @@ from torch import nn
 from trainables.errors import InputError
 from trainables.models import torchvision_backbones as tvb
 from trainables.models.backbone import Backbone
+from trainables.models.pp_cnn import pp_cnn
 from trainables.models.small_cnn import small_cnn
 
 # Split "0": nothing runs on the client, z is the (possibly noised) image itself.
@@ -25,6 +26,7 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
     "vgg19": tvb.vgg19,
     "mobilenet_v2": tvb.mobilenet_v2,
     "alexnet": tvb.alexnet,
+    "pp_cnn": pp_cnn,
 }
 
 
