@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 import yaml
 from pydantic import Field, ValidationError
 
 from sweeps.overrides import apply_overrides, check_path
 from sweeps.search_space import SearchSpace, load_search_space
 from trainables.config import Strict, TrialConfig, with_assignment
+from trainables.data import DATASETS
 from trainables.errors import InputError
 from trainables.trial import check_config
 
@@ -96,12 +99,31 @@ def read_yaml(path: str | Path) -> dict:
     return raw
 
 
+SMOKE_IMAGE_SIZE = 32
+
+
+def loader_image_size(dataset: dict) -> int | None:
+    """The image side a spec's dataset loads at, for loaders with an `image_size` option."""
+    loader = DATASETS.get(dataset.get("name"))
+    parameter = inspect.signature(loader).parameters.get("image_size") if loader else None
+    if parameter is None:
+        return None
+    value = (dataset.get("options") or {}).get("image_size", parameter.default)
+    return value if isinstance(value, int) else None
+
+
 def shrink_for_smoke(raw: dict) -> dict:
-    """Seconds-long version of any spec, same structure: tiny data, 1 epoch, 2 trials."""
+    """Seconds-long version of any spec, same structure: tiny data (images of a loader with an
+    `image_size` option at most 32 px), 1 epoch, 2 trials, run on
+    the machine at hand (1 CPU per trial; no GPU unless this machine has one), so a spec
+    written for a GPU cluster can be smoke-checked on a laptop."""
     raw = copy.deepcopy(raw)
     dataset = raw.setdefault("dataset", {})
     dataset["train_size"] = min(dataset.get("train_size") or 512, 512)
     dataset["test_size"] = min(dataset.get("test_size") or 256, 256)
+    image_size = loader_image_size(dataset)
+    if image_size is not None:  # e.g. full-resolution CelebA: VGG at 178 px is minutes per epoch
+        dataset["options"] = {**(dataset.get("options") or {}), "image_size": min(image_size, SMOKE_IMAGE_SIZE)}
     raw.setdefault("train", {})["epochs"] = 1
     attacks = raw.setdefault("attacks", {})
     attacks["epochs"] = 1
@@ -109,6 +131,10 @@ def shrink_for_smoke(raw: dict) -> dict:
     search = raw.setdefault("search", {})
     search["num_samples"] = 2
     search["max_concurrent"] = min(search.get("max_concurrent", 2), 2)
+    resources = raw.setdefault("resources", {})
+    resources["cpu"] = 1
+    if not torch.cuda.is_available():
+        resources["gpu"] = 0
     return raw
 
 

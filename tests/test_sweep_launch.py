@@ -13,9 +13,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 from fixture_data import write_smoke_dataset
 from mlflow.tracking import MlflowClient
+
+from sweeps.spec import load_spec
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -184,6 +187,17 @@ def test_unreachable_tracking_server_exits_2(home, tmp_path):
     assert result.returncode == 2, result.stderr
     assert "tracking.uri" in result.stderr and "Traceback" not in result.stderr
     assert not (home / "ray_results").exists()
+
+
+def test_smoke_fits_a_gpu_spec_to_this_machine_unless_set_explicitly():
+    spec = load_spec(REPO / "sweeps" / "noisy_arl.yaml", smoke=True)
+    assert spec.resources.cpu == 1
+    assert spec.resources.gpu == (0.25 if torch.cuda.is_available() else 0)
+    pinned = load_spec(REPO / "sweeps" / "noisy_arl.yaml", ["resources.gpu=0.5"], smoke=True)
+    assert pinned.resources.gpu == 0.5  # an explicit --set still wins (and is then checked at launch)
+    celeba = load_spec(REPO / "sweeps" / "dp_laplace.yaml", smoke=True)  # 178 px in the spec
+    assert celeba.dataset.options["image_size"] == 32
+    assert load_spec(REPO / "sweeps" / "adv_recon.yaml", smoke=True).dataset.options["image_size"] == 32  # loader default 64
 
 
 @pytest.mark.parametrize("spec", sorted(p.name for p in (REPO / "sweeps").glob("*.yaml")))
