@@ -23,7 +23,7 @@ data: $(STAMP)
 
 test: data
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 demo: data
 	$(PY) -m sweeps run sweeps/quickstart.yaml

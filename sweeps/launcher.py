@@ -128,6 +128,7 @@ def build_tuner(spec: SweepSpec, space: SearchSpace, launch: Launch, dataset, nu
         parent_run_id=launch.parent_run_id,
         launch=launch.launch,
         threads=max(1, int(spec.resources.cpu)),
+        state_dir=str(launch.folder / "trial_state"),
     )
     trainable = tune.with_resources(
         tune.with_parameters(run_sweep_trial, dataset=dataset, context=context),

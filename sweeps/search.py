@@ -49,8 +49,17 @@ def grid_values(space: SearchSpace) -> dict[str, list[Any]]:
     return grid
 
 
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, minus its `study.stop()` once the grid is used up: that call
+    raises outside `study.optimize` (Optuna >= 5), and Ray Tune drives the study by ask/tell.
+    The launcher bounds the sweep by the grid size instead (`grid_size`)."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None
+
+
 def _grid(spec: SweepSpec, space: SearchSpace) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.GridSampler(grid_values(space), seed=spec.search.seed)
+    return AskTellGridSampler(grid_values(space), seed=spec.search.seed)
 
 
 SAMPLERS: dict[str, Callable[[SweepSpec, SearchSpace], optuna.samplers.BaseSampler]] = {
@@ -101,6 +110,9 @@ class HonestOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
+        if self._already_told(ot_trial):
+            self._completed_trials.add(trial_id)
+            return
         values = None
         if error:
             state = optuna.trial.TrialState.FAIL
@@ -115,6 +127,12 @@ class HonestOptunaSearch(OptunaSearch):
                 state, values = optuna.trial.TrialState.FAIL, None
         self._ot_study.tell(ot_trial, values, state=state)
         self._completed_trials.add(trial_id)
+
+    def _already_told(self, ot_trial: optuna.Trial) -> bool:
+        """Told before the driver died: the study is stored, the searcher snapshot may be older,
+        so a resumed launch sees the trial end again (Optuna refuses a second tell)."""
+        finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
+        return any(t.number == ot_trial.number for t in self._ot_study.get_trials(deepcopy=False, states=finished))
 
 
 def build_searcher(spec: SweepSpec, space: SearchSpace, storage_url: str, study_name: str) -> HonestOptunaSearch:

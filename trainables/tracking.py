@@ -130,6 +130,9 @@ class TrialRun:
     def log_artifacts(self, folder: Path) -> None:
         with_retries(lambda: self.client.log_artifacts(self.run_id, str(folder)))
 
+    def logged_steps(self, key: str) -> set[int]:
+        return {m.step for m in with_retries(lambda: self.client.get_metric_history(self.run_id, key))}
+
     def final_metrics(self) -> dict[str, float] | None:
         """The final metrics if this run already finished (a trial restarted after its end)."""
         run = with_retries(lambda: self.client.get_run(self.run_id))

@@ -6,11 +6,21 @@ reports them with `privsweep/final = 1`. Every report carries every objective (N
 the final one), so no trial can break the searcher by omitting a key. A trial restarted
 from a checkpoint continues from its last epoch in the same MLflow run; one restarted
 after it had already finished reports its logged results again instead of re-running.
+
+Each epoch's state is first written (atomically) to the launch's `trial_state/<trial id>.pt`
+(a path that, unlike Tune's per-session trial folder, survives a resume), then logged,
+then reported: a driver killed between those steps loses no epoch, because Tune's
+checkpoint is only registered in its next experiment snapshot while this file is already
+on disk. A restart resumes from whichever of the two is further along and logs to MLflow
+any finished epoch the run lacks, so every epoch is trained once and logged once. (On a
+multi-node cluster without a shared filesystem the file stays on the worker that wrote it;
+a resume elsewhere falls back to Tune's checkpoint.)
 """
 
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +36,7 @@ from trainables.trial import Trial
 
 FINAL_KEY = "privsweep/final"
 CHECKPOINT_FILE = "trial.pt"
+TRAIN_KEY = "train/task_loss"  # logged every epoch by every method
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,7 @@ class SweepContext:
     parent_run_id: str
     launch: str
     threads: int
+    state_dir: str  # the launch's folder for the trials' own epoch state (stable across resumes)
 
 
 def _report(metrics: dict[str, float], objectives: tuple[str, ...], final: bool, checkpoint_dir: str | None = None) -> None:
@@ -47,6 +59,25 @@ def _report(metrics: dict[str, float], objectives: tuple[str, ...], final: bool,
     payload[FINAL_KEY] = 1.0 if final else 0.0
     checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
     tune.report(payload, checkpoint=checkpoint)
+
+
+def save_atomically(trial: Trial, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    trial.save(partial)
+    os.replace(partial, path)
+
+
+def restore_latest(trial: Trial, durable: Path, checkpoint: tune.Checkpoint | None) -> None:
+    """Restore the further along of the trial's own file and Tune's checkpoint (if any)."""
+    candidates = []
+    if durable.exists():
+        candidates.append(torch.load(durable, map_location=trial.device, weights_only=False))
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            candidates.append(torch.load(Path(folder) / CHECKPOINT_FILE, map_location=trial.device, weights_only=False))
+    if candidates:
+        trial.load_state_dict(max(candidates, key=lambda state: state["epoch"]))
 
 
 def run_sweep_trial(assignment: dict, dataset: Dataset, context: SweepContext) -> None:
@@ -63,12 +94,15 @@ def run_sweep_trial(assignment: dict, dataset: Dataset, context: SweepContext) -
             _report(finished, context.objectives, final=True)
             return
         trial = Trial(config, dataset)
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is not None:
-            with checkpoint.as_directory() as folder:
-                trial.restore(Path(folder) / CHECKPOINT_FILE)
+        durable = Path(context.state_dir) / f"{trial_id}.pt"
+        restore_latest(trial, durable, tune.get_checkpoint())
+        logged = run.logged_steps(TRAIN_KEY)
+        for epoch, metrics in enumerate(trial.history, start=1):
+            if epoch not in logged:
+                run.log(metrics, step=epoch)
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            save_atomically(trial, durable)
             run.log(metrics, step=epoch)
             with tempfile.TemporaryDirectory() as folder:
                 trial.save(Path(folder) / CHECKPOINT_FILE)
