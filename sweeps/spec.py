@@ -99,7 +99,7 @@ def read_yaml(path: str | Path) -> dict:
     return raw
 
 
-SMOKE_IMAGE_SIZE = 32
+SMOKE_TRAIN_SIZE, SMOKE_TEST_SIZE, SMOKE_IMAGE_SIZE = 256, 128, 32
 
 
 def loader_image_size(dataset: dict) -> int | None:
@@ -119,8 +119,8 @@ def shrink_for_smoke(raw: dict) -> dict:
     written for a GPU cluster can be smoke-checked on a laptop."""
     raw = copy.deepcopy(raw)
     dataset = raw.setdefault("dataset", {})
-    dataset["train_size"] = min(dataset.get("train_size") or 512, 512)
-    dataset["test_size"] = min(dataset.get("test_size") or 256, 256)
+    dataset["train_size"] = min(dataset.get("train_size") or SMOKE_TRAIN_SIZE, SMOKE_TRAIN_SIZE)
+    dataset["test_size"] = min(dataset.get("test_size") or SMOKE_TEST_SIZE, SMOKE_TEST_SIZE)
     image_size = loader_image_size(dataset)
     if image_size is not None:  # e.g. full-resolution CelebA: VGG at 178 px is minutes per epoch
         dataset["options"] = {**(dataset.get("options") or {}), "image_size": min(image_size, SMOKE_IMAGE_SIZE)}

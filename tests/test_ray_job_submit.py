@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import psutil
@@ -61,7 +62,12 @@ def test_ray_job_submit_runs_the_smoke_quickstart(local_head, tmp_path):
     submit = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", ".",
               "--runtime-env-json", json.dumps(runtime_env), "--",
               "python", "-m", "sweeps", "run", "sweeps/quickstart.yaml", "--smoke"]
-    result = subprocess.run(submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    deadline = time.monotonic() + 180
+    while True:  # the head's job agent comes up some seconds after `ray start` returns
+        result = subprocess.run(submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        if "No available agent" not in result.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(3)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "succeeded" in result.stdout.lower()
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")

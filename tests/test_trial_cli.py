@@ -14,6 +14,7 @@ from conftest import REPO
 from PIL import Image
 
 from sweeps.cli import main
+from sweeps.spec import SMOKE_TRAIN_SIZE
 from trainables.config import TrialConfig
 from trainables.metrics import lpips_unavailable_reason
 from trainables.models import SplitArchitecture
@@ -83,7 +84,7 @@ def test_out_folder_holds_the_artifacts(quickstart_run):
     config = TrialConfig.model_validate(yaml.safe_load((out / "config.yaml").read_text()))
     assert config.method == "noisy_arl"
     assert config.dataset.name == "fashion_mnist" and config.dataset.task == "coarse"
-    assert config.train.epochs == 1 and config.dataset.train_size == 512  # the smoke version ran
+    assert config.train.epochs == 1 and config.dataset.train_size == SMOKE_TRAIN_SIZE  # the smoke version ran
     assert config.params == {"sigma": 1.0, "lambda": 0.01}
 
     assert json.loads((out / "metrics.json").read_text()) == json.loads(result.stdout)
