@@ -70,7 +70,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainables.errors import InputError
-from trainables.methods.base import Method, MethodContext, NoParams
+from trainables.methods.base import Method, MethodContext, NoParams, ReleasesClientFeatures
 from trainables.methods.recon_common import keeping_buffers, make_optimizer, parameters_of, step
 from trainables.models.reversed_decoder import mirrored_decoder
 
@@ -133,7 +133,7 @@ class Discriminator(nn.Module):
         return self.body(x).squeeze(1)  # logit of P(real)
 
 
-class AdvRecon(Method):
+class AdvRecon(ReleasesClientFeatures, Method):
     Params = AdvReconParams
 
     def __init__(self, ctx: MethodContext, params: AdvReconParams):
@@ -232,14 +232,3 @@ class AdvRecon(Method):
         adv_loss = self.adversary_update(x[adversary]) if adversary.any() else 0.0
         task_loss = self.protector_update(x[~adversary], y_task[~adversary]) if (~adversary).any() else 0.0
         return {"task_loss": task_loss, "adv_loss": adv_loss}
-
-    # ------------------------------------------------------------------ deployment
-
-    def release(self, x: torch.Tensor) -> torch.Tensor:
-        return self.client(x)
-
-    def serve(self, z: torch.Tensor) -> torch.Tensor:
-        return self.server(z)
-
-    def client_network(self) -> nn.Module:
-        return self.client

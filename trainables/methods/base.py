@@ -92,6 +92,20 @@ class Method(nn.Module, ABC):
         return cls.at_release_ratio is not Method.at_release_ratio
 
 
+class ReleasesClientFeatures:
+    """Mixin for methods whose client sends its features unchanged (`self.client`) to the
+    deployed `self.server`: the defense lives entirely in how the client was trained."""
+
+    def release(self, x: torch.Tensor) -> torch.Tensor:
+        return self.client(x)
+
+    def serve(self, z: torch.Tensor) -> torch.Tensor:
+        return self.server(z)
+
+    def client_network(self) -> nn.Module:
+        return self.client
+
+
 @contextmanager
 def overriding(obj: Any, name: str, value: Any) -> Iterator[None]:
     """Temporarily set `obj.name = value` (restored on exit, also on error)."""

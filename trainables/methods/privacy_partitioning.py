@@ -58,7 +58,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from trainables.methods.base import Method, MethodContext, NoParams
+from trainables.methods.base import Method, MethodContext, NoParams, ReleasesClientFeatures
 from trainables.methods.recon_common import (
     keeping_buffers,
     make_optimizer,
@@ -104,7 +104,7 @@ def build_defender(name: str, client: nn.Module, z_shape: tuple[int, ...], image
     return FCDefender(z_shape, image_shape, dropout=SPARSE_DROPOUT if name == "sparse_fc" else 0.0)
 
 
-class PrivacyPartitioning(Method):
+class PrivacyPartitioning(ReleasesClientFeatures, Method):
     Params = PrivacyPartitioningParams
 
     def __init__(self, ctx: MethodContext, params: PrivacyPartitioningParams):
@@ -127,15 +127,6 @@ class PrivacyPartitioning(Method):
         if self.params.distance == "mse":
             return F.mse_loss(reconstruction.float(), x.float())
         return 1 - ssim(reconstruction, x)
-
-    def release(self, x: torch.Tensor) -> torch.Tensor:
-        return self.client(x)
-
-    def serve(self, z: torch.Tensor) -> torch.Tensor:
-        return self.server(z)
-
-    def client_network(self) -> nn.Module:
-        return self.client
 
     def train_step(self, x: torch.Tensor, y_task: torch.Tensor, y_private: torch.Tensor) -> dict[str, float]:
         h = self.client(x)
