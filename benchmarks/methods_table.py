@@ -1,26 +1,37 @@
 """Every method at two settings of its main knob against `none`, on Fashion-MNIST.
 
-    python benchmarks/methods_table.py [--methods disco maxent ...] [--full] [--epochs 2]
+    python benchmarks/methods_table.py [--methods disco maxent ...] [--seeds 0 1 2]
+                                       [--full] [--epochs 2] [--set attacks.epochs=5]
 
-Each row is one trial of sweeps/quickstart.yaml (task `coarse`, private `class`, small_cnn
-split 2, its 10k/2k slice unless `--full`) with the method and params below swapped in.
-Prints a markdown table of utility/acc, privacy/leak_acc, recon/ssim and client/gflops,
-and flags a method whose stronger setting does not leak less than its weaker one. Rows are
-also streamed as JSON lines on stderr as they finish.
+Each cell is one trial of sweeps/quickstart.yaml (task `coarse`, private `class`, small_cnn
+split 2, its 10k/2k slice unless `--full`) with the method and params below swapped in, run
+once per seed (`train.seed`: defense training and the attack suite both). Prints a markdown
+table of the mean (± sample std over seeds) of utility/acc, privacy/leak_acc, recon/ssim and
+client/gflops, and flags a method whose stronger setting does not leak less on average, with
+the number of seeds in which it does. Rows are also streamed as JSON lines on stderr.
+
+The reference is `none` at the method's own release point: split 2 for feature-level
+methods, split "0" (the raw image released, the whole backbone on the server) for the
+image-level ones (`input_noise`, `dp_laplace`, `dp_pixelation`), whose attackers see images.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
 from sweeps.spec import load_spec
+from trainables.methods import method_class
+from trainables.methods.base import MethodContext
+from trainables.models import INPUT_SPLIT, SplitArchitecture
 from trainables.trial import Trial
 
 SPEC = Path(__file__).resolve().parent.parent / "sweeps" / "quickstart.yaml"
 COLUMNS = ("utility/acc", "privacy/leak_acc", "recon/ssim", "client/gflops")
+LEAK = "privacy/leak_acc"
 
 # method -> (knob, weaker params, stronger params): "stronger" = more privacy by the paper.
 SETTINGS: dict[str, tuple[str, dict, dict]] = {
@@ -37,36 +48,76 @@ SETTINGS: dict[str, tuple[str, dict, dict]] = {
     "deep_obfuscator": ("λ1", {"lambda1": 1.0}, {"lambda1": 10.0}),
 }
 
+Cell = list[dict[str, float]]  # one metrics dict per seed
 
-def run(method: str, params: dict, epochs: int, full: bool) -> dict[str, float]:
-    overrides = [f"method={method}", "search_space=null", f"params={json.dumps(params)}", f"train.epochs={epochs}"]
-    if full:
+
+def release_split(method: str) -> str:
+    """The split a method releases at under the spec's split 2 (image-level methods: "0")."""
+    cls, params = method_class(method), SETTINGS[method][1]
+    arch = SplitArchitecture("small_cnn", "2", (1, 28, 28), {})
+    released = cls(MethodContext(arch, 2, 10, 1e-3), cls.Params(**params)).ctx.arch.split
+    return INPUT_SPLIT if released == INPUT_SPLIT else "2"
+
+
+def run(method: str, params: dict, seed: int, args: argparse.Namespace, split: str = "2") -> dict[str, float]:
+    overrides = [
+        f"method={method}",
+        "search_space=null",
+        f"params={json.dumps(params)}",
+        f"train.epochs={args.epochs}",
+        f"train.seed={seed}",
+        f"model.split={split}",
+        *args.set,
+    ]
+    if args.full:
         overrides += ["dataset.train_size=null", "dataset.test_size=null"]
     metrics, _ = Trial(load_spec(SPEC, overrides).trial_config()).run()
-    print(json.dumps({"method": method, **params, **{c: metrics[c] for c in COLUMNS}}), file=sys.stderr, flush=True)
+    row = {"method": method, "split": split, "seed": seed, **params, **{c: metrics[c] for c in COLUMNS}}
+    print(json.dumps(row), file=sys.stderr, flush=True)
     return metrics
+
+
+def run_seeds(method: str, params: dict, args: argparse.Namespace, split: str = "2") -> Cell:
+    return [run(method, params, seed, args, split) for seed in args.seeds]
+
+
+def summary(cell: Cell, column: str) -> str:
+    values = [m[column] for m in cell]
+    mean = statistics.fmean(values)
+    return f"{mean:.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else f"{mean:.4f}"
+
+
+def print_row(method: str, setting: str, cell: Cell) -> None:
+    print(f"| {method} | {setting} | " + " | ".join(summary(cell, c) for c in COLUMNS) + " |", flush=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", choices=sorted(SETTINGS), default=sorted(SETTINGS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--full", action="store_true", help="full train/test splits instead of the 10k/2k slice")
+    parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True, help="run `none` too")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra spec override, e.g. attacks.epochs=5")
     args = parser.parse_args()
-    baseline = run("none", {}, args.epochs, args.full)
+    splits = {method: release_split(method) for method in args.methods}
+    baseline_splits = sorted(set(splits.values()), reverse=True) if args.baseline else []
+    baselines = {split: run_seeds("none", {}, args, split) for split in baseline_splits}
+    print(f"\nseeds {args.seeds}; mean ± sample std over seeds\n")
     print("| method | setting | " + " | ".join(COLUMNS) + " |")
     print("|---|---|" + "---|" * len(COLUMNS))
-    print("| none | - | " + " | ".join(f"{baseline[c]:.4f}" for c in COLUMNS) + " |", flush=True)
+    for split, cell in baselines.items():
+        print_row("none", f"split {split}", cell)
     not_monotone = []
     for method in args.methods:
         knob, weaker, stronger = SETTINGS[method]
-        results = [(params, run(method, params, args.epochs, args.full)) for params in (weaker, stronger)]
-        for params, metrics in results:
-            setting = ", ".join(f"{k}={v}" for k, v in params.items())
-            print(f"| {method} | {setting} | " + " | ".join(f"{metrics[c]:.4f}" for c in COLUMNS) + " |", flush=True)
-        if results[1][1]["privacy/leak_acc"] >= results[0][1]["privacy/leak_acc"]:
-            not_monotone.append(f"{method} ({knob})")
-    print(f"\nstronger setting does not leak less: {', '.join(not_monotone) or 'none'}")
+        cells = [run_seeds(method, params, args, splits[method]) for params in (weaker, stronger)]
+        for params, cell in zip((weaker, stronger), cells, strict=True):
+            print_row(method, ", ".join(f"{k}={v}" for k, v in params.items()), cell)
+        wins = sum(s[LEAK] < w[LEAK] for w, s in zip(*cells, strict=True))
+        if statistics.fmean(m[LEAK] for m in cells[1]) >= statistics.fmean(m[LEAK] for m in cells[0]):
+            not_monotone.append(f"{method} ({knob}; leaks less in {wins}/{len(args.seeds)} seeds)")
+    print(f"\nstronger setting does not leak less on average: {', '.join(not_monotone) or 'none'}")
     return 0
 
 

@@ -3,8 +3,8 @@ are the documented aggregates of the per-attacker ones.
 
 A spy wraps the real `noisy_arl` method and records every `release` call: which split the
 images come from (train and test images carry different marker pixels), in which phase
-(defense training, attacker training, attacker evaluation), with or without autograd, and
-the z handed out."""
+(defense training, attacker training, attacker selection on the validation split, attacker
+evaluation), with or without autograd, and the z handed out."""
 
 from __future__ import annotations
 
@@ -16,11 +16,14 @@ import torch
 from conftest import tiny_config
 
 import trainables.attacks.suite as suite
+import trainables.trial as trial_module
 from trainables.data import synthetic
 from trainables.data.base import Dataset, Split
 from trainables.methods import METHODS
 from trainables.methods.noisy_arl import NoisyARL
 from trainables.trial import Trial
+
+recalibrate = trial_module.recalibrate_batch_norm
 
 SIGMA = 0.5
 TRAIN, TEST = "train", "test"
@@ -102,6 +105,7 @@ def spied_trial():
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(METHODS, "noisy_arl", SpyNoisyARL)
         mp.setattr(suite, "train_attackers", phase("attack_train", suite.train_attackers))
+        mp.setattr(suite, "selection_scores", phase("attack_select", suite.selection_scores))
         mp.setattr(suite, "evaluate", phase("attack_eval", suite.evaluate))
         mp.setattr(suite.Attacker, "loss", spy_loss)
         trial = Trial(config, dataset)
@@ -110,8 +114,16 @@ def spied_trial():
         trial.train_epoch()
         recorder.phase = "defense_done"
         trained_state = {k: v.clone() for k, v in trial.method.state_dict().items()}
+        deployed_state: dict[str, torch.Tensor] = {}
+
+        def recalibrate_then_snapshot(method, *args, **kwargs):
+            count = recalibrate(method, *args, **kwargs)
+            deployed_state.update({k: v.clone() for k, v in method.state_dict().items()})
+            return count
+
+        mp.setattr(trial_module, "recalibrate_batch_norm", recalibrate_then_snapshot)
         metrics, report = trial.attack()
-    return trial, recorder, metrics, trained_state
+    return trial, recorder, metrics, (trained_state, deployed_state)
 
 
 def test_defense_trains_on_the_train_split_only(spied_trial):
@@ -138,6 +150,20 @@ def test_attackers_train_only_on_attacker_split_releases(spied_trial):
     assert {target for target, *_ in recorder.losses} == {"private", "image", "task"}
 
 
+def test_attackers_are_selected_on_validation_releases_only(spied_trial):
+    trial, recorder, metrics, _ = spied_trial
+    selection = recorder.in_phase("attack_select")
+    assert all(r.marks == {TRAIN} and not r.grad and not r.method_training for r in selection)
+    # the validation split, released once after every attack epoch
+    assert sum(len(r.x) for r in selection) == trial.config.attacks.epochs * len(trial.data.val)
+    val_images = {x.numpy().tobytes() for x in trial.data.val.images}
+    assert all(x.mul(255).round().to(torch.uint8).numpy().tobytes() in val_images for r in selection for x in r.x)
+    epochs = trial.config.attacks.epochs
+    kept = {k: v for k, v in metrics.items() if k.startswith("attack/kept_epoch/")}
+    assert set(kept) == {f"attack/kept_epoch/{name}" for name in ("leak/server_arch", "leak/mlp", "recon/mirror", "recon/fc", "utility/retrained")}
+    assert all(1 <= v <= epochs for v in kept.values())
+
+
 def test_test_split_is_only_used_under_no_grad_evaluation(spied_trial):
     trial, recorder, _, _ = spied_trial
     evaluation = recorder.in_phase("attack_eval")
@@ -156,9 +182,12 @@ def test_test_split_is_only_used_under_no_grad_evaluation(spied_trial):
 
 
 def test_attack_leaves_the_frozen_defense_unchanged(spied_trial):
-    trial, _, _, trained_state = spied_trial
+    trial, _, _, (trained_state, deployed_state) = spied_trial
+    assert deployed_state, "batch-norm statistics were not recomputed before the attack"
     for key, value in trial.method.state_dict().items():
-        assert torch.equal(value, trained_state[key]), key
+        assert torch.equal(value, deployed_state[key]), key  # the attack suite changes nothing
+        if "running" not in key and "num_batches" not in key:
+            assert torch.equal(value, trained_state[key]), key  # recalibration moves no weight
     assert not any(p.requires_grad for p in trial.method.parameters())
 
 
@@ -238,3 +267,55 @@ def test_summarise_leaves_out_a_metric_no_decoder_computed():
     metrics, _ = suite.summarise(raw, similarity, torch.tensor([0, 1]), torch.tensor([0, 1]))
     assert not any(key.startswith("recon/lpips") for key in metrics)
     assert metrics["recon/ssim"] == 0.1
+
+
+# Scripted validation scores per attack epoch: each attacker's best epoch is known (a tie
+# keeps the earlier epoch).
+SCRIPTED_SCORES = {
+    "leak/server_arch": [0.2, 0.9, 0.5],
+    "leak/mlp": [0.7, 0.1, 0.7],
+    "recon/mirror": [-3.0, -2.0, -1.0],
+    "recon/fc": [-1.0, -1.0, -2.0],
+    "utility/retrained": [0.3, 0.3, 0.3],
+}
+EXPECTED_EPOCH = {"leak/server_arch": 2, "leak/mlp": 1, "recon/mirror": 3, "recon/fc": 1, "utility/retrained": 1}
+
+
+def test_each_attacker_keeps_the_weights_of_its_best_validation_epoch(monkeypatch):
+    config = tiny_config(attacks__epochs=3)
+    trial = Trial(config)
+    attackers = suite.build_attackers(trial.method, config.attacks, *trial.data.classes)
+    snapshots: list[dict[str, dict[str, torch.Tensor]]] = []
+
+    def scripted(release, attackers, selection, names, batch_size):
+        assert selection is trial.data.val
+        epoch = len(snapshots)
+        snapshots.append({name: {k: v.clone() for k, v in a.net.state_dict().items()} for name, a in attackers.items()})
+        return {name: SCRIPTED_SCORES[name][epoch] for name in attackers}
+
+    monkeypatch.setattr(suite, "selection_scores", scripted)
+    kept = suite.train_attackers(
+        trial.method.release, attackers, trial.data.train, trial.data.names, config.attacks, torch.Generator().manual_seed(0), trial.data.val
+    )
+    assert len(snapshots) == 3
+    assert kept == EXPECTED_EPOCH
+    for name, attacker in attackers.items():
+        expected = snapshots[EXPECTED_EPOCH[name] - 1][name]
+        final = attacker.net.state_dict()
+        assert all(torch.equal(final[k], expected[k]) for k in expected), name
+    # the epochs really differ, so restoring the wrong one would show
+    assert not all(torch.equal(snapshots[0]["leak/server_arch"][k], snapshots[1]["leak/server_arch"][k]) for k in snapshots[0]["leak/server_arch"])
+
+
+def test_selection_last_evaluates_the_final_epoch_without_scoring_validation(monkeypatch):
+    config = tiny_config(attacks__epochs=2, attacks__selection="last")
+    trial = Trial(config)
+    trial.train_epoch()
+
+    def never(*args, **kwargs):
+        raise AssertionError("selection_scores called with attacks.selection = last")
+
+    monkeypatch.setattr(suite, "selection_scores", never)
+    metrics, _ = trial.attack()
+    kept = {k: v for k, v in metrics.items() if k.startswith("attack/kept_epoch/")}
+    assert kept and set(kept.values()) == {2.0}

@@ -66,11 +66,13 @@ def test_checkpoint_after_epoch_one_resumes_to_the_same_result(tmp_path):
 
 def test_resumed_trial_does_not_repeat_training(tmp_path):
     """A trial restored after its last epoch goes straight to the attack: training state,
-    including the deployed server, is exactly the checkpointed one."""
+    including the deployed server, is exactly the checkpointed one (then recalibrated and
+    attacked exactly as the uninterrupted trial is)."""
     config = tiny_config()
     trial = Trial(config)
     trial.train_epoch()
     trial.save(tmp_path / "done.pt")
+    uninterrupted, _ = trial.run()
     expected = {k: v.clone() for k, v in trial.method.state_dict().items()}
 
     resumed = Trial(config)
@@ -80,7 +82,8 @@ def test_resumed_trial_does_not_repeat_training(tmp_path):
     calls = []
     original = resumed.method.train_step
     resumed.method.train_step = lambda *a: calls.append(1) or original(*a)
-    resumed.run()
+    metrics, _ = resumed.run()
     assert calls == []
+    assert without_times(metrics) == without_times(uninterrupted)
     for key, value in expected.items():
         assert torch.equal(resumed.method.state_dict()[key], value), key

@@ -59,6 +59,9 @@ class AttackConfig(Strict):
     batch_size: int = Field(256, ge=1)
     lr: float = Field(1e-3, gt=0)
     attacker_split: Literal["train"] = Field("train", description="data the attackers train on; never test")
+    selection: Literal["val_best", "last"] = Field(
+        "val_best", description="attacker weights evaluated on test: best epoch on the validation split, or the last"
+    )
     release_ratios: list[float] | None = Field(None, description="extra inference-time pruning ratios to attack at")
     gallery: int = Field(8, ge=0, description="test images in reconstructions.png")
 

@@ -2,7 +2,9 @@
 
 `Trial` is resumable: `state_dict()` after any epoch holds the networks, the optimisers,
 the RNG state and the elapsed training time, so a checkpointed trial continues from its
-last epoch and ends with the same metrics as an uninterrupted one.
+last epoch and ends with the same metrics as an uninterrupted one. After the last epoch the
+batch-norm statistics of the deployed path are recomputed on the train split
+(`trainables/batch_norm.py`), then the attack suite runs.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from trainables.attacks.suite import (
     check_release_ratios,
     run_attack_suite,
 )
+from trainables.batch_norm import recalibrate_batch_norm
 from trainables.config import TrialConfig
 from trainables.data import Dataset, load_dataset
 from trainables.data.batches import TensorSplit
@@ -189,9 +192,10 @@ class Trial:
 
     def attack(self) -> tuple[dict[str, float], AttackReport]:
         start = time.perf_counter()
+        recalibrate_batch_norm(self.method, self.data.train, self.data.names, self.config.attacks.batch_size, self._autocast())
         report = run_attack_suite(
             self.method, self.data.train, self.data.test, self.data.names, self.config.attacks,
-            self.data.classes, seed=self.config.train.seed + 1,
+            self.data.classes, seed=self.config.train.seed + 1, selection=self.data.val,
         )
         metrics = dict(report.metrics)
         metrics["client/gflops"] = client_gflops(self.method.release, self.data.image_shape, self.device)

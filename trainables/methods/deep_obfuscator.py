@@ -19,7 +19,10 @@ L(AC) "for initialization". Then Algorithm 1 cycles over batches, stage = step i
 
 Each stage back-propagates into, and steps, only its own networks; a fixed network runs in
 train mode but its batch-norm statistics are restored afterwards, so a stage leaves the other
-networks exactly as they were. Separate Adam optimisers (Sec. 4.1) at `train.lr`.
+networks exactly as they were. Separate Adam optimisers (Sec. 4.1) at `train.lr`. The fixed
+networks' batch statistics make the deployed O -> C path's running statistics stale (0.41 vs
+0.98 accuracy in one measured case): the trial recomputes them after training
+(`trainables/batch_norm.py`).
 
 The step counter lives in a buffer (`step_count`), as does the noise image (`noise_image`): both are
 in the method's state_dict, so a resumed trial continues in the same stage with the same
