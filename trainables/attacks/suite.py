@@ -26,7 +26,7 @@ trained ratio. A method without the knob and release_ratios set is an input erro
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -89,6 +89,20 @@ def _targets(x: torch.Tensor, y_task: torch.Tensor, y_private: torch.Tensor) -> 
     return {"image": x, "task": y_task, "private": y_private}
 
 
+def released_batches(
+    release: Callable[[torch.Tensor], torch.Tensor],
+    data: TensorSplit,
+    names: tuple[str, str],
+    batch_size: int,
+    generator: torch.Generator | None = None,
+) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """(z, targets) per batch of `data`, each batch released afresh without autograd."""
+    for x, y_task, y_private in data.batches(batch_size, names, generator):
+        with torch.no_grad():
+            z = release(x)
+        yield z, _targets(x, y_task, y_private)
+
+
 def train_attackers(
     release: Callable[[torch.Tensor], torch.Tensor],
     attackers: dict[str, Attacker],
@@ -107,10 +121,7 @@ def train_attackers(
         for epoch in range(1, cfg.epochs + 1):
             for attacker in attackers.values():
                 attacker.net.train()
-            for x, y_task, y_private in data.batches(cfg.batch_size, names, generator):
-                with torch.no_grad():
-                    z = release(x)
-                targets = _targets(x, y_task, y_private)
+            for z, targets in released_batches(release, data, names, cfg.batch_size, generator):
                 for attacker in attackers.values():
                     attacker.optimizer.zero_grad(set_to_none=True)
                     attacker.loss(z, targets).backward()
@@ -154,13 +165,11 @@ def selection_scores(
     for attacker in attackers.values():
         attacker.net.eval()
     totals = dict.fromkeys(attackers, 0.0)
-    for x, y_task, y_private in selection.batches(batch_size, names):
-        z = release(x)
-        targets = _targets(x, y_task, y_private)
+    for z, targets in released_batches(release, selection, names, batch_size):
         for name, attacker in attackers.items():
             out = attacker.net(z)
             if attacker.target == "image":
-                totals[name] -= F.mse_loss(out, targets["image"], reduction="sum").item() / x[0].numel()
+                totals[name] -= F.mse_loss(out, targets["image"], reduction="sum").item() / targets["image"][0].numel()
             else:
                 totals[name] += (out.argmax(1) == targets[attacker.target]).sum().item()
     return {name: total / len(selection) for name, total in totals.items()}
@@ -181,15 +190,14 @@ def evaluate(
     correct = {name: 0 for name, a in attackers.items() if a.target != "image"}
     similarity = {name: ImageSimilarity(tuple(test.images.shape[1:]), test.images.device) for name, a in attackers.items() if a.target == "image"}
     deployed_preds, task_labels = [], []
-    for x, y_task, y_private in tqdm(test.batches(batch_size, names), desc="attack: test", leave=False, disable=None):
-        z = release(x)
-        targets = _targets(x, y_task, y_private)
+    batches = released_batches(release, test, names, batch_size)
+    for z, targets in tqdm(batches, total=test.num_batches(batch_size), desc="attack: test", leave=False, disable=None):
         deployed_preds.append(method.serve(z).argmax(1))
-        task_labels.append(y_task)
+        task_labels.append(targets["task"])
         for name, attacker in attackers.items():
             out = attacker.net(z)
             if attacker.target == "image":
-                similarity[name].update(out.clamp(0, 1), x)
+                similarity[name].update(out.clamp(0, 1), targets["image"])
             else:
                 correct[name] += (out.argmax(1) == targets[attacker.target]).sum().item()
     preds, labels = torch.cat(deployed_preds), torch.cat(task_labels)
