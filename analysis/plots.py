@@ -2,7 +2,11 @@
 
 `plot_pareto`: x = the privacy objective (leakage accuracy, lower is better), y = utility;
 every trial a faint point coloured by method, each method's front a thin staircase, the
-combined front bold, the no-defense trials starred, the ideal corner marked.
+combined front bold, the no-defense trials starred, the ideal corner marked. Attack
+strength is drawn too: a red cross on a trial whose strongest attacker hit its epoch cap
+(its privacy number is a lower bound), a hollow marker joined to a front point where the
+method's own adversary reported a different number (proxy beside fresh), and the leakage
+floor (what perfect utility forces) as a dashed line.
 `plot_pareto_3d`: the same axes with colour = a third objective. `plot_front` picks one.
 Figures are `matplotlib.figure.Figure` objects (no pyplot state): save with `fig.savefig`.
 """
@@ -27,6 +31,7 @@ from analysis.labels import (
 from analysis.objectives import Objective, ObjectivesLike, parse_objectives
 from analysis.pareto import as_table, hypervolumes, objective_values, pareto_mask
 from analysis.runs import table_experiments
+from analysis.strength import FLOOR, PROXY_OF, column, unconverged
 
 BASELINE = "none"
 BASELINE_COLOUR = "#3a3a3a"
@@ -84,6 +89,34 @@ def _chance_lines(ax: Any, table: pa.Table, x_obj: Objective, y_obj: Objective) 
         style = {"color": "#888888", "linestyle": ":", "linewidth": 1.2}
         (ax.axvline if vertical else ax.axhline)(value, **style)
         handles.append(Line2D([], [], label=f"{label}: {value:.2f}", **style))
+    floors = column(table, FLOOR)
+    floors = floors[np.isfinite(floors)]
+    if x_obj.metric.startswith("privacy/leak_acc") and floors.size:
+        value = float(np.median(floors))
+        style = {"color": "#b03030", "linestyle": "--", "linewidth": 1.2}
+        ax.axvline(value, **style)
+        handles.append(Line2D([], [], label=f"leakage floor (task label alone): {value:.2f}", **style))
+    return handles
+
+
+def _attack_strength(ax: Any, table: pa.Table, x_obj: Objective, xs: np.ndarray, ys: np.ndarray, valid: np.ndarray,
+                     front: np.ndarray, colours: list[str]) -> list[Line2D]:
+    """Red crosses on unconverged trials; each front point's own-adversary (proxy) value."""
+    handles = []
+    capped = unconverged(table, x_obj.metric) & valid
+    if capped.any():
+        ax.scatter(xs[capped], ys[capped], s=70, marker="x", color="#d01010", linewidths=1.6, zorder=9)
+        handles.append(Line2D([], [], linestyle="none", marker="x", color="#d01010", markersize=8,
+                              label=f"strongest attacker hit the epoch cap: a lower bound ({int(capped.sum())})"))
+    proxy_key = PROXY_OF.get(x_obj.metric)
+    proxy = column(table, proxy_key) if proxy_key else np.full(len(xs), np.nan)
+    shown = front & valid & np.isfinite(proxy)
+    for row in np.flatnonzero(shown):
+        ax.plot([proxy[row], xs[row]], [ys[row], ys[row]], color=colours[row], linestyle=":", linewidth=1.0, zorder=3)
+        ax.scatter([proxy[row]], [ys[row]], s=60, facecolors="none", edgecolors=colours[row], linewidths=1.4, zorder=4)
+    if shown.any():
+        handles.append(Line2D([], [], linestyle=":", marker="o", markerfacecolor="none", color="#555555",
+                              label="front point as its own adversary saw it (proxy)"))
     return handles
 
 
@@ -150,6 +183,7 @@ def plot_pareto(
         handles.append(Line2D([], [], linestyle="none", marker="*", markersize=16, markerfacecolor="#ffd400",
                               markeredgecolor="black", label=f"no defense ({baseline!r})"))
     handles += _chance_lines(ax, table, x_obj, y_obj)
+    handles += _attack_strength(ax, table, x_obj, xs, ys, valid, combined, [colours[m] for m in methods])
     hidden = int((~valid).sum())
     if hidden:
         handles.append(Line2D([], [], linestyle="none", label=f"{hidden} trial(s) without finite values: not shown"))

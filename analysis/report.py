@@ -21,6 +21,7 @@ from analysis.pareto import (
     resolve_reference,
 )
 from analysis.runs import table_experiments
+from analysis.strength import FLOOR, LEAK, PROXY_OF, above_floor, column, unconverged
 
 
 def delta_values(table: pa.Table) -> np.ndarray | None:
@@ -94,19 +95,61 @@ def summary_markdown(table: Any, objectives: ObjectivesLike = None, reference: A
         lines.append(f"| {entry['method']} | {entry['trials']} | {entry['front_size']} | {entry['on_combined_front']} | "
                      f"{entry['hypervolume']:.4f} | {_cell(entry['best_delta'])} | {entry['best_delta_params'] or '—'} | "
                      f"{(entry['best_delta_run'] or '—')[:12]} |")
-    lines += ["", "## Combined front", "",
-              "| method | " + " | ".join(o.metric for o in objectives) + " | params | run |",
-              "|---|" + "---:|" * len(objectives) + "---|---|"]
     records = table.to_pylist()
     swept = swept_params(table)
     order = np.flatnonzero(combined)
     first = objectives[0]
     order = order[np.argsort(values[order, 0] * (-1 if first.maximise else 1), kind="stable")]
+    extras = _strength_columns(table, objectives)
+    lines += ["", "## Combined front", "",
+              "| method | " + " | ".join([o.metric for o in objectives] + [name for name, _ in extras]) + " | params | run |",
+              "|---|" + "---:|" * (len(objectives) + len(extras)) + "---|---|"]
     for row in order:
         record = records[row]
-        numbers = " | ".join(f"{values[row, i]:.4f}" for i in range(len(objectives)))
+        numbers = " | ".join([f"{values[row, i]:.4f}" for i in range(len(objectives))] + [cells[row] for _, cells in extras])
         lines.append(f"| {record['method']} | {numbers} | {describe_params(record, swept) or '—'} | {record['run_id'][:12]} |")
+    lines += _strength_notes(table, objectives, combined, extras)
     return "\n".join(lines) + "\n"
+
+
+def _strength_columns(table: pa.Table, objectives) -> list[tuple[str, list[str]]]:
+    """Extra front-table columns: the method's own adversary (proxy) beside each fresh
+    privacy objective, leakage above the floor, and whether the attackers converged."""
+    extras: list[tuple[str, list[str]]] = []
+    metrics = [o.metric for o in objectives]
+    for metric in metrics:
+        proxy = PROXY_OF.get(metric)
+        if proxy and proxy in table.column_names:
+            extras.append((f"{proxy} (own adversary)", [_cell(v) for v in column(table, proxy).tolist()]))
+    if LEAK in metrics and FLOOR in table.column_names:
+        extras.append(("leak above floor", [_cell(v) for v in above_floor(table).tolist()]))
+    flags = np.zeros(table.num_rows, dtype=bool)
+    for metric in metrics:
+        flags |= unconverged(table, metric)
+    if any(name.startswith("attack/converged/") for name in table.column_names):
+        extras.append(("attackers", ["cap hit: lower bound" if flag else "converged" for flag in flags]))
+    return extras
+
+
+def _strength_notes(table: pa.Table, objectives, combined: np.ndarray, extras) -> list[str]:
+    notes = []
+    names = [name for name, _ in extras]
+    if "attackers" in names:
+        cells = dict(extras)["attackers"]
+        capped = [i for i in np.flatnonzero(combined) if cells[i] != "converged"]
+        if capped:
+            notes.append(f"- {len(capped)} front point(s) have a strongest attacker that hit `attacks.epochs` before it "
+                         "converged: their privacy numbers are lower bounds on the leakage (raise `attacks.epochs`).")
+    if any("own adversary" in name for name in names):
+        notes.append("- `(own adversary)`: the method's training-time adversary, frozen, on the same test split. Far below "
+                     "the fresh attackers' number means the defense fools only its own adversary.")
+    if "leak above floor" in names:
+        floors = column(table, FLOOR)
+        floors = floors[np.isfinite(floors)]
+        if floors.size:
+            notes.append(f"- leakage floor (the task label alone predicts the private attribute): {np.median(floors):.3f}; "
+                         "no defense with perfect utility leaks less.")
+    return ["", *notes] if notes else []
 
 
 def front_summary(

@@ -6,8 +6,10 @@
 Each cell is one trial of sweeps/quickstart.yaml (task `coarse`, private `class`, small_cnn
 split 2, its 10k/2k slice unless `--full`) with the method and params below swapped in, run
 once per seed (`train.seed`: defense training and the attack suite both). Prints a markdown
-table of the mean (± sample std over seeds) of utility/acc, privacy/leak_acc, recon/ssim and
-client/gflops, and flags a method whose stronger setting does not leak less on average, with
+table of the mean (± sample std over seeds) of utility/acc, privacy/leak_acc and the method's
+own proxy adversary's leakage, recon/ssim, the white-box attacker's SSIM and the method's own
+decoders' SSIM, client/gflops, the attack phase's seconds and how many seeds had every
+learned attacker converge, and flags a method whose stronger setting does not leak less on average, with
 the number of seeds in which it does. Rows are also streamed as JSON lines on stderr.
 
 The reference is `none` at the method's own release point: split 2 for feature-level
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -30,7 +33,11 @@ from trainables.models import INPUT_SPLIT, SplitArchitecture
 from trainables.trial import Trial
 
 SPEC = Path(__file__).resolve().parent.parent / "sweeps" / "quickstart.yaml"
-COLUMNS = ("utility/acc", "privacy/leak_acc", "recon/ssim", "client/gflops")
+COLUMNS = (
+    "utility/acc", "privacy/leak_acc", "privacy/proxy_leak_acc", "recon/ssim", "recon/ssim/whitebox", "recon/proxy_ssim",
+    "client/gflops", "time/attack_s",
+)
+CONVERGED = "attack/converged/"
 LEAK = "privacy/leak_acc"
 
 # method -> (knob, weaker params, stronger params): "stronger" = more privacy by the paper.
@@ -72,7 +79,8 @@ def run(method: str, params: dict, seed: int, args: argparse.Namespace, split: s
     if args.full:
         overrides += ["dataset.train_size=null", "dataset.test_size=null"]
     metrics, _ = Trial(load_spec(SPEC, overrides).trial_config()).run()
-    row = {"method": method, "split": split, "seed": seed, **params, **{c: metrics[c] for c in COLUMNS}}
+    metrics["attackers converged"] = float(all(v == 1 for k, v in metrics.items() if k.startswith(CONVERGED)))
+    row = {"method": method, "split": split, "seed": seed, **params, **{c: metrics.get(c, math.nan) for c in (*COLUMNS, "attackers converged")}}
     print(json.dumps(row), file=sys.stderr, flush=True)
     return metrics
 
@@ -82,13 +90,17 @@ def run_seeds(method: str, params: dict, args: argparse.Namespace, split: str = 
 
 
 def summary(cell: Cell, column: str) -> str:
-    values = [m[column] for m in cell]
+    values = [m.get(column, math.nan) for m in cell]
+    if any(math.isnan(v) for v in values):
+        return "–"
+    if column == "attackers converged":
+        return f"{sum(values):.0f}/{len(values)}"
     mean = statistics.fmean(values)
     return f"{mean:.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else f"{mean:.4f}"
 
 
 def print_row(method: str, setting: str, cell: Cell) -> None:
-    print(f"| {method} | {setting} | " + " | ".join(summary(cell, c) for c in COLUMNS) + " |", flush=True)
+    print(f"| {method} | {setting} | " + " | ".join(summary(cell, c) for c in (*COLUMNS, "attackers converged")) + " |", flush=True)
 
 
 def main() -> int:
@@ -104,8 +116,8 @@ def main() -> int:
     baseline_splits = sorted(set(splits.values()), reverse=True) if args.baseline else []
     baselines = {split: run_seeds("none", {}, args, split) for split in baseline_splits}
     print(f"\nseeds {args.seeds}; mean ± sample std over seeds\n")
-    print("| method | setting | " + " | ".join(COLUMNS) + " |")
-    print("|---|---|" + "---|" * len(COLUMNS))
+    print("| method | setting | " + " | ".join((*COLUMNS, "attackers converged")) + " |")
+    print("|---|---|" + "---|" * (len(COLUMNS) + 1))
     for split, cell in baselines.items():
         print_row("none", f"split {split}", cell)
     not_monotone = []

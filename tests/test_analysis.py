@@ -386,3 +386,58 @@ def test_module_entry_point_bad_input(store, tmp_path):
         cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=120,
     )
     assert missing.returncode == 2 and "no MLflow store" in missing.stderr
+
+
+# ---------------------------------------------------------------- attack strength in the summary and plot
+
+
+def strength_table() -> pa.Table:
+    """Three trials: `a` converged, `b`'s strongest leakage attacker (mlp) hit the cap while
+    its unconverged server_arch attacker is weaker (so `c`, whose weaker attacker is the
+    unconverged one, is not flagged), and a proxy number for `a` and `b` only."""
+    rows = {
+        "run_id": ["a" * 32, "b" * 32, "c" * 32], "run_name": ["a", "b", "c"], "method": ["noisy_arl"] * 3,
+        "experiment": ["x"] * 3, "status": ["FINISHED"] * 3,
+        "utility/acc": [0.95, 0.90, 0.80], "privacy/leak_acc": [0.70, 0.50, 0.40],
+        "privacy/leak_acc/mlp": [0.70, 0.50, 0.40], "privacy/leak_acc/server_arch": [0.60, 0.45, 0.30],
+        "attack/converged/leak/mlp": [1.0, 0.0, 1.0], "attack/converged/leak/server_arch": [1.0, 0.0, 0.0],
+        "privacy/proxy_leak_acc": [0.30, 0.20, None], "privacy/leak_floor": [0.2, 0.2, 0.2],
+    }
+    return pa.table(rows)
+
+
+def test_unconverged_flags_only_trials_whose_strongest_attacker_hit_the_cap():
+    from analysis.strength import above_floor, unconverged
+
+    table = strength_table()
+    assert unconverged(table, "privacy/leak_acc").tolist() == [False, True, False]
+    assert unconverged(table, "utility/acc").tolist() == [False, False, False]
+    assert above_floor(table) == pytest.approx([0.5, 0.3, 0.2])
+
+
+def test_summary_puts_proxy_beside_fresh_and_marks_lower_bounds():
+    from analysis.report import summary_markdown
+
+    text = summary_markdown(strength_table(), OBJ2)
+    front = text.split("## Combined front")[1].splitlines()
+    header = next(line for line in front if line.startswith("| method | utility/acc"))
+    assert "privacy/proxy_leak_acc (own adversary)" in header and "leak above floor" in header and "attackers" in header
+    row_b = next(line for line in front if "bbbbbbbbbbbb" in line)
+    assert "0.200" in row_b and "0.300" in row_b and "cap hit: lower bound" in row_b
+    row_a = next(line for line in front if "aaaaaaaaaaaa" in line)
+    assert "| converged |" in row_a
+    assert "1 front point(s) have a strongest attacker that hit" in text
+    assert "leakage floor" in text
+
+
+def test_plot_draws_the_floor_the_caps_and_the_proxies():
+    from analysis.plots import plot_pareto
+
+    fig = plot_pareto(strength_table(), OBJ2)
+    ax = fig.axes[0]
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert any(label.startswith("leakage floor") and "0.20" in label for label in labels)
+    assert any("hit the epoch cap" in label and "(1)" in label for label in labels)
+    assert any("own adversary" in label for label in labels)
+    floor_lines = [line for line in ax.get_lines() if line.get_linestyle() == "--" and list(line.get_xdata()) == [0.2, 0.2]]
+    assert floor_lines

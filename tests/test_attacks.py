@@ -16,9 +16,14 @@ import torch
 from conftest import tiny_config
 
 import trainables.attacks.suite as suite
+import trainables.attacks.training as training
 import trainables.trial as trial_module
+from trainables.attacks.decoders import DECODERS
+from trainables.attacks.leakage import LEAKAGE_ATTACKERS
+from trainables.attacks.releases import ReleasedSplit
 from trainables.data import synthetic
 from trainables.data.base import Dataset, Split
+from trainables.data.batches import TensorSplit
 from trainables.methods import METHODS
 from trainables.methods.noisy_arl import NoisyARL
 from trainables.trial import Trial
@@ -92,7 +97,7 @@ def spied_trial():
 
         return wrapped
 
-    original_loss = suite.Attacker.loss
+    original_loss = training.Attacker.loss
 
     def spy_loss(self, z, targets):
         recorder.losses.append((self.target, marks(targets["image"]), torch.is_grad_enabled(), self.net.training))
@@ -105,9 +110,9 @@ def spied_trial():
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(METHODS, "noisy_arl", SpyNoisyARL)
         mp.setattr(suite, "train_attackers", phase("attack_train", suite.train_attackers))
-        mp.setattr(suite, "selection_scores", phase("attack_select", suite.selection_scores))
+        mp.setattr(training, "selection_scores", phase("attack_select", training.selection_scores))
         mp.setattr(suite, "evaluate", phase("attack_eval", suite.evaluate))
-        mp.setattr(suite.Attacker, "loss", spy_loss)
+        mp.setattr(training.Attacker, "loss", spy_loss)
         trial = Trial(config, dataset)
         mp.setattr(trial, "validate", phase("validate", trial.validate))
         assert isinstance(trial.method, SpyNoisyARL)
@@ -229,6 +234,12 @@ def test_summary_metrics_are_the_documented_aggregates(spied_trial):
         assert 0.0 <= metrics[key] <= 1.0
 
 
+def labelled_data(task: torch.Tensor, private: torch.Tensor) -> suite.AttackData:
+    """Attack data whose attacker and test splits both hold these labels (no images needed)."""
+    split = TensorSplit(torch.zeros(len(task), 1, 2, 2, dtype=torch.uint8), {"t": task, "p": private})
+    return suite.AttackData(split, None, split, ("t", "p"), (int(task.max()) + 1, int(private.max()) + 1))
+
+
 class FakeSimilarity:
     def __init__(self, values: dict[str, float]):
         self.values = values
@@ -247,7 +258,7 @@ def test_summarise_takes_the_strongest_attacker_per_metric():
     }
     task = torch.tensor([0, 1, 1, 1, 2, 2, 0, 0])
     private = torch.tensor([3, 3, 3, 1, 1, 0, 2, 2])
-    metrics, strongest = suite.summarise(raw, similarity, task, private)
+    metrics, strongest = suite.summarise(raw, similarity, labelled_data(task, private))
     assert metrics["privacy/leak_acc"] == 0.65
     assert metrics["privacy/leak_acc/server_arch"] == 0.6 and metrics["privacy/leak_acc/mlp"] == 0.65
     assert metrics["privacy/delta"] == pytest.approx(0.8 - 0.65)
@@ -264,7 +275,7 @@ def test_summarise_takes_the_strongest_attacker_per_metric():
 def test_summarise_leaves_out_a_metric_no_decoder_computed():
     raw = {"utility/acc": 0.5, "utility/mcc": 0.0, "utility/retrained": 0.5, "leak/mlp": 0.4}
     similarity = {"recon/fc": FakeSimilarity({"ssim": 0.1, "ms_ssim": 0.1, "psnr": 9.0, "l1": 0.3, "mse": 0.1})}
-    metrics, _ = suite.summarise(raw, similarity, torch.tensor([0, 1]), torch.tensor([0, 1]))
+    metrics, _ = suite.summarise(raw, similarity, labelled_data(torch.tensor([0, 1]), torch.tensor([0, 1])))
     assert not any(key.startswith("recon/lpips") for key in metrics)
     assert metrics["recon/ssim"] == 0.1
 
@@ -281,30 +292,90 @@ SCRIPTED_SCORES = {
 EXPECTED_EPOCH = {"leak/server_arch": 2, "leak/mlp": 1, "recon/mirror": 3, "recon/fc": 1, "utility/retrained": 1}
 
 
+def released(trial: Trial, split: TensorSplit, batch_size: int) -> ReleasedSplit:
+    return ReleasedSplit(trial.method.release, split, trial.data.names, batch_size, trial.method.release_is_random())
+
+
 def test_each_attacker_keeps_the_weights_of_its_best_validation_epoch(monkeypatch):
     config = tiny_config(attacks__epochs=3)
     trial = Trial(config)
     attackers = suite.build_attackers(trial.method, config.attacks, *trial.data.classes)
+    selection = released(trial, trial.data.val, config.attacks.batch_size)
     snapshots: list[dict[str, dict[str, torch.Tensor]]] = []
 
-    def scripted(release, attackers, selection, names, batch_size):
-        assert selection is trial.data.val
+    def scripted(attackers, scored):
+        assert scored is selection
         epoch = len(snapshots)
         snapshots.append({name: {k: v.clone() for k, v in a.net.state_dict().items()} for name, a in attackers.items()})
         return {name: SCRIPTED_SCORES[name][epoch] for name in attackers}
 
-    monkeypatch.setattr(suite, "selection_scores", scripted)
-    kept = suite.train_attackers(
-        trial.method.release, attackers, trial.data.train, trial.data.names, config.attacks, torch.Generator().manual_seed(0), trial.data.val
+    monkeypatch.setattr(training, "selection_scores", scripted)
+    training.train_attackers(
+        attackers, released(trial, trial.data.train, config.attacks.batch_size), config.attacks, torch.Generator().manual_seed(0), selection
     )
     assert len(snapshots) == 3
-    assert kept == EXPECTED_EPOCH
+    assert {name: a.kept_epoch for name, a in attackers.items()} == EXPECTED_EPOCH
     for name, attacker in attackers.items():
         expected = snapshots[EXPECTED_EPOCH[name] - 1][name]
         final = attacker.net.state_dict()
         assert all(torch.equal(final[k], expected[k]) for k in expected), name
     # the epochs really differ, so restoring the wrong one would show
     assert not all(torch.equal(snapshots[0]["leak/server_arch"][k], snapshots[1]["leak/server_arch"][k]) for k in snapshots[0]["leak/server_arch"])
+
+
+# Scripted scores for early stopping with patience 2 and a cap of 6 epochs: `mlp` stalls
+# after epoch 2 (stops after epoch 4), `fc` improves by less than min_improvement after
+# epoch 1 (stops after epoch 3), the others keep improving to the cap.
+PLATEAU_SCORES = {
+    "leak/server_arch": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+    "leak/mlp": [0.5, 0.6, 0.6, 0.55],
+    "recon/mirror": [-6.0, -5.0, -4.0, -3.0, -2.0, -1.0],
+    "recon/fc": [-1.0, -0.99999, -0.99998],
+    "utility/retrained": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+}
+
+
+def test_attackers_stop_on_patience_and_halve_their_rate_on_each_stale_epoch(monkeypatch):
+    config = tiny_config(attacks__epochs=6, attacks__patience=2, attacks__min_improvement=1e-3, attacks__decoder_min_improvement=1e-3)
+    trial = Trial(config)
+    attackers = suite.build_attackers(trial.method, config.attacks, *trial.data.classes)
+    scored_epochs: dict[str, int] = dict.fromkeys(attackers, 0)
+    rates: dict[str, list[float]] = {name: [] for name in attackers}
+
+    def scripted(active, _):
+        for name, attacker in active.items():
+            scored_epochs[name] += 1
+            rates[name].append(attacker.optimizer.param_groups[0]["lr"])
+        return {name: PLATEAU_SCORES[name][scored_epochs[name] - 1] for name in active}
+
+    monkeypatch.setattr(training, "selection_scores", scripted)
+    data = released(trial, trial.data.train, config.attacks.batch_size)
+    training.train_attackers(attackers, data, config.attacks, torch.Generator().manual_seed(0), released(trial, trial.data.val, 128))
+    runs = {name: (a.epochs_run, a.converged, a.kept_epoch) for name, a in attackers.items()}
+    assert runs == {
+        "leak/server_arch": (6, False, 6), "leak/mlp": (4, True, 2), "recon/mirror": (6, False, 6),
+        "recon/fc": (3, True, 3), "utility/retrained": (6, False, 6),
+    }
+    peak = {name: a.lr for name, a in attackers.items()}
+    assert peak["recon/mirror"] == DECODERS["mirror"].peak_lr and peak["leak/mlp"] == LEAKAGE_ATTACKERS["mlp"].peak_lr
+    # the rate in force at the end of each scored epoch: warm-up ends within epoch 1, then
+    # it halves after every epoch that did not improve by min_improvement
+    assert rates["leak/mlp"] == pytest.approx([peak["leak/mlp"] * f for f in (1, 1, 1, 0.5)])
+    assert rates["recon/fc"] == pytest.approx([peak["recon/fc"] * f for f in (1, 1, 0.5)])
+    assert rates["leak/server_arch"] == pytest.approx([peak["leak/server_arch"]] * 6)
+
+
+def test_attack_metrics_say_how_long_each_attacker_trained_and_whether_it_converged():
+    trial = Trial(tiny_config(attacks__epochs=2))
+    trial.train_epoch()
+    metrics, report = trial.attack()
+    for name in ("leak/server_arch", "leak/mlp", "recon/mirror", "recon/fc", "utility/retrained"):
+        curve = report.curves[name]  # one validation score per attack epoch, for the MLflow curves
+        assert len(curve) == metrics[f"attack/epochs_run/{name}"]
+        assert all(-1 <= score <= 1 for score in curve)
+        assert metrics[f"attack/epochs_run/{name}"] in (1.0, 2.0)
+        assert metrics[f"attack/converged/{name}"] == 0.0  # patience 3 > cap 2: none can converge
+        assert 1 <= metrics[f"attack/kept_epoch/{name}"] <= metrics[f"attack/epochs_run/{name}"]
 
 
 def test_selection_last_evaluates_the_final_epoch_without_scoring_validation(monkeypatch):
@@ -315,7 +386,8 @@ def test_selection_last_evaluates_the_final_epoch_without_scoring_validation(mon
     def never(*args, **kwargs):
         raise AssertionError("selection_scores called with attacks.selection = last")
 
-    monkeypatch.setattr(suite, "selection_scores", never)
+    monkeypatch.setattr(training, "selection_scores", never)
     metrics, _ = trial.attack()
     kept = {k: v for k, v in metrics.items() if k.startswith("attack/kept_epoch/")}
     assert kept and set(kept.values()) == {2.0}
+    assert {v for k, v in metrics.items() if k.startswith("attack/converged/")} == {0.0}

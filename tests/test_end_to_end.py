@@ -27,7 +27,7 @@ SPEC = {
     "search_space": {"method": {"choice": ["none", "noisy_arl"]},
                      "by_method": {"noisy_arl": {"sigma": {"uniform": [0.1, 3.0]}}}},
     "search": {"sampler": "random", "num_samples": 5, "max_concurrent": 2, "seed": 1},
-    "attacks": {"epochs": 1, "batch_size": 128, "gallery": 3},
+    "attacks": {"epochs": 1, "batch_size": 128, "gallery": 3, "whitebox": {"images": 8, "steps": 10, "selection_images": 8}},
 }
 
 

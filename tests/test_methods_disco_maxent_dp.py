@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from trainables.attacks.suite import run_attack_suite
+from trainables.attacks.suite import AttackData, run_attack_suite
 from trainables.config import AttackConfig, TrialConfig
 from trainables.data import synthetic
 from trainables.data.batches import TensorSplit
@@ -145,20 +145,18 @@ def test_disco_preprocess_module_shapes_and_errors():
 # ------------------------------------------------------------------------- release ratios
 
 
-def tiny_splits():
+def tiny_attack_data() -> AttackData:
     data = synthetic.load(train_size=64, test_size=32, image_size=16)
     names = ("shape", "color")
-    return TensorSplit.from_split(data.train, list(names), torch.device("cpu")), TensorSplit.from_split(
-        data.test, list(names), torch.device("cpu")
-    ), names
+    train, test = (TensorSplit.from_split(split, list(names), torch.device("cpu")) for split in (data.train, data.test))
+    return AttackData(train, None, test, names, (3, 3))
 
 
 @pytest.mark.parametrize("name", ["disco", "random_pruning"])
 def test_suite_logs_metrics_at_each_release_ratio(name):
     method = make(name, {"pruning_ratio": 0.5})
-    train, test, names = tiny_splits()
-    cfg = AttackConfig(epochs=1, batch_size=32, gallery=2, release_ratios=[0.2, 0.8])
-    report = run_attack_suite(method, train, test, names, cfg, (3, 3), seed=0)
+    cfg = AttackConfig(epochs=1, batch_size=32, gallery=2, release_ratios=[0.2, 0.8], reconstruction=["mirror", "fc"])
+    report = run_attack_suite(method, tiny_attack_data(), cfg, seed=0)
     for key in ("utility/acc", "utility/acc_retrained", "privacy/leak_acc", "privacy/leak_acc/mlp", "recon/ssim", "recon/l1"):
         assert key in report.metrics
         for ratio in ("0.2", "0.8"):
@@ -167,10 +165,10 @@ def test_suite_logs_metrics_at_each_release_ratio(name):
 
 
 def test_release_ratios_on_a_method_without_the_knob_is_an_input_error():
-    train, test, names = tiny_splits()
+    data = tiny_attack_data()
     cfg = AttackConfig(epochs=1, release_ratios=[0.5])
     with pytest.raises(InputError, match="attacks.release_ratios"):
-        run_attack_suite(make("none"), train, test, names, cfg, (3, 3), seed=0)
+        run_attack_suite(make("none"), data, cfg, seed=0)
     config = TrialConfig(method="maxent", dataset={"name": "synthetic", "task": "shape", "private": "color"}, attacks=cfg)
     with pytest.raises(InputError, match="attacks.release_ratios"):
         check_config(config)

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torchvision import models as tvm
 
+from trainables.attacks.decoders import DECODERS
 from trainables.errors import InputError
 from trainables.models import BACKBONES, INPUT_SPLIT, SplitArchitecture, check_split
-from trainables.models.decoders import DECODERS
 
 CLASSES = 5
 # alexnet's five convolutions and three 3x3/2 max-pools need more than 32 px
@@ -156,7 +156,7 @@ def test_unknown_split_or_backbone_is_an_input_error(backbone, split, features_o
     ],
 )
 def test_decoder_maps_z_to_exactly_the_image_shape_in_unit_range(decoder, z_shape, image_shape):
-    net = DECODERS[decoder](z_shape, image_shape)
+    net = DECODERS[decoder].build(z_shape, image_shape)
     z = torch.randn(2, *z_shape) * 3
     out = net.train()(z)
     assert out.shape == (2, *image_shape)

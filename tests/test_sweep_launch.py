@@ -32,7 +32,7 @@ TINY_SPEC = {
     "params": {"sigma": 0.5, "lambda": 0.01},
     "search_space": {"sigma": {"uniform": [0.1, 2.0]}},
     "search": {"sampler": "random", "num_samples": 4, "max_concurrent": 2, "seed": 0},
-    "attacks": {"epochs": 1, "batch_size": 128, "gallery": 2},
+    "attacks": {"epochs": 1, "batch_size": 128, "gallery": 2, "whitebox": {"images": 8, "steps": 10, "selection_images": 8}},
 }
 
 

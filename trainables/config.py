@@ -52,18 +52,66 @@ class TrainConfig(Strict):
     )
 
 
+class WhiteboxConfig(Strict):
+    images: int = Field(256, ge=1, description="test images inverted: the first N of the test slice")
+    steps: int = Field(200, ge=1, description="Adam steps per batch of images (cosine-annealed learning rate)")
+    lr: float = Field(1.0, gt=0, description="peak Adam learning rate on the pixels (projected onto [0, 1] after each step)")
+    tv: list[float] = Field(
+        default_factory=lambda: [0.1, 1.0], min_length=1,
+        description="weights of the total-variation prior to choose from (on validation images; one value: no choice)",
+    )
+    selection_images: int = Field(64, ge=1, description="validation images the TV weight is chosen on")
+    draws: int = Field(1, ge=1, description="fresh defense-randomness draws averaged per step (stochastic releases only)")
+    batch_size: int = Field(256, ge=1, description="images optimised together")
+
+    @field_validator("tv", mode="before")
+    @classmethod
+    def _as_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int | float) else value
+
+    @field_validator("tv")
+    @classmethod
+    def _non_negative(cls, value: list[float]) -> list[float]:
+        if any(v < 0 for v in value):
+            raise ValueError("TV weights must be >= 0")
+        return value
+
+
 class AttackConfig(Strict):
-    leakage: list[str] = Field(default_factory=lambda: ["server_arch", "mlp"], min_length=1)
-    reconstruction: list[str] = Field(default_factory=lambda: ["mirror", "fc"], min_length=1)
-    epochs: int = Field(10, ge=1)
+    leakage: list[str] = Field(default_factory=lambda: ["server_arch", "mlp"], min_length=1, description="leakage attackers (private-attribute classifiers)")
+    reconstruction: list[str] = Field(
+        default_factory=lambda: ["mirror", "fc", "whitebox"], min_length=1,
+        description="reconstruction attackers: trained decoders (mirror, fc) and the white-box inversion (whitebox)",
+    )
+    epochs: int = Field(30, ge=1, description="cap on attack epochs; each attacker stops earlier when it converges (patience)")
+    patience: int = Field(3, ge=1, description="an attacker stops after this many epochs in a row without a validation improvement")
+    min_improvement: float = Field(1e-3, ge=0, description="relative validation-accuracy gain that counts as an improvement (classifiers)")
+    decoder_min_improvement: float = Field(
+        5e-3, ge=0, description="relative validation-MSE reduction that counts as an improvement (decoders)"
+    )
     batch_size: int = Field(256, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    attacker_split: Literal["train"] = Field("train", description="data the attackers train on; never test")
+    lr: float | None = Field(
+        None, gt=0, description="peak Adam learning rate of every learned attacker; null = each attacker's own measured rate (its registry entry)"
+    )
+    schedule: Literal["plateau", "constant"] = Field(
+        "plateau", description="attacker learning rate after the one-epoch warm-up: halved on every stale validation epoch, or constant"
+    )
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description="bf16 autocasts the learned attackers' training steps (evaluation and the white-box attacker stay fp32); "
+        "benchmarks/gpu_check.py measures both on a GPU. Never on a CPU without AVX512-BF16/AMX: 0.16x fp32 there",
+    )
+    data: Literal["train", "disjoint"] = Field(
+        "train",
+        description="attacker data: the defense's own train split (the strong attacker), or a disjoint share held out of defense training",
+    )
+    disjoint_fraction: float = Field(0.5, gt=0, lt=1, description="with data: disjoint, the share of the train split kept for the attackers")
     selection: Literal["val_best", "last"] = Field(
-        "val_best", description="attacker weights evaluated on test: best epoch on the validation split, or the last"
+        "val_best", description="attacker weights evaluated on test: best epoch on the validation split (and early stopping), or the last"
     )
     release_ratios: list[float] | None = Field(None, description="extra inference-time pruning ratios to attack at")
     gallery: int = Field(8, ge=0, description="test images in reconstructions.png")
+    whitebox: WhiteboxConfig = Field(default_factory=WhiteboxConfig, description="settings of the white-box inversion attacker")
 
 
 class TrialConfig(Strict):

@@ -8,10 +8,13 @@ from trainables.metrics import HIGHER_IS_BETTER, lpips_unavailable_reason
 
 BASE_KEYS = (
     "utility/acc", "utility/acc_retrained", "utility/mcc", "utility/chance",
-    "privacy/leak_acc", "privacy/leak_chance", "privacy/delta",
+    "privacy/leak_acc", "privacy/leak_chance", "privacy/leak_floor", "privacy/delta",
     "client/gflops", "client/params_mb", "time/train_s", "time/attack_s",
 )
 PER_RATIO_PREFIXES = ("utility/", "privacy/", "recon/")
+# What a method says about itself: logged where the method has its own adversaries, never an
+# objective (a defense tuned on its own adversary's numbers is the false sense of privacy).
+PROXY_KEYS = ("privacy/proxy_leak_acc", "recon/proxy_ssim")
 
 
 def final_metric_keys(config: TrialConfig) -> set[str]:
@@ -29,6 +32,11 @@ def final_metric_keys(config: TrialConfig) -> set[str]:
 def unknown_metric_reason(metric: str, config: TrialConfig) -> str | None:
     if metric in final_metric_keys(config):
         return None
+    if metric.split(":")[0] in PROXY_KEYS:
+        return (
+            f"{metric} is the method's own training-time adversary evaluated on test, not a privacy objective "
+            "(a defense can fool its own adversary and no other); use privacy/leak_acc or recon/ssim"
+        )
     if metric.startswith("recon/lpips") and lpips_unavailable_reason():
         return f"{metric} cannot be computed here: {lpips_unavailable_reason()}"
     return f"{metric} is not a final metric of this spec; final metrics are {sorted(final_metric_keys(config))}"

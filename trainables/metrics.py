@@ -2,11 +2,16 @@
 
 Image metrics come from torchmetrics (SSIM, MS-SSIM, PSNR with data range 1, L1, MSE) and
 LPIPS from `lpips` (AlexNet). Choices made here:
-- MS-SSIM on small images: torchmetrics needs min(H, W) > (k - 1) * 2^(scales - 1). We use
-  the standard 5 scales and 11-px kernel when they fit, otherwise a 7-px kernel with as many
-  scales as fit (28x28 and 32x32 -> 3 scales), otherwise 3-px; the betas are the first
-  `scales` standard weights renormalised to sum 1, and `normalize="relu"` keeps negative
-  contrast terms of tiny scales from producing NaN.
+- SSIM and MS-SSIM use torchmetrics' Gaussian window (sigma 1.5), which is 11 taps whatever
+  `kernel_size` says: torchmetrics sizes a Gaussian window from sigma and reads
+  `kernel_size` only in MS-SSIM's input-size check. MS-SSIM on small images: the standard
+  5 scales when they fit, otherwise as many as fit by torchmetrics' own conditions (side >=
+  2^scales; side // max(1, scales - 1)^2 > kernel_size - 1) and by the 11-tap window's
+  reflect padding at the coarsest scale (side // 2^(scales - 1) > 5); `kernel_size` is 11
+  or, where that fails the check, the largest odd size that passes (it changes no number).
+  28x28 and 32x32 -> 3 scales. The betas are the first `scales` standard weights
+  renormalised to sum 1, and `normalize="relu"` keeps negative contrast terms of tiny scales
+  from producing NaN. Every size from 16 to 256 px is tested.
 - PSNR is over the whole test set (total squared error), L1/MSE are per-pixel means.
 - LPIPS needs ImageNet AlexNet weights in the torch hub cache (offline machines cannot
   download them); without them the metric is absent and the reason is logged once.
@@ -41,17 +46,20 @@ ALEXNET_WEIGHTS = "alexnet-owt-7be5be79.pth"
 LPIPS_MIN_SIZE = 64
 
 
+GAUSSIAN_PAD = 5  # the 11-tap window's reflect padding
+
+
 def ms_ssim_settings(height: int, width: int) -> tuple[int, tuple[float, ...]]:
-    """(kernel size, betas) of the MS-SSIM that fits an image of this size."""
+    """(kernel size for torchmetrics' check, betas) of the MS-SSIM that fits an image of this size."""
     side = min(height, width)
-    for kernel, max_scales in ((11, 5), (7, 5), (3, 5)):
-        for scales in range(max_scales, 0, -1):
-            if (kernel - 1) * 2 ** (scales - 1) < side:
-                if kernel == 11 and scales < 5:
-                    break  # not the standard setting: prefer more scales with a smaller kernel
-                betas = MS_SSIM_BETAS[:scales]
-                return kernel, tuple(b / sum(betas) for b in betas)
-    return 3, (1.0,)
+    for scales in range(len(MS_SSIM_BETAS), 0, -1):
+        if side < 2**scales or side // 2 ** (scales - 1) <= GAUSSIAN_PAD:
+            continue
+        limit = side // max(1, scales - 1) ** 2  # torchmetrics: limit > kernel_size - 1
+        kernel = min(11, limit if limit % 2 else limit - 1)
+        betas = MS_SSIM_BETAS[:scales]
+        return kernel, tuple(b / sum(betas) for b in betas)
+    raise ValueError(f"MS-SSIM needs images of at least {2 * (GAUSSIAN_PAD + 1)} px per side; got {height}x{width}")
 
 
 @cache
@@ -96,7 +104,7 @@ class ImageSimilarity:
 
     _reported_lpips = False
 
-    def __init__(self, image_shape: tuple[int, int, int], device: torch.device):
+    def __init__(self, image_shape: tuple[int, int, int], device: torch.device, lpips: bool = True):
         kernel, betas = ms_ssim_settings(*image_shape[1:])
         ssim_kernel = min(11, image_shape[1] - (1 - image_shape[1] % 2))
         self.metrics = MetricCollection(
@@ -111,7 +119,7 @@ class ImageSimilarity:
             }
         ).to(device)
         reason = lpips_unavailable_reason()
-        self.lpips = LPIPS().to(device) if reason is None else None
+        self.lpips = LPIPS().to(device) if reason is None and lpips else None
         if reason and not ImageSimilarity._reported_lpips:
             log.warning("recon/lpips is not computed: %s", reason)
             ImageSimilarity._reported_lpips = True

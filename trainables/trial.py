@@ -5,6 +5,12 @@ the RNG state and the elapsed training time, so a checkpointed trial continues f
 last epoch and ends with the same metrics as an uninterrupted one. After the last epoch the
 batch-norm statistics of the deployed path are recomputed on the train split
 (`trainables/batch_norm.py`), then the attack suite runs.
+
+Data: one fixed shuffle of each split (`DATA_SEED`) gives the train slice, the validation
+hold-out (early stopping and model selection, never trained on) and the test slice. With
+`attacks.data: disjoint` a further `attacks.disjoint_fraction` of the train slice is held out
+of defense training and is all the attackers train on (an attacker without the defense's
+training data); with `train` (default) the attackers train on the defense's own train split.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pydantic import ValidationError
 from tqdm.auto import tqdm
 
 from trainables.attacks.suite import (
+    AttackData,
     AttackReport,
     check_attack_names,
     check_release_ratios,
@@ -58,9 +65,10 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass
 class TrialData:
-    train: TensorSplit
+    train: TensorSplit  # what the defense trains on
     val: TensorSplit
     test: TensorSplit
+    attacker: TensorSplit  # what the attackers train on: `train` itself, or a disjoint share
     names: tuple[str, str]  # (task attribute, private attribute)
     classes: tuple[int, int]
     image_shape: tuple[int, int, int]
@@ -89,10 +97,18 @@ def prepare_data(dataset: Dataset, config: TrialConfig, device: torch.device) ->
     def on_device(split, indices: np.ndarray) -> TensorSplit:
         return TensorSplit.from_split(split.subset(np.sort(indices)), list(names), device)
 
+    defense_order, attacker_order = train_order[n_val:], None
+    if config.attacks.data == "disjoint":
+        n_attacker = int(round(len(defense_order) * config.attacks.disjoint_fraction))
+        if n_attacker < 1 or n_attacker >= len(defense_order):
+            raise InputError("attacks.disjoint_fraction leaves the defense or the attackers no training data; raise dataset.train_size.")
+        defense_order, attacker_order = defense_order[n_attacker:], defense_order[:n_attacker]
+    train = on_device(dataset.train, defense_order)
     return TrialData(
-        train=on_device(dataset.train, train_order[n_val:]),
+        train=train,
         val=on_device(dataset.train, train_order[:n_val]),
         test=on_device(dataset.test, test_order),
+        attacker=train if attacker_order is None else on_device(dataset.train, attacker_order),
         names=names,
         classes=(dataset.num_classes[cfg.task], dataset.num_classes[cfg.private]),
         image_shape=dataset.image_shape,
@@ -193,10 +209,8 @@ class Trial:
     def attack(self) -> tuple[dict[str, float], AttackReport]:
         start = time.perf_counter()
         recalibrate_batch_norm(self.method, self.data.train, self.data.names, self.config.attacks.batch_size, self._autocast())
-        report = run_attack_suite(
-            self.method, self.data.train, self.data.test, self.data.names, self.config.attacks,
-            self.data.classes, seed=self.config.train.seed + 1, selection=self.data.val,
-        )
+        data = AttackData(self.data.attacker, self.data.val, self.data.test, self.data.names, self.data.classes)
+        report = run_attack_suite(self.method, data, self.config.attacks, seed=self.config.train.seed + 1)
         metrics = dict(report.metrics)
         metrics["client/gflops"] = client_gflops(self.method.release, self.data.image_shape, self.device)
         metrics["client/params_mb"] = params_mb(self.method.client_network())

@@ -112,6 +112,9 @@ def run_sweep_trial(assignment: dict, dataset: Dataset, context: SweepContext) -
         with tempfile.TemporaryDirectory() as folder:
             write_artifacts(Path(folder), config, metrics, report, trial.method)
             run.log_artifacts(Path(folder))
+        for name, scores in report.curves.items():
+            for epoch, score in enumerate(scores, start=1):
+                run.log({f"val/attack/{name}": score}, step=epoch)
         run.log(metrics, step=trial.epoch)
         run.finish()
         _report(metrics, context.objectives, final=True)

@@ -1,21 +1,22 @@
-"""Train the attack suite on a frozen defense and evaluate everything on the test split.
+"""Attack a frozen defense with the whole suite and evaluate everything on the test split.
 
-The evaluation protocol of DESIGN.md: the obfuscator is frozen; the leakage attackers,
-the reconstruction decoders and a retrained utility model are trained on released z of
-the attacker split (the train split: the strong attacker who knows the training data) and
-evaluated on the test split. Every batch is released afresh, so defense randomness
-(noise, random pruning) is redrawn at attack time and no attacker sees noise-free z.
-All attackers train together on the same stream of released batches (one release per
-batch, shared), each with its own Adam optimiser.
+The evaluation protocol of DESIGN.md: the obfuscator is frozen; the leakage attackers, the
+reconstruction decoders and a retrained utility model are trained on released z of the
+attacker data (`attacks.data`: the defense's own train split, the strong attacker who knows
+the training data, or a share of it held out of defense training) and evaluated on the test
+split. Defense randomness (noise, random pruning) is redrawn for every batch at attack time,
+so no attacker sees noise-free or fixed-noise z (`trainables.attacks.releases`). Learned
+attackers train to convergence with early stopping on the validation split and are
+evaluated at their best validation epoch (`trainables.attacks.training`). The white-box
+inversion attacker (`trainables.attacks.whitebox`) knows the client and optimises images
+whose release matches z; it competes for `recon/<metric>` like any decoder, scored on the
+first `attacks.whitebox.images` test images (the decoders on the whole test slice).
 
-Attacker model selection (`attacks.selection: val_best`, the default): after every attack
-epoch each attacker is scored on releases of the validation split (held out of the train
-split, never trained on by the defense or the attackers: accuracy for classifiers, -MSE for
-decoders) and the weights of its best epoch are the ones evaluated on test. Why: an attacker's
-test accuracy swings by several points from one epoch to the next (Fashion-MNIST, raw images:
-0.80 -> 0.84 -> 0.80 -> 0.84 over epochs 6-9), so the last epoch understates the attacker
-as often as not; picking the epoch on held-out attacker-side data is what an attacker would
-do, and touches no test data. `last` keeps the final epoch; so does an empty validation split.
+Beside the fresh attackers the suite evaluates, frozen, the method's own training-time
+adversaries (`privacy/proxy_leak_acc`, `recon/proxy_ssim`): what the method would report
+about itself. A defense whose proxy numbers are far below the fresh ones fools only its own
+adversary. `privacy/leak_floor` is the leakage a perfect-utility release cannot avoid
+(`trainables.attacks.floor`).
 
 `attacks.release_ratios`: a method with an inference-time pruning ratio (`at_release_ratio`)
 is also attacked at each listed ratio R, frozen as trained (no defense retraining): a fresh
@@ -26,172 +27,93 @@ trained ratio. A method without the knob and release_ratios set is an input erro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
-from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from trainables.attacks.leakage import LEAKAGE_ATTACKERS
+from trainables.attacks.decoders import DECODERS
+from trainables.attacks.floor import leak_floor
+from trainables.attacks.leakage import LEAKAGE_ATTACKERS, RETRAINED_UTILITY, LearnedAttacker
+from trainables.attacks.releases import ReleasedSplit
+from trainables.attacks.training import Attacker, train_attackers
+from trainables.attacks.whitebox import whitebox_reconstructions
 from trainables.config import AttackConfig
 from trainables.data.batches import TensorSplit
 from trainables.errors import InputError
 from trainables.methods.base import Method
 from trainables.metrics import HIGHER_IS_BETTER, ImageSimilarity, matthews
-from trainables.models.decoders import DECODERS
+
+WHITEBOX = "whitebox"
+RECONSTRUCTION_ATTACKERS = (*DECODERS, WHITEBOX)
 
 
 @dataclass
-class Attacker:
-    net: nn.Module
-    target: str  # "private", "task" or "image"
-    optimizer: torch.optim.Optimizer = field(init=False)
-    lr: float = 1e-3
+class AttackData:
+    """The splits one attack needs, each labelled with (task, private) in `names` order."""
 
-    def __post_init__(self) -> None:
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
-
-    def loss(self, z: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
-        out = self.net(z)
-        if self.target == "image":
-            return F.mse_loss(out, targets["image"])
-        return F.cross_entropy(out, targets[self.target])
+    attacker: TensorSplit  # what the attackers train on (never test)
+    selection: TensorSplit | None  # validation split: early stopping and model selection
+    test: TensorSplit
+    names: tuple[str, str]
+    classes: tuple[int, int]  # (task, private) class counts
 
 
 @dataclass
 class AttackReport:
     metrics: dict[str, float]
     originals: torch.Tensor  # gallery images from the test split
-    reconstructions: torch.Tensor  # the strongest decoder's reconstructions of them
+    reconstructions: torch.Tensor  # the strongest reconstruction attacker's reconstructions of them
+    # per learned attacker, its validation score after each attack epoch (accuracy, or minus the
+    # MSE for decoders): logged as the curves `val/attack/<attacker>` (step = attack epoch)
+    curves: dict[str, list[float]] = field(default_factory=dict)
 
 
 def check_attack_names(cfg: AttackConfig) -> None:
-    for field_name, registry in (("leakage", LEAKAGE_ATTACKERS), ("reconstruction", DECODERS)):
-        unknown = sorted(set(getattr(cfg, field_name)) - set(registry))
+    for field_name, known in (("leakage", LEAKAGE_ATTACKERS), ("reconstruction", RECONSTRUCTION_ATTACKERS)):
+        unknown = sorted(set(getattr(cfg, field_name)) - set(known))
         if unknown:
-            raise InputError(f"attacks.{field_name}: unknown attacker(s) {unknown}; choose from {sorted(registry)}.")
+            raise InputError(f"attacks.{field_name}: unknown attacker(s) {unknown}; choose from {sorted(known)}.")
 
 
 def build_attackers(method: Method, cfg: AttackConfig, task_classes: int, private_classes: int) -> dict[str, Attacker]:
+    """The learned attackers (the white-box inversion is not trained, see `whitebox`), each
+    at its registry entry's peak learning rate unless `attacks.lr` sets one for all."""
     check_attack_names(cfg)
     arch = method.ctx.arch
-    attackers = {f"leak/{name}": Attacker(LEAKAGE_ATTACKERS[name](arch, private_classes), "private", cfg.lr) for name in cfg.leakage}
+
+    def attacker(entry: LearnedAttacker, target: str, *args) -> Attacker:
+        return Attacker(entry.build(*args), target, cfg.lr or entry.peak_lr)
+
+    attackers = {f"leak/{name}": attacker(LEAKAGE_ATTACKERS[name], "private", arch, private_classes) for name in cfg.leakage}
     attackers.update(
-        {f"recon/{name}": Attacker(DECODERS[name](arch.z_shape, arch.input_shape), "image", cfg.lr) for name in cfg.reconstruction}
+        {
+            f"recon/{name}": attacker(DECODERS[name], "image", arch.z_shape, arch.input_shape)
+            for name in cfg.reconstruction
+            if name in DECODERS
+        }
     )
-    attackers["utility/retrained"] = Attacker(arch.server(task_classes), "task", cfg.lr)
+    attackers["utility/retrained"] = attacker(RETRAINED_UTILITY, "task", arch, task_classes)
     return attackers
-
-
-def _targets(x: torch.Tensor, y_task: torch.Tensor, y_private: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {"image": x, "task": y_task, "private": y_private}
-
-
-def released_batches(
-    release: Callable[[torch.Tensor], torch.Tensor],
-    data: TensorSplit,
-    names: tuple[str, str],
-    batch_size: int,
-    generator: torch.Generator | None = None,
-) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
-    """(z, targets) per batch of `data`, each batch released afresh without autograd."""
-    for x, y_task, y_private in data.batches(batch_size, names, generator):
-        with torch.no_grad():
-            z = release(x)
-        yield z, _targets(x, y_task, y_private)
-
-
-def train_attackers(
-    release: Callable[[torch.Tensor], torch.Tensor],
-    attackers: dict[str, Attacker],
-    data: TensorSplit,
-    names: tuple[str, str],
-    cfg: AttackConfig,
-    generator: torch.Generator,
-    selection: TensorSplit | None = None,
-) -> dict[str, int]:
-    """Train every attacker for `cfg.epochs`; with a non-empty `selection` split, leave each
-    at the weights of its best-scoring epoch. Returns each attacker's kept epoch (1-based)."""
-    best = {name: _Snapshot(cfg.epochs) for name in attackers}
-    selecting = selection is not None and len(selection) > 0
-    steps = cfg.epochs * data.num_batches(cfg.batch_size)
-    with tqdm(total=steps, desc="attack: train", leave=False, disable=None) as bar:
-        for epoch in range(1, cfg.epochs + 1):
-            for attacker in attackers.values():
-                attacker.net.train()
-            for z, targets in released_batches(release, data, names, cfg.batch_size, generator):
-                for attacker in attackers.values():
-                    attacker.optimizer.zero_grad(set_to_none=True)
-                    attacker.loss(z, targets).backward()
-                    attacker.optimizer.step()
-                bar.update()
-            if selecting:
-                for name, score in selection_scores(release, attackers, selection, names, cfg.batch_size).items():
-                    best[name].offer(epoch, score, attackers[name].net)
-    if selecting:
-        for name, snapshot in best.items():
-            snapshot.restore(attackers[name].net)
-    return {name: snapshot.epoch for name, snapshot in best.items()}
-
-
-class _Snapshot:
-    """The best-scoring epoch's weights of one attacker (a copy, off the autograd graph)."""
-
-    def __init__(self, last_epoch: int):
-        self.epoch, self.score, self.state = last_epoch, float("-inf"), None
-
-    def offer(self, epoch: int, score: float, net: nn.Module) -> None:
-        if score > self.score:
-            self.epoch, self.score = epoch, score
-            self.state = {key: value.detach().clone() for key, value in net.state_dict().items()}
-
-    def restore(self, net: nn.Module) -> None:
-        if self.state is not None:
-            net.load_state_dict(self.state)
-
-
-@torch.no_grad()
-def selection_scores(
-    release: Callable[[torch.Tensor], torch.Tensor],
-    attackers: dict[str, Attacker],
-    selection: TensorSplit,
-    names: tuple[str, str],
-    batch_size: int,
-) -> dict[str, float]:
-    """Each attacker's score on releases of the selection split (higher is better):
-    accuracy for classifiers, minus the mean squared error for decoders."""
-    for attacker in attackers.values():
-        attacker.net.eval()
-    totals = dict.fromkeys(attackers, 0.0)
-    for z, targets in released_batches(release, selection, names, batch_size):
-        for name, attacker in attackers.items():
-            out = attacker.net(z)
-            if attacker.target == "image":
-                totals[name] -= F.mse_loss(out, targets["image"], reduction="sum").item() / targets["image"][0].numel()
-            else:
-                totals[name] += (out.argmax(1) == targets[attacker.target]).sum().item()
-    return {name: total / len(selection) for name, total in totals.items()}
 
 
 @torch.no_grad()
 def evaluate(
-    method: Method,
-    release: Callable[[torch.Tensor], torch.Tensor],
-    attackers: dict[str, Attacker],
-    test: TensorSplit,
-    names: tuple[str, str],
-    task_classes: int,
-    batch_size: int,
+    method: Method, attackers: dict[str, Attacker], test: ReleasedSplit, task_classes: int
 ) -> tuple[dict[str, float], dict[str, ImageSimilarity]]:
+    """Accuracies of the deployed model, the classifiers and the method's proxy adversary;
+    image similarities of the decoders and of the method's own decoders (`proxy/<name>`)."""
     for attacker in attackers.values():
         attacker.net.eval()
+    image_shape = tuple(test.data.images.shape[1:])
+    device = test.data.images.device
     correct = {name: 0 for name, a in attackers.items() if a.target != "image"}
-    similarity = {name: ImageSimilarity(tuple(test.images.shape[1:]), test.images.device) for name, a in attackers.items() if a.target == "image"}
+    similarity = {name: ImageSimilarity(image_shape, device) for name, a in attackers.items() if a.target == "image"}
+    proxy_decoders = method.proxy_decoders()
+    proxy_similarity = {name: ImageSimilarity(image_shape, device, lpips=False) for name in proxy_decoders}
+    proxy_correct: int | None = None
     deployed_preds, task_labels = [], []
-    batches = released_batches(release, test, names, batch_size)
-    for z, targets in tqdm(batches, total=test.num_batches(batch_size), desc="attack: test", leave=False, disable=None):
+    for z, targets in tqdm(test.batches(), total=test.num_batches(), desc="attack: test", leave=False, disable=None):
         deployed_preds.append(method.serve(z).argmax(1))
         task_labels.append(targets["task"])
         for name, attacker in attackers.items():
@@ -200,39 +122,51 @@ def evaluate(
                 similarity[name].update(out.clamp(0, 1), targets["image"])
             else:
                 correct[name] += (out.argmax(1) == targets[attacker.target]).sum().item()
+        proxy = method.proxy_leak(z)
+        if proxy is not None:
+            proxy_correct = (proxy_correct or 0) + (proxy.argmax(1) == targets["private"]).sum().item()
+        for name, decoder in proxy_decoders.items():
+            proxy_similarity[name].update(decoder(z).float().clamp(0, 1), targets["image"])
     preds, labels = torch.cat(deployed_preds), torch.cat(task_labels)
-    metrics = {
-        "utility/acc": (preds == labels).float().mean().item(),
-        "utility/mcc": matthews(preds, labels, task_classes),
-    }
-    for name, count in correct.items():
-        metrics[name] = count / len(test)
-    return metrics, similarity
+    raw = {"utility/acc": (preds == labels).float().mean().item(), "utility/mcc": matthews(preds, labels, task_classes)}
+    raw.update({name: count / len(test) for name, count in correct.items()})
+    if proxy_correct is not None:
+        raw["proxy/leak"] = proxy_correct / len(test)
+    similarity.update({f"proxy/{name}": sim for name, sim in proxy_similarity.items()})
+    return raw, similarity
 
 
 def majority_rate(labels: torch.Tensor) -> float:
     return torch.bincount(labels).max().item() / len(labels)
 
 
-def summarise(
-    raw: dict[str, float], similarity: dict[str, ImageSimilarity], task: torch.Tensor, private: torch.Tensor
-) -> tuple[dict[str, float], str]:
-    """The DESIGN.md metric keys; returns them and the decoder with the best SSIM."""
+def summarise(raw: dict[str, float], similarity: dict[str, ImageSimilarity], data: AttackData) -> tuple[dict[str, float], str]:
+    """The DESIGN.md metric keys; returns them and the reconstruction attacker with the best SSIM."""
+    task, private = data.names
     metrics = {"utility/acc": raw["utility/acc"], "utility/mcc": raw["utility/mcc"], "utility/acc_retrained": raw["utility/retrained"]}
     leak = {name.removeprefix("leak/"): value for name, value in raw.items() if name.startswith("leak/")}
     metrics.update({f"privacy/leak_acc/{name}": value for name, value in leak.items()})
     metrics["privacy/leak_acc"] = max(leak.values())
-    metrics["privacy/leak_chance"] = majority_rate(private)
-    metrics["utility/chance"] = majority_rate(task)
+    metrics["privacy/leak_chance"] = majority_rate(data.test.labels[private])
+    metrics["privacy/leak_floor"] = leak_floor(
+        data.attacker.labels[task], data.attacker.labels[private], data.test.labels[task], data.test.labels[private], *data.classes
+    )
+    metrics["utility/chance"] = majority_rate(data.test.labels[task])
     metrics["privacy/delta"] = metrics["utility/acc"] - metrics["privacy/leak_acc"]
-    per_decoder = {name.removeprefix("recon/"): sim.compute() for name, sim in similarity.items()}
+    if "proxy/leak" in raw:
+        metrics["privacy/proxy_leak_acc"] = raw["proxy/leak"]
+    computed = {name: sim.compute() for name, sim in similarity.items()}
+    proxies = [values["ssim"] for name, values in computed.items() if name.startswith("proxy/") and "ssim" in values]
+    if proxies:
+        metrics["recon/proxy_ssim"] = max(proxies)
+    per_attacker = {name.removeprefix("recon/"): values for name, values in computed.items() if name.startswith("recon/")}
     for metric, higher in HIGHER_IS_BETTER.items():
-        values = {decoder: v[metric] for decoder, v in per_decoder.items() if metric in v}
+        values = {attacker: v[metric] for attacker, v in per_attacker.items() if metric in v}
         if not values:
             continue
-        metrics.update({f"recon/{metric}/{decoder}": value for decoder, value in values.items()})
+        metrics.update({f"recon/{metric}/{attacker}": value for attacker, value in values.items()})
         metrics[f"recon/{metric}"] = max(values.values()) if higher else min(values.values())
-    strongest = max(per_decoder, key=lambda d: per_decoder[d].get("ssim", float("-inf")))
+    strongest = max(per_attacker, key=lambda a: per_attacker[a].get("ssim", float("-inf")))
     return metrics, strongest
 
 
@@ -258,55 +192,58 @@ def check_release_ratios(method_cls: type[Method], cfg: AttackConfig) -> None:
         )
 
 
-def _attack_once(
-    method: Method,
-    attacker_data: TensorSplit,
-    test: TensorSplit,
-    names: tuple[str, str],
-    cfg: AttackConfig,
-    classes: tuple[int, int],
-    seed: int,
-    selection: TensorSplit | None,
-) -> tuple[dict[str, float], dict[str, Attacker], str]:
-    """Train a fresh suite on `method.release` as it is now and evaluate it."""
+def _attack_once(method: Method, data: AttackData, cfg: AttackConfig, seed: int) -> tuple[dict[str, float], torch.Tensor, dict[str, list[float]]]:
+    """Train a fresh suite on `method.release` as it is now and evaluate it; returns the
+    metrics, the strongest reconstruction attacker's reconstructions of the gallery and the
+    validation curves."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    attackers = build_attackers(method, cfg, *classes)
+    random = method.release_is_random()
+
+    def released(split: TensorSplit) -> ReleasedSplit:
+        return ReleasedSplit(method.release, split, data.names, cfg.batch_size, random)
+
+    attackers = build_attackers(method, cfg, *data.classes)
     for attacker in attackers.values():
-        attacker.net.to(test.images.device)
-    selection = selection if cfg.selection == "val_best" else None
-    kept = train_attackers(method.release, attackers, attacker_data, names, cfg, generator, selection)
-    raw, similarity = evaluate(method, method.release, attackers, test, names, classes[0], cfg.batch_size)
-    metrics, strongest = summarise(raw, similarity, test.labels[names[0]], test.labels[names[1]])
-    metrics.update({f"attack/kept_epoch/{name}": float(epoch) for name, epoch in kept.items()})
-    return metrics, attackers, strongest
+        attacker.net.to(data.test.images.device, memory_format=torch.channels_last)
+    use_selection = cfg.selection == "val_best" and data.selection is not None
+    train_attackers(attackers, released(data.attacker), cfg, generator, released(data.selection) if use_selection else None)
+    raw, similarity = evaluate(method, attackers, released(data.test), data.classes[0])
+    whitebox_images = None
+    if WHITEBOX in cfg.reconstruction:
+        originals, whitebox_images, tv = whitebox_reconstructions(method, data.test, cfg.whitebox, data.selection)
+        similarity[f"recon/{WHITEBOX}"] = ImageSimilarity(tuple(originals.shape[1:]), originals.device)
+        similarity[f"recon/{WHITEBOX}"].update(whitebox_images, originals)
+    metrics, strongest = summarise(raw, similarity, data)
+    if whitebox_images is not None:
+        metrics["attack/whitebox_tv"] = tv
+    for name, attacker in attackers.items():
+        metrics[f"attack/kept_epoch/{name}"] = float(attacker.kept_epoch)
+        metrics[f"attack/epochs_run/{name}"] = float(attacker.epochs_run)
+        metrics[f"attack/converged/{name}"] = float(attacker.converged)
+    originals = data.test.images[: cfg.gallery].float().div(255).contiguous(memory_format=torch.channels_last)
+    if strongest == WHITEBOX:
+        gallery = whitebox_images[: cfg.gallery]
+    else:
+        with torch.no_grad():
+            gallery = attackers[f"recon/{strongest}"].net(method.release(originals)).clamp(0, 1)
+    return metrics, gallery, {name: attacker.val_scores for name, attacker in attackers.items()}
 
 
-def run_attack_suite(
-    method: Method,
-    attacker_data: TensorSplit,
-    test: TensorSplit,
-    names: tuple[str, str],
-    cfg: AttackConfig,
-    classes: tuple[int, int],
-    seed: int,
-    selection: TensorSplit | None = None,
-) -> AttackReport:
-    """Freeze `method`, train the suite on `attacker_data` (keeping each attacker's best epoch
-    on `selection`, see the module docstring), evaluate on `test`; again at each of
+def run_attack_suite(method: Method, data: AttackData, cfg: AttackConfig, seed: int) -> AttackReport:
+    """Freeze `method`, train the suite on `data.attacker` (to convergence on
+    `data.selection`, see the module docstring), evaluate on `data.test`; again at each of
     `cfg.release_ratios` (suffixed metrics)."""
     check_release_ratios(type(method), cfg)
     method.eval()
     method.requires_grad_(False)
-    metrics, attackers, strongest = _attack_once(method, attacker_data, test, names, cfg, classes, seed, selection)
-    originals = test.images[: cfg.gallery].float() / 255
-    with torch.no_grad():
-        reconstructions = attackers[f"recon/{strongest}"].net(method.release(originals)).clamp(0, 1)
+    metrics, reconstructions, curves = _attack_once(method, data, cfg, seed)
     for ratio in cfg.release_ratios or []:
         context = method.at_release_ratio(ratio)
         if context is None:
             raise InputError(f"attacks.release_ratios: {type(method).__name__} cannot be released at R={ratio}.")
         with context:
-            at_ratio, _, _ = _attack_once(method, attacker_data, test, names, cfg, classes, seed, selection)
+            at_ratio, _, _ = _attack_once(method, data, cfg, seed)
         metrics.update({f"{key}{ratio_suffix(ratio)}": value for key, value in at_ratio.items()})
-    return AttackReport(metrics, originals.cpu(), reconstructions.cpu())
+    originals = data.test.images[: cfg.gallery].float() / 255
+    return AttackReport(metrics, originals.cpu(), reconstructions.detach().cpu(), curves)

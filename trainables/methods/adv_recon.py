@@ -151,6 +151,9 @@ class AdvRecon(ReleasesClientFeatures, Method):
                 self.optimizers[name] = make_optimizer(parameters_of(module), ctx.lr)
         self._hash_weights: dict[tuple[int, torch.device], torch.Tensor] = {}
 
+    def proxy_decoders(self) -> dict[str, nn.Module]:
+        return {"decoder": self.decoder}
+
     # ------------------------------------------------------------------ the X1 / X2 partition
 
     def _weights(self, n: int, device: torch.device) -> torch.Tensor:

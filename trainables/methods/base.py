@@ -2,10 +2,20 @@
 
 A method owns its networks and optimizers. The trainer only calls `train_step` on batches
 of the train split; the attack suite only calls `release` on a frozen method; the deployed
-utility is `serve(release(x))`. Adding a method never touches either of them. Two optional
-hooks have no-op defaults: `start_epoch` (the trainer announces each epoch, for methods with
-a training schedule) and `at_release_ratio` (an inference-time pruning ratio the attack suite
-can set on the frozen method, `attacks.release_ratios`).
+utility is `serve(release(x))`. Adding a method never touches either of them. Optional
+hooks with safe defaults:
+- `start_epoch`: the trainer announces each epoch, for methods with a training schedule;
+- `at_release_ratio`: an inference-time pruning ratio the attack suite can set on the frozen
+  method (`attacks.release_ratios`);
+- `release_is_random`: whether `release` draws defense randomness (default True, so the
+  attack suite redraws it per batch; a method whose release is a function of x alone says
+  False and its releases are computed once per split);
+- `release_for_inversion`: the release the white-box attacker differentiates through
+  (default `release`; a method whose release is not differentiable in x gives a
+  straight-through version);
+- `proxy_leak` / `proxy_decoders`: the method's own training-time adversaries, which the
+  suite evaluates frozen on test (`privacy/proxy_leak_acc`, `recon/proxy_ssim`) beside the
+  fresh attackers, to show a defense that only fools its own adversary.
 """
 
 from __future__ import annotations
@@ -73,6 +83,18 @@ class Method(nn.Module, ABC):
         """Private-attribute logits of the method's own proxy adversary, if it has one."""
         return None
 
+    def proxy_decoders(self) -> dict[str, nn.Module]:
+        """The method's own training-time reconstruction adversaries (z -> image), by name."""
+        return {}
+
+    def release_is_random(self) -> bool:
+        """True when two releases of the same x can differ (defense randomness)."""
+        return True
+
+    def release_for_inversion(self, x: torch.Tensor) -> torch.Tensor:
+        """`release(x)` with a gradient in x, for the white-box inversion attacker."""
+        return self.release(x)
+
     @abstractmethod
     def client_network(self) -> nn.Module:
         """Every module that is deployed on the client (for its size in MB)."""
@@ -99,11 +121,19 @@ class ReleasesClientFeatures:
     def release(self, x: torch.Tensor) -> torch.Tensor:
         return self.client(x)
 
+    def release_is_random(self) -> bool:
+        return False
+
     def serve(self, z: torch.Tensor) -> torch.Tensor:
         return self.server(z)
 
     def client_network(self) -> nn.Module:
         return self.client
+
+
+def clamp_straight_through(values: torch.Tensor, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+    """clamp(values) in the forward pass, the identity's gradient in the backward pass."""
+    return values + (values.clamp(low, high) - values).detach()
 
 
 @contextmanager

@@ -46,9 +46,9 @@ Choices the paper leaves open or contradicts itself on, made here:
 - The cycle restarts at stage 0 after pre-training (stage = (step - pretrain steps) mod 4), and
   runs across epoch boundaries (the paper's "batch idx" is per epoch; with epochs not a
   multiple of 4 batches the difference is one partial cycle per epoch).
-- MS-SSIM on small images: `trainables.metrics.ms_ssim_settings` (28x28 and 32x32: 7-px
-  kernel, 3 scales, renormalised betas), `normalize="relu"`; torchmetrics' differentiable
-  functional MS-SSIM.
+- MS-SSIM on small images: `trainables.metrics.ms_ssim_settings` (28x28 and 32x32: 3 scales,
+  renormalised betas; the Gaussian window is 11 taps), `normalize="relu"`; the
+  differentiable MS-SSIM of `recon_common`, equal to torchmetrics'.
 - Table 1's classifier (3x conv-256 ... 2x FC-4096, sigmoid) is "the rest of VGG16" after the
   pool2 obfuscator: here the server of the split (rest of the backbone + the platform's
   pooled linear head); AC has the same architecture. AR: BN + ReLU between its layers,
@@ -181,8 +181,14 @@ class DeepObfuscator(Method):
     def serve(self, z: torch.Tensor) -> torch.Tensor:
         return self.classifier(z)
 
+    def release_is_random(self) -> bool:
+        return False
+
     def proxy_leak(self, z: torch.Tensor) -> torch.Tensor:
         return self.adversary_classifier(z)
+
+    def proxy_decoders(self) -> dict[str, nn.Module]:
+        return {"reconstructor": self.reconstructor}
 
     def client_network(self) -> nn.Module:
         return self.obfuscator

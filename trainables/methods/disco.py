@@ -64,6 +64,11 @@ Choices the paper leaves open or contradicts itself on, made here:
   (default) uses SGD, momentum 0.9 (not given), lr = `train.lr` (set 0.01 in the paper's
   spec); `optimizer: adam` uses Adam like the other methods of this platform.
 - Split "0" (nothing on the client) is rejected: there are no features to prune.
+- Release randomness and the white-box attacker: the released hard mask is a function of x
+  (no randomness: `release_is_random` is False). It is piecewise constant in x, so the
+  white-box inversion differentiates through the release as it is: the gradient flows
+  through the kept features, the mask of the current x_hat held fixed (the top-k selection
+  has no gradient); the mask is recomputed from x_hat at every step.
 """
 
 from __future__ import annotations
@@ -242,8 +247,14 @@ class Disco(Method):
     def serve(self, z: torch.Tensor) -> torch.Tensor:
         return self.server(z)
 
+    def release_is_random(self) -> bool:
+        return self.training  # eval: the hard top-k mask, a function of x
+
     def proxy_leak(self, z: torch.Tensor) -> torch.Tensor | None:
         return self.adversary(z) if self.params.adversary == "attribute" else None
+
+    def proxy_decoders(self) -> dict[str, nn.Module]:
+        return {"adversary": self.adversary} if self.params.adversary == "input" else {}
 
     def client_network(self) -> nn.Module:
         return nn.ModuleList([self.pre, self.client, self.filter])

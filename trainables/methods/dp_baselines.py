@@ -23,6 +23,9 @@ units.
   averaged over those and get scale m / (n * epsilon) (their sensitivity is 255 * m / n;
   full cells get exactly the formula); colour channels are pixelated and noised
   independently (one draw per cell and channel, Fan's algorithm is for grey images).
+- White-box inversion: both mechanisms clamp to [0, 1], which has no gradient where a noisy
+  pixel leaves the range, so the inversion differentiates through a straight-through clamp
+  (`release_for_inversion`); the cell averaging and the noise are differentiable as they are.
 - Training protocol: the server is trained on released (noised) images by default, as for
   `input_noise` (the best utility the mechanism allows). `clean_training: true` trains it
   on clean images and applies the mechanism only at release/evaluation (eval mode), as the
@@ -35,7 +38,12 @@ import torch
 from pydantic import Field
 from torch.nn import functional as F
 
-from trainables.methods.base import AdversarialSplitMethod, MethodContext, NoParams
+from trainables.methods.base import (
+    AdversarialSplitMethod,
+    MethodContext,
+    NoParams,
+    clamp_straight_through,
+)
 from trainables.models import INPUT_SPLIT, SplitArchitecture
 
 
@@ -73,6 +81,9 @@ class _ImageMechanism(AdversarialSplitMethod):
         if self.training and self.params.clean_training:
             return features
         return self.mechanism(features).clamp(0, 1)
+
+    def release_for_inversion(self, x: torch.Tensor) -> torch.Tensor:
+        return clamp_straight_through(self.mechanism(self.client(x)))
 
 
 class DPLaplace(_ImageMechanism):

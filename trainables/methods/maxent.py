@@ -49,6 +49,9 @@ class MaxEnt(AdversarialSplitMethod):
     def obfuscate(self, features: torch.Tensor) -> torch.Tensor:
         return features
 
+    def release_is_random(self) -> bool:
+        return False
+
     def encoder_loss(self, task_loss: torch.Tensor, adversary_logits: torch.Tensor) -> torch.Tensor:
         alpha = self.params.alpha
         return (1 - alpha) * task_loss - alpha * prediction_entropy(adversary_logits)

@@ -6,6 +6,8 @@
 - `input_noise`: the papers' "Image Noise": Gaussian noise of std sigma on the image,
   clipped to the pixel range [0, 1]; nothing else runs on the client and the whole backbone
   is the server (model.split is ignored, the split is "0"), as in Noisy ARL Sec. 5.2.
+  White-box inversion: the clamp has no gradient where a noisy pixel leaves [0, 1], so the
+  inversion differentiates through a straight-through clamp (`release_for_inversion`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from trainables.methods.base import AdversarialSplitMethod, MethodContext, NoParams
+from trainables.methods.base import (
+    AdversarialSplitMethod,
+    MethodContext,
+    NoParams,
+    clamp_straight_through,
+)
 from trainables.methods.noisy_arl import add_gaussian_noise
 from trainables.models import INPUT_SPLIT, SplitArchitecture
 
@@ -28,6 +35,9 @@ class ActivationNoise(AdversarialSplitMethod):
     def obfuscate(self, features: torch.Tensor) -> torch.Tensor:
         return add_gaussian_noise(features, self.params.sigma)
 
+    def release_is_random(self) -> bool:
+        return self.params.sigma > 0
+
 
 class InputNoise(AdversarialSplitMethod):
     Params = SigmaParams
@@ -39,3 +49,9 @@ class InputNoise(AdversarialSplitMethod):
 
     def obfuscate(self, features: torch.Tensor) -> torch.Tensor:
         return add_gaussian_noise(features, self.params.sigma).clamp(0, 1)
+
+    def release_is_random(self) -> bool:
+        return self.params.sigma > 0
+
+    def release_for_inversion(self, x: torch.Tensor) -> torch.Tensor:
+        return clamp_straight_through(add_gaussian_noise(self.client(x), self.params.sigma))

@@ -36,3 +36,6 @@ class NoisyARL(AdversarialSplitMethod):
 
     def obfuscate(self, features: torch.Tensor) -> torch.Tensor:
         return add_gaussian_noise(features, self.params.sigma)
+
+    def release_is_random(self) -> bool:
+        return self.params.sigma > 0

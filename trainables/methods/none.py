@@ -11,3 +11,6 @@ from trainables.methods.base import AdversarialSplitMethod
 class NoDefense(AdversarialSplitMethod):
     def obfuscate(self, features: torch.Tensor) -> torch.Tensor:
         return features
+
+    def release_is_random(self) -> bool:
+        return False

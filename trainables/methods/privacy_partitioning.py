@@ -122,6 +122,9 @@ class PrivacyPartitioning(ReleasesClientFeatures, Method):
         for name, defender in zip(self.defender_names, self.defenders, strict=True):
             self.optimizers[f"defender_{name}"] = make_optimizer(parameters_of(defender), ctx.lr, kind)
 
+    def proxy_decoders(self) -> dict[str, nn.Module]:
+        return dict(zip(self.defender_names, self.defenders, strict=True))
+
     def distance(self, x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
         """d(x, x_hat), averaged over the batch."""
         if self.params.distance == "mse":

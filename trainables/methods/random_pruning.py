@@ -1,6 +1,7 @@
 """`random_pruning`: DISCO's random-pruning baseline. A task-only split model whose released
 features have a random fraction R of their channels zeroed, drawn per input and per release
-(training and inference). Exactly round((1 - R) * C) channels are kept; kept channels are
+(training and inference). The white-box inversion differentiates through the release as it
+is (the mask is drawn independently of x). Exactly round((1 - R) * C) channels are kept; kept channels are
 not rescaled (the baseline prunes, it does not do dropout). R is also an inference-time knob
 (`at_release_ratio`): the frozen model can be released at another ratio."""
 
@@ -30,6 +31,9 @@ class RandomPruning(AdversarialSplitMethod):
     def __init__(self, ctx: MethodContext, params: PruningParams):
         super().__init__(ctx, params)
         self.release_ratio = params.pruning_ratio
+
+    def release_is_random(self) -> bool:
+        return round((1 - self.release_ratio) * self.ctx.arch.z_shape[0]) < self.ctx.arch.z_shape[0]
 
     def at_release_ratio(self, ratio: float) -> AbstractContextManager:
         return overriding(self, "release_ratio", ratio)

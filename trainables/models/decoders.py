@@ -6,7 +6,8 @@
 - `fc`: a fully-connected decoder. z is first average-pooled to at most FC_MAX_FEATURES
   values (a full 64x32x32 map would need a 65k-by-1k weight matrix); the two hidden
   layers are 1024 wide.
-Outputs are images in [0, 1].
+Outputs are images in [0, 1]. The attack suite's registry of them is
+`trainables.attacks.decoders`.
 """
 
 from __future__ import annotations
@@ -70,5 +71,3 @@ class FCDecoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.body(self.pool(z))).view(-1, *self.image_shape)
 
-
-DECODERS = {"mirror": MirrorDecoder, "fc": FCDecoder}

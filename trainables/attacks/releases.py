@@ -1,0 +1,71 @@
+"""Released batches of a frozen defense: what every attacker trains and is evaluated on.
+
+A release with defense randomness (noise, random pruning, DP mechanisms) is drawn afresh for
+every batch of every epoch, so no attacker ever sees one fixed noise draw. A deterministic
+release (`Method.release_is_random()` False: no defense, the trained-encoder defenses,
+DISCO's hard mask) gives the same z for the same image every time, so it is computed once per
+split and batches index the stored z. Why: the attack suite runs up to `attacks.epochs`
+epochs over the train split plus a validation pass after each; releasing once removes the
+client's forward pass from every one of them (quickstart `none`, split 1, 9k images: the
+client forward is about a fifth of an attacker epoch here). A stored split larger than
+RELEASE_CACHE_BYTES is streamed instead, so a large dataset never exhausts device memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+
+from trainables.data.batches import TensorSplit
+
+RELEASE_CACHE_BYTES = 2 * 2**30
+
+Release = Callable[[torch.Tensor], torch.Tensor]
+Batch = tuple[torch.Tensor, dict[str, torch.Tensor]]
+
+
+def targets_of(x: torch.Tensor, y_task: torch.Tensor, y_private: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"image": x, "task": y_task, "private": y_private}
+
+
+class ReleasedSplit:
+    """(z, targets) batches of one split under one frozen release."""
+
+    def __init__(self, release: Release, data: TensorSplit, names: tuple[str, str], batch_size: int, random: bool):
+        self.release, self.data, self.names, self.batch_size = release, data, names, batch_size
+        self.stored: torch.Tensor | None = None
+        if not random and len(data) > 0:
+            self.stored = self._store()  # None: too large to hold, streamed instead
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def num_batches(self) -> int:
+        return self.data.num_batches(self.batch_size)
+
+    @torch.no_grad()
+    def _store(self) -> torch.Tensor | None:
+        parts = []
+        for x, *_ in self.data.batches(self.batch_size, self.names):
+            parts.append(self.release(x))
+            if len(parts) == 1 and parts[0][0].numel() * parts[0].element_size() * len(self.data) > RELEASE_CACHE_BYTES:
+                return None
+        stored = torch.cat(parts)
+        return stored.contiguous(memory_format=torch.channels_last) if stored.dim() == 4 else stored
+
+    def batches(self, generator: torch.Generator | None = None) -> Iterator[Batch]:
+        """Shuffled with `generator`, else in order; each z released without autograd."""
+        if self.stored is None:
+            for x, y_task, y_private in self.data.batches(self.batch_size, self.names, generator):
+                with torch.no_grad():
+                    z = self.release(x)
+                yield z, targets_of(x, y_task, y_private)
+            return
+        n = len(self.data)
+        order = torch.randperm(n, generator=generator).to(self.stored.device) if generator is not None else None
+        for start in range(0, n, self.batch_size):
+            index = order[start : start + self.batch_size] if order is not None else slice(start, start + self.batch_size)
+            x = self.data.images[index].float().div_(255).contiguous(memory_format=torch.channels_last)
+            labels = [self.data.labels[name][index] for name in self.names]
+            yield self.stored[index], targets_of(x, *labels)

@@ -1,0 +1,162 @@
+"""Training the learned attackers to convergence on a frozen release.
+
+Every attacker (leakage classifiers, reconstruction decoders, the retrained utility model)
+trains on the same stream of released batches, each with its own Adam optimiser and its own
+learning-rate schedule and stopping rule:
+
+- warm-up: the learning rate rises linearly from 0 to the attacker's peak over the first
+  epoch's steps (Adam at a high peak rate without warm-up diverged for the mirror decoder);
+- plateau decay: after the warm-up the rate stays at its peak, and each epoch whose
+  validation score does not beat the best so far by `attacks.min_improvement` (relative,
+  classifiers) or `attacks.decoder_min_improvement` (decoders) halves it (torch's
+  ReduceLROnPlateau with patience 0, factor 0.5);
+- early stopping: an attacker stops after `attacks.patience` such epochs in a row
+  (`attack/converged/<attacker>` = 1) or at the cap `attacks.epochs` (= 0: its numbers are a
+  lower bound and analysis flags them); `attack/epochs_run/<attacker>` says how many epochs
+  it trained;
+- model selection (`attacks.selection: val_best`): the weights evaluated on test are those
+  of the attacker's best validation epoch (`attack/kept_epoch/<attacker>`).
+
+Thresholds, measured (quickstart `noisy_arl` sigma 1, split 2, per-epoch validation and test
+scores over 20 epochs): classifiers need the 1e-3 (one validation example in 1,000); the
+mirror decoder's test SSIM went .791 / .798 / .800 / .801 at epochs 10 / 13 / 15 / 20 while its
+validation MSE still fell 0.1-0.7 % an epoch, so a 1e-3 decoder threshold ran it 25 epochs
+(338 s for the whole attack phase) for under 0.005 SSIM; 5e-3 stops it near epoch 13-16.
+Why this and not cosine over a fixed budget: the number of epochs an attacker needs differs
+by an order of magnitude between attackers and defenses, so a schedule tied to the cap either
+anneals too early (cap small) or wastes most of the budget (cap large); decaying on plateau
+anneals exactly when an attacker stops improving, and the stop follows three halvings.
+Peak rates are per attacker, measured on the quickstart's released features (the registry
+entries of `trainables.attacks.leakage` and `trainables.attacks.decoders` give the numbers);
+`attacks.lr` sets one rate for all, `attacks.schedule: constant` turns the decay off.
+Scores are accuracy for classifiers and minus the per-pixel MSE for decoders, on releases
+of the validation split (held out of the train split, never trained on). Without a
+validation split, or with `selection: last`, every attacker runs to the cap at its peak rate
+and is reported as not converged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from trainables.attacks.releases import ReleasedSplit
+from trainables.config import AttackConfig
+
+PLATEAU_FACTOR = 0.5
+
+
+@dataclass
+class Attacker:
+    net: nn.Module
+    target: str  # "private", "task" or "image"
+    lr: float = 1e-3
+    optimizer: torch.optim.Optimizer = field(init=False)
+    epochs_run: int = field(default=0, init=False)
+    kept_epoch: int = field(default=0, init=False)
+    converged: bool = field(default=False, init=False)
+    stopped: bool = field(default=False, init=False)
+    scale: float = field(default=1.0, init=False)  # plateau decay applied to the peak rate
+    best_score: float = field(default=float("-inf"), init=False)
+    best_state: dict | None = field(default=None, init=False, repr=False)
+    stale_epochs: int = field(default=0, init=False)
+    val_scores: list[float] = field(default_factory=list, init=False)  # one per scored epoch
+
+    def __post_init__(self) -> None:
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+
+    def loss(self, z: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = self.net(z)
+        if self.target == "image":
+            return F.mse_loss(out, targets["image"])
+        return F.cross_entropy(out, targets[self.target])
+
+    def step(self, z: torch.Tensor, targets: dict[str, torch.Tensor], warmup: float, bf16: bool = False) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr * self.scale * warmup
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = self.loss(z, targets)
+        loss.float().backward()
+        self.optimizer.step()
+
+    def end_epoch(self, epoch: int, score: float | None, cfg: AttackConfig) -> None:
+        """Record epoch `epoch` (1-based) with its validation score (None: not scored)."""
+        self.epochs_run = epoch
+        if score is None:
+            self.kept_epoch = epoch
+            return
+        self.val_scores.append(score)
+        if score > self.best_score:
+            first = self.best_state is None
+            threshold = cfg.decoder_min_improvement if self.target == "image" else cfg.min_improvement
+            significant = first or score > self.best_score + threshold * abs(self.best_score)
+            self.best_score, self.kept_epoch = score, epoch
+            self.best_state = {key: value.detach().clone() for key, value in self.net.state_dict().items()}
+            if significant:
+                self.stale_epochs = 0
+                return
+        self.stale_epochs += 1
+        if cfg.schedule == "plateau":
+            self.scale *= PLATEAU_FACTOR
+        if self.stale_epochs >= cfg.patience:
+            self.stopped = self.converged = True
+
+    def keep_best(self) -> None:
+        if self.best_state is not None:
+            self.net.load_state_dict(self.best_state)
+        self.best_state = None
+
+
+@torch.no_grad()
+def selection_scores(attackers: dict[str, Attacker], selection: ReleasedSplit) -> dict[str, float]:
+    """Each attacker's score on releases of the selection split (higher is better):
+    accuracy for classifiers, minus the mean squared error for decoders."""
+    for attacker in attackers.values():
+        attacker.net.eval()
+    totals = dict.fromkeys(attackers, 0.0)
+    for z, targets in selection.batches():
+        for name, attacker in attackers.items():
+            out = attacker.net(z)
+            if attacker.target == "image":
+                totals[name] -= F.mse_loss(out, targets["image"], reduction="sum").item() / targets["image"][0].numel()
+            else:
+                totals[name] += (out.argmax(1) == targets[attacker.target]).sum().item()
+    return {name: total / len(selection) for name, total in totals.items()}
+
+
+def train_attackers(
+    attackers: dict[str, Attacker],
+    data: ReleasedSplit,
+    cfg: AttackConfig,
+    generator: torch.Generator,
+    selection: ReleasedSplit | None = None,
+) -> None:
+    """Train every attacker until it converges on `selection` or reaches `cfg.epochs`, then
+    leave it at its best-scoring epoch's weights (see the module docstring)."""
+    scoring = selection is not None and len(selection) > 0
+    steps_per_epoch = data.num_batches()
+    bf16 = cfg.precision == "bf16"
+    with tqdm(total=cfg.epochs * steps_per_epoch, desc="attack: train", leave=False, disable=None) as bar:
+        step = 0
+        for epoch in range(1, cfg.epochs + 1):
+            active = {name: a for name, a in attackers.items() if not a.stopped}
+            if not active:
+                break
+            for attacker in active.values():
+                attacker.net.train()
+            for z, targets in data.batches(generator):
+                step += 1
+                warmup = min(1.0, step / steps_per_epoch)
+                for attacker in active.values():
+                    attacker.step(z, targets, warmup, bf16)
+                bar.update()
+            scores = selection_scores(active, selection) if scoring else {}
+            for name, attacker in active.items():
+                attacker.end_epoch(epoch, scores.get(name), cfg)
+    for attacker in attackers.values():
+        attacker.keep_best()
