@@ -87,3 +87,33 @@ def test_resumed_trial_does_not_repeat_training(tmp_path):
     assert without_times(metrics) == without_times(uninterrupted)
     for key, value in expected.items():
         assert torch.equal(resumed.method.state_dict()[key], value), key
+
+
+def test_a_checkpoint_holding_an_arbitrary_object_is_refused(tmp_path):
+    """Checkpoints load as data (weights_only): a pickled object that would run code on load
+    is an input error naming the file, and is never executed."""
+    from trainables.errors import InputError
+
+    trial = Trial(tiny_config())
+    trial.train_epoch()
+    good = tmp_path / "good.pt"
+    trial.save(good)
+    Trial(tiny_config()).restore(good)  # a real state loads as data
+    marker = tmp_path / "ran"
+    state = trial.state_dict()
+    state["history"] = [Payload(str(marker))]
+    bad = tmp_path / "bad.pt"
+    torch.save(state, bad)
+    with pytest.raises(InputError, match="bad.pt holds objects other than tensors"):
+        Trial(tiny_config()).restore(bad)
+    assert not marker.exists()
+
+
+class Payload:
+    """A pickle gadget: unpickling it would create the file `path`."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))

@@ -15,6 +15,7 @@ training data); with `train` (default) the attackers train on the defense's own 
 
 from __future__ import annotations
 
+import pickle
 import random
 import time
 from collections.abc import Callable
@@ -251,4 +252,18 @@ class Trial:
         torch.save(self.state_dict(), path)
 
     def restore(self, path: Path) -> None:
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
+        self.load_state_dict(load_checkpoint(path, self.device))
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict:
+    """A trial state saved by `Trial.save`, loaded as data only (tensors and plain containers):
+    on a cluster the state folder is a shared volume, and unpickling anything else would run
+    code of whoever wrote there."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise InputError(
+            f"checkpoint {path} holds objects other than tensors and plain containers, so it is not loaded "
+            f"(loading it could run arbitrary code): {str(error).splitlines()[0]}. Delete it to retrain that trial from "
+            "its last safe checkpoint or from scratch."
+        ) from None

@@ -32,7 +32,7 @@ from trainables.artifacts import write_artifacts
 from trainables.config import CONDITIONAL_SEPARATOR, TrialConfig, with_assignment
 from trainables.data import Dataset
 from trainables.tracking import TrialRun, flatten, run_name
-from trainables.trial import Trial
+from trainables.trial import Trial, load_checkpoint
 
 FINAL_KEY = "privsweep/final"
 CHECKPOINT_FILE = "trial.pt"
@@ -72,10 +72,10 @@ def restore_latest(trial: Trial, durable: Path, checkpoint: tune.Checkpoint | No
     """Restore the further along of the trial's own file and Tune's checkpoint (if any)."""
     candidates = []
     if durable.exists():
-        candidates.append(torch.load(durable, map_location=trial.device, weights_only=False))
+        candidates.append(load_checkpoint(durable, trial.device))
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            candidates.append(torch.load(Path(folder) / CHECKPOINT_FILE, map_location=trial.device, weights_only=False))
+            candidates.append(load_checkpoint(Path(folder) / CHECKPOINT_FILE, trial.device))
     if candidates:
         trial.load_state_dict(max(candidates, key=lambda state: state["epoch"]))
 
