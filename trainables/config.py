@@ -84,7 +84,7 @@ class AttackConfig(Strict):
         description="reconstruction attackers: trained decoders (mirror, fc) and the white-box inversion (whitebox)",
     )
     epochs: int = Field(30, ge=1, description="cap on attack epochs; each attacker stops earlier when it converges (patience)")
-    patience: int = Field(3, ge=1, description="an attacker stops after this many epochs in a row without a validation improvement")
+    patience: int = Field(5, ge=1, description="an attacker stops after this many epochs in a row without a validation improvement")
     min_improvement: float = Field(1e-3, ge=0, description="relative validation-accuracy gain that counts as an improvement (classifiers)")
     decoder_min_improvement: float = Field(
         5e-3, ge=0, description="relative validation-MSE reduction that counts as an improvement (decoders)"

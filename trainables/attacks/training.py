@@ -22,6 +22,12 @@ scores over 20 epochs): classifiers need the 1e-3 (one validation example in 1,0
 mirror decoder's test SSIM went .791 / .798 / .800 / .801 at epochs 10 / 13 / 15 / 20 while its
 validation MSE still fell 0.1-0.7 % an epoch, so a 1e-3 decoder threshold ran it 25 epochs
 (338 s for the whole attack phase) for under 0.005 SSIM; 5e-3 stops it near epoch 13-16.
+Patience 5, measured against a 40-epoch constant-rate reference on the same frozen release
+(`benchmarks/attack_convergence.py`): at patience 3 `noisy_arl` sigma 1 (split 2) stopped its
+server_arch attacker after 11 epochs at leakage .8445 against the reference's .864; at
+patience 5 it ran 19 epochs to .856. Noisy releases make the validation score noisy, so
+three stale epochs in a row come too early. (`none` at splits 1 and 2 was within .008 of
+the reference at patience 3 already.)
 Why this and not cosine over a fixed budget: the number of epochs an attacker needs differs
 by an order of magnitude between attackers and defenses, so a schedule tied to the cap either
 anneals too early (cap small) or wastes most of the budget (cap large); decaying on plateau
