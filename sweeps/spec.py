@@ -100,7 +100,7 @@ def read_yaml(path: str | Path) -> dict:
 
 
 SMOKE_TRAIN_SIZE, SMOKE_TEST_SIZE, SMOKE_IMAGE_SIZE = 256, 128, 32
-SMOKE_WHITEBOX_IMAGES, SMOKE_WHITEBOX_STEPS = 16, 20
+SMOKE_WHITEBOX_IMAGES, SMOKE_WHITEBOX_STEPS = 4, 5
 
 
 def loader_image_size(dataset: dict) -> int | None:
@@ -115,8 +115,8 @@ def loader_image_size(dataset: dict) -> int | None:
 
 def shrink_for_smoke(raw: dict) -> dict:
     """Seconds-long version of any spec, same structure: tiny data (images of a loader with an
-    `image_size` option at most 32 px), 1 epoch, 1 attack epoch, a 16-image 20-step white-box
-    attack, 2 trials, run on
+    `image_size` option at most 32 px), 1 epoch, 1 attack epoch, a 4-image 5-step white-box
+    attack with one TV weight, 2 trials, run on
     the machine at hand (1 CPU per trial; no GPU unless this machine has one), so a spec
     written for a GPU cluster can be smoke-checked on a laptop."""
     raw = copy.deepcopy(raw)
@@ -134,6 +134,9 @@ def shrink_for_smoke(raw: dict) -> dict:
     whitebox["images"] = min(whitebox.get("images", SMOKE_WHITEBOX_IMAGES), SMOKE_WHITEBOX_IMAGES)
     whitebox["steps"] = min(whitebox.get("steps", SMOKE_WHITEBOX_STEPS), SMOKE_WHITEBOX_STEPS)
     whitebox["selection_images"] = min(whitebox.get("selection_images", SMOKE_WHITEBOX_IMAGES), SMOKE_WHITEBOX_IMAGES)
+    # one TV weight: no choice to make (a resnet18 client made the choice minutes of a smoke run)
+    tv = whitebox.get("tv", [0.1])
+    whitebox["tv"] = tv[:1] if isinstance(tv, list) else tv
     search = raw.setdefault("search", {})
     search["num_samples"] = 2
     search["max_concurrent"] = min(search.get("max_concurrent", 2), 2)
