@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from sweeps.spec import load_spec
-from trainables.attacks.suite import AttackData, run_attack_suite
+from trainables.attacks.suite import run_attack_suite
 from trainables.trial import Trial
 
 SPEC = Path(__file__).resolve().parent.parent / "sweeps" / "quickstart.yaml"
@@ -60,7 +60,7 @@ def row(method: str, split: str, overrides: list[str], reference_epochs: int) ->
     start = time.perf_counter()
     default, _ = trial.attack()  # recalibrates batch norm, then the default suite
     default_seconds = time.perf_counter() - start
-    data = AttackData(trial.data.attacker, trial.data.val, trial.data.test, trial.data.names, trial.data.classes)
+    data = trial.data.attack_data()
     start = time.perf_counter()
     reference = run_attack_suite(trial.method, data, reference_config(trial, reference_epochs), seed=trial.config.train.seed + 1).metrics
     reference_seconds = time.perf_counter() - start

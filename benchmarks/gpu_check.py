@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from sweeps.spec import load_spec
-from trainables.attacks.suite import AttackData, run_attack_suite
+from trainables.attacks.suite import run_attack_suite
 from trainables.trial import Trial
 
 SPEC = Path(__file__).resolve().parent.parent / "sweeps" / "quickstart.yaml"
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
         **{k: v for k, v in metrics.items() if k.startswith(("utility/acc", "privacy/leak_acc", "recon/ssim", "attack/"))},
     }
-    data = AttackData(trial.data.attacker, trial.data.val, trial.data.test, trial.data.names, trial.data.classes)
+    data = trial.data.attack_data()
     bf16 = trial.config.attacks.model_copy(update={"precision": "bf16"})
     start = time.perf_counter()
     bf16_metrics = run_attack_suite(trial.method, data, bf16, seed=trial.config.train.seed + 1).metrics

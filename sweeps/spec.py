@@ -13,7 +13,7 @@ from pydantic import Field, ValidationError
 
 from sweeps.overrides import apply_overrides, check_path
 from sweeps.search_space import SearchSpace, load_search_space
-from trainables.config import Strict, TrialConfig, with_assignment
+from trainables.config import Strict, TrialConfig, WhiteboxConfig, with_assignment
 from trainables.data import DATASETS
 from trainables.errors import InputError
 from trainables.trial import check_config
@@ -135,7 +135,7 @@ def shrink_for_smoke(raw: dict) -> dict:
     whitebox["steps"] = min(whitebox.get("steps", SMOKE_WHITEBOX_STEPS), SMOKE_WHITEBOX_STEPS)
     whitebox["selection_images"] = min(whitebox.get("selection_images", SMOKE_WHITEBOX_IMAGES), SMOKE_WHITEBOX_IMAGES)
     # one TV weight: no choice to make (a resnet18 client made the choice minutes of a smoke run)
-    tv = whitebox.get("tv", [0.1])
+    tv = whitebox.get("tv", WhiteboxConfig().tv)
     whitebox["tv"] = tv[:1] if isinstance(tv, list) else tv
     search = raw.setdefault("search", {})
     search["num_samples"] = 2

@@ -74,6 +74,10 @@ class TrialData:
     classes: tuple[int, int]
     image_shape: tuple[int, int, int]
 
+    def attack_data(self) -> AttackData:
+        """What the attack suite trains on (attacker split), selects on (val) and evaluates on (test)."""
+        return AttackData(self.attacker, self.val, self.test, self.names, self.classes)
+
 
 def check_attributes(dataset: Dataset, task: str, private: str) -> None:
     for field_name, attribute in (("dataset.task", task), ("dataset.private", private)):
@@ -210,8 +214,7 @@ class Trial:
     def attack(self) -> tuple[dict[str, float], AttackReport]:
         start = time.perf_counter()
         recalibrate_batch_norm(self.method, self.data.train, self.data.names, self.config.attacks.batch_size, self._autocast())
-        data = AttackData(self.data.attacker, self.data.val, self.data.test, self.data.names, self.data.classes)
-        report = run_attack_suite(self.method, data, self.config.attacks, seed=self.config.train.seed + 1)
+        report = run_attack_suite(self.method, self.data.attack_data(), self.config.attacks, seed=self.config.train.seed + 1)
         metrics = dict(report.metrics)
         metrics["client/gflops"] = client_gflops(self.method.release, self.data.image_shape, self.device)
         metrics["client/params_mb"] = params_mb(self.method.client_network())

@@ -112,9 +112,8 @@ def run_sweep_trial(assignment: dict, dataset: Dataset, context: SweepContext) -
         with tempfile.TemporaryDirectory() as folder:
             write_artifacts(Path(folder), config, metrics, report, trial.method)
             run.log_artifacts(Path(folder))
-        for name, scores in report.curves.items():
-            for epoch, score in enumerate(scores, start=1):
-                run.log({f"val/attack/{name}": score}, step=epoch)
+        for epoch in range(1, max(map(len, report.curves.values()), default=0) + 1):
+            run.log({f"val/attack/{name}": scores[epoch - 1] for name, scores in report.curves.items() if len(scores) >= epoch}, step=epoch)
         run.log(metrics, step=trial.epoch)
         run.finish()
         _report(metrics, context.objectives, final=True)

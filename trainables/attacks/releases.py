@@ -62,10 +62,6 @@ class ReleasedSplit:
                     z = self.release(x)
                 yield z, targets_of(x, y_task, y_private)
             return
-        n = len(self.data)
-        order = torch.randperm(n, generator=generator).to(self.stored.device) if generator is not None else None
-        for start in range(0, n, self.batch_size):
-            index = order[start : start + self.batch_size] if order is not None else slice(start, start + self.batch_size)
-            x = self.data.images[index].float().div_(255).contiguous(memory_format=torch.channels_last)
+        for index in self.data.batch_indices(self.batch_size, generator):
             labels = [self.data.labels[name][index] for name in self.names]
-            yield self.stored[index], targets_of(x, *labels)
+            yield self.stored[index], targets_of(self.data.images_at(index), *labels)

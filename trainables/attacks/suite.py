@@ -192,10 +192,12 @@ def check_release_ratios(method_cls: type[Method], cfg: AttackConfig) -> None:
         )
 
 
-def _attack_once(method: Method, data: AttackData, cfg: AttackConfig, seed: int) -> tuple[dict[str, float], torch.Tensor, dict[str, list[float]]]:
+def _attack_once(
+    method: Method, data: AttackData, cfg: AttackConfig, seed: int, gallery: torch.Tensor
+) -> tuple[dict[str, float], torch.Tensor, dict[str, list[float]]]:
     """Train a fresh suite on `method.release` as it is now and evaluate it; returns the
-    metrics, the strongest reconstruction attacker's reconstructions of the gallery and the
-    validation curves."""
+    metrics, the strongest reconstruction attacker's reconstructions of the `gallery` images
+    (the first test images) and the validation curves."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     random = method.release_is_random()
@@ -221,13 +223,12 @@ def _attack_once(method: Method, data: AttackData, cfg: AttackConfig, seed: int)
         metrics[f"attack/kept_epoch/{name}"] = float(attacker.kept_epoch)
         metrics[f"attack/epochs_run/{name}"] = float(attacker.epochs_run)
         metrics[f"attack/converged/{name}"] = float(attacker.converged)
-    originals = data.test.images[: cfg.gallery].float().div(255).contiguous(memory_format=torch.channels_last)
     if strongest == WHITEBOX:
-        gallery = whitebox_images[: cfg.gallery]
+        reconstructions = whitebox_images[: len(gallery)]
     else:
         with torch.no_grad():
-            gallery = attackers[f"recon/{strongest}"].net(method.release(originals)).clamp(0, 1)
-    return metrics, gallery, {name: attacker.val_scores for name, attacker in attackers.items()}
+            reconstructions = attackers[f"recon/{strongest}"].net(method.release(gallery)).clamp(0, 1)
+    return metrics, reconstructions, {name: attacker.val_scores for name, attacker in attackers.items()}
 
 
 def run_attack_suite(method: Method, data: AttackData, cfg: AttackConfig, seed: int) -> AttackReport:
@@ -237,13 +238,13 @@ def run_attack_suite(method: Method, data: AttackData, cfg: AttackConfig, seed: 
     check_release_ratios(type(method), cfg)
     method.eval()
     method.requires_grad_(False)
-    metrics, reconstructions, curves = _attack_once(method, data, cfg, seed)
+    gallery = data.test.images_at(slice(0, cfg.gallery))
+    metrics, reconstructions, curves = _attack_once(method, data, cfg, seed, gallery)
     for ratio in cfg.release_ratios or []:
         context = method.at_release_ratio(ratio)
         if context is None:
             raise InputError(f"attacks.release_ratios: {type(method).__name__} cannot be released at R={ratio}.")
         with context:
-            at_ratio, _, _ = _attack_once(method, data, cfg, seed)
+            at_ratio, _, _ = _attack_once(method, data, cfg, seed, gallery)
         metrics.update({f"{key}{ratio_suffix(ratio)}": value for key, value in at_ratio.items()})
-    originals = data.test.images[: cfg.gallery].float() / 255
-    return AttackReport(metrics, originals.cpu(), reconstructions.detach().cpu(), curves)
+    return AttackReport(metrics, gallery.contiguous().cpu(), reconstructions.detach().contiguous().cpu(), curves)

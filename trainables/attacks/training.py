@@ -64,8 +64,7 @@ class Attacker:
     optimizer: torch.optim.Optimizer = field(init=False)
     epochs_run: int = field(default=0, init=False)
     kept_epoch: int = field(default=0, init=False)
-    converged: bool = field(default=False, init=False)
-    stopped: bool = field(default=False, init=False)
+    converged: bool = field(default=False, init=False)  # stopped on patience: it trains no more
     scale: float = field(default=1.0, init=False)  # plateau decay applied to the peak rate
     best_score: float = field(default=float("-inf"), init=False)
     best_state: dict | None = field(default=None, init=False, repr=False)
@@ -110,7 +109,7 @@ class Attacker:
         if cfg.schedule == "plateau":
             self.scale *= PLATEAU_FACTOR
         if self.stale_epochs >= cfg.patience:
-            self.stopped = self.converged = True
+            self.converged = True
 
     def keep_best(self) -> None:
         if self.best_state is not None:
@@ -150,7 +149,7 @@ def train_attackers(
     with tqdm(total=cfg.epochs * steps_per_epoch, desc="attack: train", leave=False, disable=None) as bar:
         step = 0
         for epoch in range(1, cfg.epochs + 1):
-            active = {name: a for name, a in attackers.items() if not a.stopped}
+            active = {name: a for name, a in attackers.items() if not a.converged}
             if not active:
                 break
             for attacker in active.values():

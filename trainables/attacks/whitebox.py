@@ -85,7 +85,7 @@ def invert(method: Method, target: torch.Tensor, image_shape: tuple[int, ...], c
 def reconstruct(method: Method, split: TensorSplit, count: int, cfg: WhiteboxConfig, tv: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(originals, reconstructions) of the first `count` images of `split`, each inverted
     from one release of it."""
-    originals = split.images[:count].float().div(255).contiguous(memory_format=torch.channels_last)
+    originals = split.images_at(slice(0, count))
     parts = []
     for start in range(0, len(originals), cfg.batch_size):
         batch = originals[start : start + cfg.batch_size]

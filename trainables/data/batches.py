@@ -35,12 +35,19 @@ class TensorSplit:
         self, batch_size: int, names: tuple[str, ...], generator: torch.Generator | None = None
     ) -> Iterator[tuple[torch.Tensor, ...]]:
         """(x in [0, 1], *labels) batches; shuffled when a generator is given, else in order."""
+        for index in self.batch_indices(batch_size, generator):
+            yield (self.images_at(index), *(self.labels[name][index] for name in names))
+
+    def batch_indices(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor | slice]:
+        """The index of each batch: a random permutation cut in batches with a generator, else slices in order."""
         n = len(self)
         order = torch.randperm(n, generator=generator).to(self.images.device) if generator is not None else None
         for start in range(0, n, batch_size):
-            index = order[start : start + batch_size] if order is not None else slice(start, start + batch_size)
-            x = self.images[index].float().div_(255).contiguous(memory_format=torch.channels_last)
-            yield (x, *(self.labels[name][index] for name in names))
+            yield order[start : start + batch_size] if order is not None else slice(start, start + batch_size)
+
+    def images_at(self, index: torch.Tensor | slice) -> torch.Tensor:
+        """The images at `index` as floats in [0, 1], channels-last."""
+        return self.images[index].float().div_(255).contiguous(memory_format=torch.channels_last)
 
     def num_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)
