@@ -9,6 +9,7 @@ Plots live in `analysis.plots` / `analysis.gallery` (imported on demand: matplot
 """
 
 from analysis.errors import AnalysisInputError
+from analysis.intervals import hypervolume_differences, statistically_tied
 from analysis.objectives import DEFAULT_OBJECTIVES, Objective, parse_objectives
 from analysis.pareto import (
     default_reference,
@@ -23,6 +24,6 @@ from analysis.runs import concat_runs, load_objectives, load_runs, read_parquet,
 
 __all__ = [
     "DEFAULT_OBJECTIVES", "AnalysisInputError", "Objective", "concat_runs", "default_reference", "front_summary",
-    "hypervolume", "hypervolumes", "load_objectives", "load_runs", "method_fronts", "pareto_front", "pareto_mask",
-    "parse_objectives", "read_parquet", "save_parquet", "summary_markdown",
+    "hypervolume", "hypervolume_differences", "hypervolumes", "load_objectives", "load_runs", "method_fronts", "pareto_front", "pareto_mask",
+    "parse_objectives", "read_parquet", "save_parquet", "statistically_tied", "summary_markdown",
 ]

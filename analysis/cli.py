@@ -3,7 +3,9 @@
 Writes front.parquet, front.csv, pareto.png, summary.md (and gallery.png when the runs have
 reconstructions, pareto.html with --html) to --out, prints the summary, logs pareto.png,
 front.csv and summary.md to the sweep's parent run(s) and tags the combined front's child
-runs `privsweep.pareto=true` (removing the tag from the other trials it read).
+runs `privsweep.pareto=true` (removing the tag from the other trials it read). Seed
+replicates of one configuration are one point, their mean (`analysis.replicates`), and every
+replicate run of a front configuration gets the tag.
 Exit codes: 0 ok, 2 bad input (one-paragraph message, no traceback), 1 anything else.
 """
 
@@ -22,6 +24,7 @@ import pyarrow.csv as pacsv
 from analysis.errors import AnalysisInputError
 from analysis.objectives import DEFAULT_OBJECTIVES, Objective, parse_objectives
 from analysis.pareto import objective_values, pareto_front, pareto_mask, resolve_reference
+from analysis.replicates import replicate_run_ids
 from analysis.report import summary_markdown
 from analysis.runs import load_objectives, load_runs, resolve_tracking_uri, save_parquet
 
@@ -82,7 +85,7 @@ def log_to_mlflow(table: Any, front_ids: set[str], uri: str, files: Sequence[Pat
     experiment_ids = [client.get_experiment_by_name(name).experiment_id
                       for name in sorted(set(table.column("experiment").to_pylist()))]
     tagged = _retry(lambda: client.search_runs(experiment_ids, f"tags.`{PARETO_TAG}` = 'true'", max_results=50000))
-    in_table = set(table.column("run_id").to_pylist())
+    in_table = set(replicate_run_ids(table))
     for run in tagged:
         if run.info.run_id in in_table and run.info.run_id not in front_ids:
             _retry(lambda r=run.info.run_id: client.delete_tag(r, PARETO_TAG))
@@ -92,7 +95,7 @@ def log_to_mlflow(table: Any, front_ids: set[str], uri: str, files: Sequence[Pat
 def pareto_command(args: argparse.Namespace) -> int:
     uri = resolve_tracking_uri(args.tracking_uri)
     objectives = resolve_objectives(args, uri)
-    table = load_runs(args.experiment, uri, launch=args.launch)
+    table = load_runs(args.experiment, uri, launch=args.launch, group=True)
     names = ", ".join(repr(e) for e in args.experiment)
     if table.num_rows == 0:
         raise AnalysisInputError(
@@ -135,7 +138,7 @@ def pareto_command(args: argparse.Namespace) -> int:
 
     print(summary)
     if not args.no_mlflow:
-        parents = log_to_mlflow(table, set(front.column("run_id").to_pylist()), uri, files)
+        parents = log_to_mlflow(table, set(replicate_run_ids(front)), uri, files)
         print(f"Logged {', '.join(f.name for f in files)} to parent run(s) {', '.join(parents) or '(none)'}; "
               f"tagged {front.num_rows} front run(s) {PARETO_TAG}=true (filter in the MLflow UI: "
               f"tags.`{PARETO_TAG}` = 'true').")

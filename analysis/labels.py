@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 
 from analysis.objectives import Objective
-from analysis.runs import RUN_COLUMNS
+from analysis.runs import REPLICATE_COLUMNS, RUN_COLUMNS
 
 METRIC_LABELS = {
     "utility/acc": "Utility: task accuracy",
@@ -51,7 +51,7 @@ def short_metric(metric: str) -> str:
 
 def param_columns(table: pa.Table) -> list[str]:
     """Param columns: not a run column, and no `/` (metric keys have one, param keys never)."""
-    return [c for c in table.column_names if c not in RUN_COLUMNS and "/" not in c]
+    return [c for c in table.column_names if c not in RUN_COLUMNS and c not in REPLICATE_COLUMNS and "/" not in c]
 
 
 def swept_params(table: pa.Table) -> list[str]:

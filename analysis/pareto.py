@@ -215,10 +215,14 @@ def hypervolume(table: Any, objectives: ObjectivesLike = None, reference: Any = 
     table = as_table(table)
     objectives = parse_objectives(objectives)
     point = resolve_reference(table, objectives, reference)
-    values = objective_values(table, objectives)
-    signs = np.array([-1.0 if o.maximise else 1.0 for o in objectives])
+    return values_hypervolume(objective_values(table, objectives), [o.maximise for o in objectives], point)
+
+
+def values_hypervolume(values: np.ndarray, maximise: Sequence[bool], reference: np.ndarray) -> float:
+    """`hypervolume` of a (rows x objectives) matrix in the objectives' own orientation."""
+    signs = np.where(np.asarray(maximise, dtype=bool), -1.0, 1.0)
     losses = values[_valid(values)] * signs
-    ref = point * signs
+    ref = np.asarray(reference, dtype=float) * signs
     losses = losses[np.all(losses < ref, axis=1)]
     if not len(losses):
         return 0.0

@@ -6,7 +6,8 @@ combined front bold, the no-defense trials starred, the ideal corner marked. Att
 strength is drawn too: a red cross on a trial whose strongest attacker hit its epoch cap
 (its privacy number is a lower bound), a hollow marker joined to a front point where the
 method's own adversary reported a different number (proxy beside fresh), and the leakage
-floor (what perfect utility forces) as a dashed line.
+floor (what perfect utility forces) as a dashed line. Each trial's 95 % test-set bootstrap
+interval is drawn on both axes where the runs logged one (bold on the combined front).
 `plot_pareto_3d`: the same axes with colour = a third objective. `plot_front` picks one.
 Figures are `matplotlib.figure.Figure` objects (no pyplot state): save with `fig.savefig`.
 """
@@ -20,6 +21,7 @@ import pyarrow as pa
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from analysis.intervals import interval
 from analysis.labels import (
     axis_label,
     describe_params,
@@ -120,6 +122,30 @@ def _attack_strength(ax: Any, table: pa.Table, x_obj: Objective, xs: np.ndarray,
     return handles
 
 
+def _error_bars(ax: Any, table: pa.Table, x_obj: Objective, y_obj: Objective, xs: np.ndarray, ys: np.ndarray,
+                valid: np.ndarray, front: np.ndarray, colours: list[str]) -> list[Line2D]:
+    """Each trial's 95 % interval on both axes, drawn end to end (a max over attackers need
+    not sit in the middle of its interval): bold on the combined front, faint elsewhere."""
+    x_low, x_high = interval(table, x_obj.metric)
+    y_low, y_high = interval(table, y_obj.metric)
+    drawn = False
+    for on_front, width, alpha in ((False, 0.8, 0.35), (True, 1.5, 0.9)):
+        rows = valid & (front == on_front)
+        horizontal = rows & np.isfinite(x_low) & np.isfinite(x_high)
+        vertical = rows & np.isfinite(y_low) & np.isfinite(y_high)
+        row_colours = np.asarray(colours, dtype=object)
+        if horizontal.any():
+            ax.hlines(ys[horizontal], x_low[horizontal], x_high[horizontal], colors=list(row_colours[horizontal]),
+                      linewidths=width, alpha=alpha, zorder=3 if on_front else 1)
+        if vertical.any():
+            ax.vlines(xs[vertical], y_low[vertical], y_high[vertical], colors=list(row_colours[vertical]),
+                      linewidths=width, alpha=alpha, zorder=3 if on_front else 1)
+        drawn |= bool(horizontal.any() or vertical.any())
+    if not drawn:
+        return []
+    return [Line2D([], [], color="#555555", linewidth=1.5, label="95 % test-set bootstrap interval (each axis)")]
+
+
 def _title(ax: Any, table: pa.Table, title: str | None, default: str) -> None:
     experiments = table_experiments(table)
     ax.set_title(title or (f"{default}: {', '.join(experiments)}" if experiments else default), fontsize=13, loc="left")
@@ -183,6 +209,7 @@ def plot_pareto(
         handles.append(Line2D([], [], linestyle="none", marker="*", markersize=16, markerfacecolor="#ffd400",
                               markeredgecolor="black", label=f"no defense ({baseline!r})"))
     handles += _chance_lines(ax, table, x_obj, y_obj)
+    handles += _error_bars(ax, table, x_obj, y_obj, xs, ys, valid, combined, [colours[m] for m in methods])
     handles += _attack_strength(ax, table, x_obj, xs, ys, valid, combined, [colours[m] for m in methods])
     hidden = int((~valid).sum())
     if hidden:

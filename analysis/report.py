@@ -1,4 +1,8 @@
-"""The front as text: the per-method summary (summary.md) and `front_summary` for the launcher."""
+"""The front as text: the per-method summary (summary.md) and `front_summary` for the launcher.
+
+Front values carry their 95 % test-set bootstrap intervals where the runs logged them, each
+front point says whether another trial could dominate it within the intervals, and each pair
+of methods whether their hypervolumes differ beyond the noise (`analysis.intervals`)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analysis.intervals import has_intervals, hypervolume_differences, interval, statistically_tied
 from analysis.labels import describe_params, format_value, swept_params
 from analysis.objectives import ObjectivesLike, parse_objectives
 from analysis.pareto import (
@@ -100,16 +105,60 @@ def summary_markdown(table: Any, objectives: ObjectivesLike = None, reference: A
     order = np.flatnonzero(combined)
     first = objectives[0]
     order = order[np.argsort(values[order, 0] * (-1 if first.maximise else 1), kind="stable")]
-    extras = _strength_columns(table, objectives)
+    extras = _strength_columns(table, objectives) + _noise_columns(table, objectives)
     lines += ["", "## Combined front", "",
               "| method | " + " | ".join([o.metric for o in objectives] + [name for name, _ in extras]) + " | params | run |",
               "|---|" + "---:|" * (len(objectives) + len(extras)) + "---|---|"]
     for row in order:
         record = records[row]
-        numbers = " | ".join([f"{values[row, i]:.4f}" for i in range(len(objectives))] + [cells[row] for _, cells in extras])
+        numbers = " | ".join([_with_interval(table, o.metric, row, values[row, i]) for i, o in enumerate(objectives)]
+                             + [cells[row] for _, cells in extras])
         lines.append(f"| {record['method']} | {numbers} | {describe_params(record, swept) or '—'} | {record['run_id'][:12]} |")
     lines += _strength_notes(table, objectives, combined, extras)
+    lines += _noise_notes(table, objectives, combined, point)
     return "\n".join(lines) + "\n"
+
+
+def _with_interval(table: pa.Table, metric: str, row: int, value: float) -> str:
+    low, high = (ends[row] for ends in interval(table, metric))
+    return f"{value:.4f} [{low:.4f}, {high:.4f}]" if np.isfinite(low) and np.isfinite(high) else f"{value:.4f}"
+
+
+def _noise_columns(table: pa.Table, objectives) -> list[tuple[str, list[str]]]:
+    """Seeds behind each point (replicates grouped), and whether another trial could
+    dominate it within the 95 % intervals."""
+    columns: list[tuple[str, list[str]]] = []
+    if "seeds" in table.column_names and max(table.column("seeds").to_pylist(), default=1) > 1:
+        columns.append(("seeds", [str(n) for n in table.column("seeds").to_pylist()]))
+    if not has_intervals(table, objectives):
+        return columns
+    records = table.to_pylist()
+    cells = []
+    for other in statistically_tied(table, objectives):
+        cells.append("clear" if other is None else f"tied: {records[other]['method']} {records[other]['run_id'][:8]}")
+    return [*columns, ("within intervals", cells)]
+
+
+def _noise_notes(table: pa.Table, objectives, combined: np.ndarray, point) -> list[str]:
+    if not has_intervals(table, objectives):
+        return ["", "- No intervals: these runs predate the test-set bootstrap (`<metric>:ci95_lo/hi`); "
+                "differences between points may be noise."]
+    tied = statistically_tied(table, objectives)
+    front_tied = sum(tied[row] is not None for row in np.flatnonzero(combined))
+    lines = ["", "- Values are point estimates [95 % interval: the test-set bootstrap for one seed; for several seeds, "
+             f"that of their mean, `analysis.replicates`]. {front_tied} of {int(combined.sum())} "
+             "front point(s) are statistically tied: another trial could dominate them within the intervals "
+             "(on every objective its favourable end reaches this point's unfavourable end)."]
+    pairs = hypervolume_differences(table, objectives, point)
+    if pairs:
+        lines += ["", "## Hypervolume differences between methods", "",
+                  "HV(a) − HV(b), with the 95 % interval of 1,000 redraws of every trial within its interval.", "",
+                  "| a | b | HV(a) − HV(b) | 95 % interval | verdict |", "|---|---|---:|---|---|"]
+        for pair in pairs:
+            verdict = {True: "differ", False: "tied", None: "unknown (no intervals)"}[pair["differ"]]
+            lines.append(f"| {pair['a']} | {pair['b']} | {pair['difference']:+.4f} | "
+                         f"[{pair['low']:+.4f}, {pair['high']:+.4f}] | {verdict} |")
+    return lines
 
 
 def _strength_columns(table: pa.Table, objectives) -> list[tuple[str, list[str]]]:

@@ -5,7 +5,9 @@ run per launch (`privsweep.role=sweep`, `privsweep.launch`, `privsweep.objective
 child run per trial (`privsweep.role=trial`, `privsweep.method`, `privsweep.launch`,
 `mlflow.parentRunId`), params = the flattened trial config, metrics = the final metrics.
 
-Table columns: the run columns in `RUN_COLUMNS`, then every param under its dotted key
+Table columns: the run columns in `RUN_COLUMNS` (`config_id` and `replicate`: the seed
+replicates of one configuration share a `config_id`; null for runs from before replicates),
+then every param under its dotted key
 (`params.sigma`, `model.split`, ...; values parsed back to int/float/bool where the whole
 column parses), then every final metric under its MLflow key (`utility/acc`, ...; float64,
 null where a run lacks it). Per-epoch series (`train/*`, `val/*`) are left out. Metric keys
@@ -27,9 +29,12 @@ import pyarrow.parquet as pq
 
 from analysis.errors import AnalysisInputError
 from analysis.objectives import Objective, parse_objectives
+from trainables.schema import CONFIG_ID_TAG, REPLICATE_TAG
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-RUN_COLUMNS = ("experiment", "run_id", "run_name", "parent_run_id", "launch", "method", "status", "start_time")
+RUN_COLUMNS = ("experiment", "run_id", "run_name", "parent_run_id", "launch", "method", "status", "start_time",
+               "config_id", "replicate")
+REPLICATE_COLUMNS = ("seeds", "run_ids")  # added by analysis.replicates.group_replicates
 FINISHED = ("FINISHED",)
 FAILED = ("FAILED", "KILLED")
 UNFINISHED = ("RUNNING", "SCHEDULED")
@@ -132,8 +137,11 @@ def load_runs(
     launch: str | None = None,
     include_failed: bool = False,
     include_unfinished: bool = False,
+    group: bool = False,
 ) -> pa.Table:
-    """One row per trial of one sweep experiment, or of several combined (a list of names).
+    """One row per trial of one sweep experiment, or of several combined (a list of names);
+    with `group=True`, one row per configuration: its seed replicates' mean, with the
+    interval of the mean and the number of seeds (`analysis.replicates.group_replicates`).
 
     Finished trials only by default; `include_failed=True` adds FAILED/KILLED ones and
     `include_unfinished=True` RUNNING/SCHEDULED ones. `launch` keeps one launch's trials
@@ -166,12 +174,19 @@ def load_runs(
                     "method": tags.get("privsweep.method") or params.get("method"),
                     "status": run.info.status,
                     "start_time": run.info.start_time,
+                    "config_id": tags.get(CONFIG_ID_TAG),
+                    "replicate": tags.get(REPLICATE_TAG),
                 },
                 "params": params,
                 "metrics": metrics,
             })
     records.sort(key=lambda r: (names.index(r["run"]["experiment"]), r["run"]["start_time"] or 0, r["run"]["run_id"]))
-    return _to_table(records, uri, names)
+    table = _to_table(records, uri, names)
+    if group:
+        from analysis.replicates import group_replicates  # it builds on this module
+
+        return group_replicates(table)
+    return table
 
 
 def _to_table(records: list[dict[str, Any]], uri: str, names: list[str]) -> pa.Table:

@@ -60,14 +60,30 @@ def _images(seed: int, ssim: float | None, n: int = 4, size: int = 16) -> np.nda
     return np.clip(np.concatenate([rows[0], np.ones((2, rows[0].shape[1], 3)), rows[1]]), 0, 1)
 
 
+TEST_IMAGES = 2000  # the size of the test slice the fake intervals pretend to come from
+
+
+def _with_intervals(metrics: dict[str, float]) -> dict[str, float]:
+    """Beside each test-set metric, a 95 % interval as wide as a 2,000-image test slice gives
+    (binomial for rates in [0, 1], 2 % of the value otherwise), like the trainable logs."""
+    intervals = {}
+    for key, value in metrics.items():
+        if key.startswith(("client/", "time/")):
+            continue
+        rate = 0.0 <= value <= 1.0
+        half = 1.96 * np.sqrt(max(value * (1 - value), 0.01) / TEST_IMAGES) if rate else 0.02 * abs(value)
+        intervals[f"{key}:ci95_lo"], intervals[f"{key}:ci95_hi"] = value - half, value + half
+    return {**metrics, **intervals}
+
+
 def _metrics(acc: float, leak: float, ssim: float, split: int) -> dict[str, float]:
-    return {
+    return _with_intervals({
         "utility/acc": acc, "utility/acc_retrained": acc - 0.01, "utility/mcc": 2 * acc - 1,
         "privacy/leak_acc": leak, "privacy/leak_acc/server_arch": leak, "privacy/leak_acc/mlp": leak - 0.02,
         "privacy/leak_chance": 0.3, "privacy/delta": acc - leak,
         "recon/ssim": ssim, "recon/psnr": 10 + 20 * ssim, "recon/mse": 0.1 * (1 - ssim), "recon/l1": 0.2 * (1 - ssim),
         "client/gflops": 0.01 * split, "client/params_mb": 0.1 * split, "time/train_s": 3.0, "time/attack_s": 2.0,
-    }
+    })
 
 
 def write_synthetic_sweep(

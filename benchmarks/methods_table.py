@@ -5,12 +5,16 @@
 
 Each cell is one trial of sweeps/quickstart.yaml (task `coarse`, private `class`, small_cnn
 split 2, its 10k/2k slice unless `--full`) with the method and params below swapped in, run
-once per seed (`train.seed`: defense training and the attack suite both). Prints a markdown
-table of the mean (± sample std over seeds) of utility/acc, privacy/leak_acc and the method's
-own proxy adversary's leakage, recon/ssim, the white-box attacker's SSIM and the method's own
-decoders' SSIM, client/gflops, the attack phase's seconds and how many seeds had every
-learned attacker converge, and flags a method whose stronger setting does not leak less on average, with
-the number of seeds in which it does. Rows are also streamed as JSON lines on stderr.
+once per seed (`train.seed`: defense training and the attack suite both; 3 seeds by
+default). Prints a markdown table of utility/acc, privacy/leak_acc and the method's own
+proxy adversary's leakage, recon/ssim, the white-box attacker's SSIM and the method's own
+decoders' SSIM as `mean [95 % interval of the mean]` (over seeds, with the seeds' shared
+test-set noise, `analysis.replicates.mean_interval`; one seed: its bootstrap interval),
+client/gflops, the attack phase's seconds and how many seeds had every learned attacker
+converge. Each method's pair of settings gets a verdict on leakage by the intervals, not by
+the point values: "monotone" (the stronger setting's interval lies wholly below the
+weaker's), "inverted" (wholly above) or "tied" (they overlap). Rows are also streamed as
+JSON lines on stderr.
 
 The reference is `none` at the method's own release point: split 2 for feature-level
 methods, split "0" (the raw image released, the whole backbone on the server) for the
@@ -26,6 +30,9 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from analysis.replicates import mean_interval
 from sweeps.spec import load_spec
 from trainables.methods import method_class
 from trainables.methods.base import MethodContext
@@ -80,7 +87,8 @@ def run(method: str, params: dict, seed: int, args: argparse.Namespace, split: s
         overrides += ["dataset.train_size=null", "dataset.test_size=null"]
     metrics, _ = Trial(load_spec(SPEC, overrides).trial_config()).run()
     metrics["attackers converged"] = float(all(v == 1 for k, v in metrics.items() if k.startswith(CONVERGED)))
-    row = {"method": method, "split": split, "seed": seed, **params, **{c: metrics.get(c, math.nan) for c in (*COLUMNS, "attackers converged")}}
+    shown = [*COLUMNS, "attackers converged", *(c + end for c in COLUMNS for end in (":ci95_lo", ":ci95_hi"))]
+    row = {"method": method, "split": split, "seed": seed, **params, **{c: metrics.get(c, math.nan) for c in shown}}
     print(json.dumps(row), file=sys.stderr, flush=True)
     return metrics
 
@@ -89,24 +97,47 @@ def run_seeds(method: str, params: dict, args: argparse.Namespace, split: str = 
     return [run(method, params, seed, args, split) for seed in args.seeds]
 
 
+def interval(cell: Cell, column: str) -> tuple[float, float, float]:
+    """(mean, low, high) of a column over the cell's seeds."""
+    values = np.array([m.get(column, math.nan) for m in cell], dtype=float)
+    lows = np.array([m.get(column + ":ci95_lo", math.nan) for m in cell], dtype=float)
+    highs = np.array([m.get(column + ":ci95_hi", math.nan) for m in cell], dtype=float)
+    mean, _, low, high = mean_interval(values, lows, highs)
+    return mean, low, high
+
+
 def summary(cell: Cell, column: str) -> str:
     values = [m.get(column, math.nan) for m in cell]
     if any(math.isnan(v) for v in values):
         return "–"
     if column == "attackers converged":
         return f"{sum(values):.0f}/{len(values)}"
-    mean = statistics.fmean(values)
-    return f"{mean:.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else f"{mean:.4f}"
+    if column.startswith(("client/", "time/")):
+        return f"{statistics.fmean(values):.4g}"
+    mean, low, high = interval(cell, column)
+    return f"{mean:.4f} [{low:.4f}, {high:.4f}]" if math.isfinite(low) else f"{mean:.4f}"
 
 
-def print_row(method: str, setting: str, cell: Cell) -> None:
-    print(f"| {method} | {setting} | " + " | ".join(summary(cell, c) for c in (*COLUMNS, "attackers converged")) + " |", flush=True)
+def verdict(weaker: Cell, stronger: Cell) -> str:
+    """Does the stronger setting leak less, beyond the noise?"""
+    _, weak_low, weak_high = interval(weaker, LEAK)
+    _, strong_low, strong_high = interval(stronger, LEAK)
+    if strong_high < weak_low:
+        return "monotone"
+    if strong_low > weak_high:
+        return "inverted"
+    return "tied"
+
+
+def print_row(method: str, setting: str, cell: Cell, leakage_verdict: str = "") -> None:
+    cells = [summary(cell, c) for c in (*COLUMNS, "attackers converged")]
+    print(f"| {method} | {setting} | " + " | ".join(cells) + f" | {leakage_verdict} |", flush=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", choices=sorted(SETTINGS), default=sorted(SETTINGS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--full", action="store_true", help="full train/test splits instead of the 10k/2k slice")
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True, help="run `none` too")
@@ -115,21 +146,20 @@ def main() -> int:
     splits = {method: release_split(method) for method in args.methods}
     baseline_splits = sorted(set(splits.values()), reverse=True) if args.baseline else []
     baselines = {split: run_seeds("none", {}, args, split) for split in baseline_splits}
-    print(f"\nseeds {args.seeds}; mean ± sample std over seeds\n")
-    print("| method | setting | " + " | ".join((*COLUMNS, "attackers converged")) + " |")
-    print("|---|---|" + "---|" * (len(COLUMNS) + 1))
+    print(f"\nseeds {args.seeds}; mean [95 % interval of the mean]\n")
+    print("| method | setting | " + " | ".join((*COLUMNS, "attackers converged")) + " | leakage verdict |")
+    print("|---|---|" + "---|" * (len(COLUMNS) + 2))
     for split, cell in baselines.items():
         print_row("none", f"split {split}", cell)
-    not_monotone = []
+    verdicts = {}
     for method in args.methods:
         knob, weaker, stronger = SETTINGS[method]
         cells = [run_seeds(method, params, args, splits[method]) for params in (weaker, stronger)]
+        verdicts[method] = verdict(*cells)
         for params, cell in zip((weaker, stronger), cells, strict=True):
-            print_row(method, ", ".join(f"{k}={v}" for k, v in params.items()), cell)
-        wins = sum(s[LEAK] < w[LEAK] for w, s in zip(*cells, strict=True))
-        if statistics.fmean(m[LEAK] for m in cells[1]) >= statistics.fmean(m[LEAK] for m in cells[0]):
-            not_monotone.append(f"{method} ({knob}; leaks less in {wins}/{len(args.seeds)} seeds)")
-    print(f"\nstronger setting does not leak less on average: {', '.join(not_monotone) or 'none'}")
+            print_row(method, ", ".join(f"{k}={v}" for k, v in params.items()), cell, verdicts[method] if params is stronger else "")
+    for name in ("monotone", "inverted", "tied"):
+        print(f"{name}: {', '.join(m for m, v in verdicts.items() if v == name) or 'none'}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Command line: `python -m sweeps validate|trial|run|ui`.
+"""Command line: `python -m sweeps validate|trial|run|confirm|ui`.
 
 Exit codes: 0 success, 2 invalid input (one paragraph naming the field or file and the
 fix, never a traceback), 1 anything else.
@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     _spec_arguments(run)
     run.add_argument("--resume", action="store_true", help="continue the last interrupted launch of this spec")
     run.add_argument("--num-samples", type=int, help="override search.num_samples")
+    confirm = commands.add_parser("confirm", help="re-run a finished sweep's configurations under more seeds")
+    _spec_arguments(confirm)
+    confirm.add_argument("--seeds", type=int, default=3, help="seeds each configuration should have in all (default 3)")
+    confirm.add_argument("--front-only", action="store_true", help="only the configurations on the front of the seed means")
+    confirm.add_argument("--resume", action="store_true", help="continue the last interrupted confirm launch")
     ui = commands.add_parser("ui", help="open the MLflow UI on the default store (127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000)
     return parser
@@ -93,13 +98,19 @@ def cmd_run(args) -> int:
     return launch(args)
 
 
+def cmd_confirm(args) -> int:
+    from sweeps.confirm import confirm
+
+    return confirm(args)
+
+
 def cmd_ui(args) -> int:
     from sweeps.tracking import open_ui
 
     return open_ui(args.port)
 
 
-COMMANDS = {"validate": cmd_validate, "trial": cmd_trial, "run": cmd_run, "ui": cmd_ui}
+COMMANDS = {"validate": cmd_validate, "trial": cmd_trial, "run": cmd_run, "confirm": cmd_confirm, "ui": cmd_ui}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,6 +40,7 @@ class Launch:
     study: str
     spec: dict
     status: str = "running"
+    kind: str = "sweep"  # or "confirm" (`sweeps confirm`): each resumes only its own kind
 
     @property
     def folder(self) -> Path:
@@ -50,14 +51,14 @@ class Launch:
         (self.folder / "launch.json").write_text(json.dumps(asdict(self), indent=2))
 
     @classmethod
-    def latest_unfinished(cls, experiment: str) -> Launch:
+    def latest_unfinished(cls, experiment: str, kind: str = "sweep") -> Launch:
         root = home() / "ray_results" / experiment
         launches = sorted(root.glob("*/launch.json"), key=lambda p: p.stat().st_mtime, reverse=True)
         for path in launches:
             launch = cls(**json.loads(path.read_text()))
-            if launch.status != "finished":
+            if launch.status != "finished" and launch.kind == kind:
                 return launch
-        raise InputError(f"--resume: no unfinished launch of experiment {experiment!r} under {root}; run without --resume.")
+        raise InputError(f"--resume: no unfinished {kind} launch of experiment {experiment!r} under {root}; run without --resume.")
 
 
 def fixed_by_overrides(space: SearchSpace, overrides: list[str]) -> SearchSpace:
@@ -113,14 +114,10 @@ def load_sweep_data(spec: SweepSpec):
     return dataset
 
 
-def build_tuner(spec: SweepSpec, space: SearchSpace, launch: Launch, dataset, num_samples: int, resume: bool):
-    from ray import tune
+def sweep_context(spec: SweepSpec, launch: Launch):
+    from trainables.tune_trainable import SweepContext
 
-    from sweeps.progress import SweepProgress
-    from sweeps.search import build_searcher
-    from trainables.tune_trainable import SweepContext, run_sweep_trial
-
-    context = SweepContext(
+    return SweepContext(
         base_config=spec.base_config(),
         objectives=tuple(o.metric for o in spec.objectives),
         tracking_uri=launch.tracking_uri,
@@ -129,13 +126,27 @@ def build_tuner(spec: SweepSpec, space: SearchSpace, launch: Launch, dataset, nu
         launch=launch.launch,
         threads=max(1, int(spec.resources.cpu)),
         state_dir=str(launch.folder / "trial_state"),
+        replicates=spec.search.replicates,
     )
-    trainable = tune.with_resources(
-        tune.with_parameters(run_sweep_trial, dataset=dataset, context=context),
+
+
+def trainable_of(function, spec: SweepSpec, launch: Launch, dataset):
+    """`function` (a trainable of `trainables.tune_trainable`) with the launch's context and resources."""
+    from ray import tune
+
+    return tune.with_resources(
+        tune.with_parameters(function, dataset=dataset, context=sweep_context(spec, launch)),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
-    progress = SweepProgress(num_samples, spec.search.max_concurrent, [(o.metric, o.mode) for o in spec.objectives])
-    run_config = tune.RunConfig(
+
+
+def tune_run_config(spec: SweepSpec, launch: Launch, total: int):
+    from ray import tune
+
+    from sweeps.progress import SweepProgress
+
+    progress = SweepProgress(total, spec.search.max_concurrent, [(o.metric, o.mode) for o in spec.objectives])
+    return tune.RunConfig(
         name=launch.launch,
         storage_path=str(launch.folder.parent),
         failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
@@ -143,35 +154,54 @@ def build_tuner(spec: SweepSpec, space: SearchSpace, launch: Launch, dataset, nu
         callbacks=[progress],
         verbose=0,
     )
-    if resume and tune.Tuner.can_restore(str(launch.folder)):
-        tuner = tune.Tuner.restore(str(launch.folder), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
-        return tuner, progress
+
+
+def restored_tuner(launch: Launch, trainable):
+    """The launch's Tuner from its folder, or None when Tune saved nothing to restore."""
+    from ray import tune
+
+    if not tune.Tuner.can_restore(str(launch.folder)):
+        return None
+    return tune.Tuner.restore(str(launch.folder), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
+
+
+def build_tuner(spec: SweepSpec, space: SearchSpace, launch: Launch, dataset, num_samples: int, resume: bool):
+    from ray import tune
+
+    from sweeps.search import build_searcher
+    from trainables.tune_trainable import run_sweep_trial
+
+    trainable = trainable_of(run_sweep_trial, spec, launch, dataset)
+    restored = restored_tuner(launch, trainable) if resume else None
+    if restored is not None:
+        return restored
     searcher = build_searcher(spec, space, optuna_storage(), launch.study)
     # Reusing actors is safe: a trial builds all its state from its config and seeds everything,
     # and it saves each trial a Python + torch start-up.
     tune_config = tune.TuneConfig(
         search_alg=searcher, num_samples=num_samples, max_concurrent_trials=spec.search.max_concurrent, reuse_actors=True
     )
-    return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config), progress
+    return tune.Tuner(trainable, tune_config=tune_config, run_config=tune_run_config(spec, launch, num_samples))
 
 
 def optuna_storage() -> str:
     return f"sqlite:///{home() / 'optuna.db'}"
 
 
-def new_launch(spec: SweepSpec) -> Launch:
+def new_launch(spec: SweepSpec, kind: str = "sweep") -> Launch:
     from sweeps.tracking import experiment_id, start_parent_run, tracking_uri
 
     uri = tracking_uri(spec)
     experiment = experiment_id(uri, spec.experiment)
     name = time.strftime("%Y-%m-%d_%H-%M-%S") + "_" + uuid.uuid4().hex[:6]
-    parent = start_parent_run(uri, experiment, spec, name)
-    launch = Launch(name, spec.experiment, experiment, uri, parent, f"{spec.experiment}/{name}", spec.model_dump(mode="json", by_alias=True))
+    parent = start_parent_run(uri, experiment, spec, name, kind)
+    launch = Launch(name, spec.experiment, experiment, uri, parent, f"{spec.experiment}/{name}",
+                    spec.model_dump(mode="json", by_alias=True), kind=kind)
     launch.save()
     return launch
 
 
-def summarise(results, spec: SweepSpec, launch: Launch, wall_s: float) -> dict[str, float]:
+def summarise(results, spec: SweepSpec, launch: Launch, wall_s: float, with_front: bool = True) -> dict[str, float]:
     from trainables.tune_trainable import FINAL_KEY
 
     finished = [r for r in results if r.error is None and r.metrics and r.metrics.get(FINAL_KEY)]
@@ -181,7 +211,8 @@ def summarise(results, spec: SweepSpec, launch: Launch, wall_s: float) -> dict[s
     overhead = wall_s / (compute_s / concurrency) if compute_s else math.nan
     print(f"\n{len(finished)} trial(s) finished, {len(failed)} failed in {wall_s:.0f} s "
           f"(overhead: wall / (trial time / concurrency) = {overhead:.2f})", file=sys.stderr)
-    print_front(launch, spec)
+    if with_front:
+        print_front(launch, spec)
     return {"sweep/finished": len(finished), "sweep/failed": len(failed), "sweep/wall_s": wall_s, "sweep/overhead": overhead}
 
 
@@ -190,7 +221,7 @@ def print_front(launch: Launch, spec: SweepSpec) -> None:
     try:
         from analysis import front_summary, load_runs
 
-        table = load_runs(launch.experiment, tracking_uri=launch.tracking_uri, launch=launch.launch)
+        table = load_runs(launch.experiment, tracking_uri=launch.tracking_uri, launch=launch.launch, group=True)
         print(front_summary(table, [(o.metric, o.mode) for o in spec.objectives], with_command=False), file=sys.stderr)
     except Exception as error:  # the summary is a convenience; the sweep's results are safe in MLflow
         log.warning("could not summarise the front: %s", error)
@@ -199,7 +230,7 @@ def print_front(launch: Launch, spec: SweepSpec) -> None:
 
 
 def launch(args) -> int:
-    from sweeps.tracking import end_parent_run, reopen_parent_run
+    from sweeps.tracking import reopen_parent_run
 
     overrides = list(args.set) + ([f"search.num_samples={args.num_samples}"] if args.num_samples else [])
     spec = load_spec(args.spec, overrides, args.smoke)
@@ -222,19 +253,28 @@ def launch(args) -> int:
     current = current if args.resume else new_launch(spec)
     print(f"launch {current.launch}: {num_samples} trial(s), {spec.search.max_concurrent} at a time, "
           f"folder {current.folder}", file=sys.stderr)
-    tuner, _ = build_tuner(spec, space, current, dataset, num_samples, args.resume)
+    tuner = build_tuner(spec, space, current, dataset, num_samples, args.resume)
+    return run_launch(tuner, spec, current, f"python -m sweeps run {args.spec} --resume")
+
+
+def run_launch(tuner, spec: SweepSpec, current: Launch, resume_command: str, print_front: bool = True) -> int:
+    """Fit the launch's Tuner, summarise it and end its parent run (FINISHED, or KILLED on
+    Ctrl-C with the command that resumes it, or FAILED)."""
+    from sweeps.tracking import end_parent_run
+
     start = time.monotonic()
     status = "FAILED"
+    metrics: dict[str, float] = {}
     try:
         results = tuner.fit()
-        metrics = summarise(results, spec, current, time.monotonic() - start)
+        metrics = summarise(results, spec, current, time.monotonic() - start, with_front=print_front)
         status = "FINISHED"
         current.status = "finished"
         current.save()
         return 0 if metrics["sweep/finished"] > 0 else 1
     except KeyboardInterrupt:
         status = "KILLED"
-        print(f"interrupted: continue with `python -m sweeps run {args.spec} --resume`", file=sys.stderr)
+        print(f"interrupted: continue with `{resume_command}`", file=sys.stderr)
         return 130
     finally:
-        end_parent_run(current.tracking_uri, current.parent_run_id, status, locals().get("metrics", {}))
+        end_parent_run(current.tracking_uri, current.parent_run_id, status, metrics)

@@ -30,6 +30,11 @@ class SearchConfig(Strict):
     max_concurrent: int = Field(2, ge=1)
     seed: int = 0
     max_failures: int = Field(0, ge=0, description="retries of a failed trial from its last checkpoint")
+    replicates: int = Field(
+        1, ge=1,
+        description="seeds each sampled configuration runs (train.seed + 0..k-1, one MLflow child run each, "
+        "tagged with one privsweep.config_id); the searcher is told their mean",
+    )
 
 
 class ResourceConfig(Strict):

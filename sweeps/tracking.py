@@ -62,10 +62,11 @@ def experiment_id(uri: str, name: str) -> str:
     return with_retries(lambda: client.create_experiment(name, artifact_location=artifact_location))
 
 
-def start_parent_run(uri: str, experiment: str, spec: SweepSpec, launch: str) -> str:
+def start_parent_run(uri: str, experiment: str, spec: SweepSpec, launch: str, kind: str = "sweep") -> str:
     client = MlflowClient(uri)
     tags = {
         "privsweep.role": "sweep",
+        "privsweep.kind": kind,
         "privsweep.launch": launch,
         "privsweep.method": spec.method,
         "privsweep.objectives": json.dumps([o.model_dump() for o in spec.objectives]),

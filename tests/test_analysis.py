@@ -441,3 +441,151 @@ def test_plot_draws_the_floor_the_caps_and_the_proxies():
     assert any("own adversary" in label for label in labels)
     floor_lines = [line for line in ax.get_lines() if line.get_linestyle() == "--" and list(line.get_xdata()) == [0.2, 0.2]]
     assert floor_lines
+
+
+# ---------------------------------------------------------------- intervals in the summary and plot
+
+
+def interval_table(rows: list[tuple[str, str, float, float, float, float]]) -> pa.Table:
+    """Trials (run, method, utility, utility half-width, leakage, leakage half-width)."""
+    columns: dict[str, list] = {name: [] for name in ("run_id", "run_name", "method", "experiment", "status")}
+    for name in ("utility/acc", "privacy/leak_acc"):
+        columns.update({name: [], f"{name}:ci95_lo": [], f"{name}:ci95_hi": []})
+    for run, method, acc, acc_half, leak, leak_half in rows:
+        columns["run_id"].append(run * 32)
+        columns["run_name"].append(run)
+        columns["method"].append(method)
+        columns["experiment"].append("x")
+        columns["status"].append("FINISHED")
+        for name, value, half in (("utility/acc", acc, acc_half), ("privacy/leak_acc", leak, leak_half)):
+            columns[name].append(value)
+            columns[f"{name}:ci95_lo"].append(value - half)
+            columns[f"{name}:ci95_hi"].append(value + half)
+    return pa.table(columns)
+
+
+def test_a_front_point_is_tied_when_another_could_dominate_it_within_the_intervals():
+    """a and b are both on the front, but their intervals overlap on both objectives: each
+    could dominate the other. c is far from both: clear. d is dominated by a beyond noise
+    on leakage but could still dominate nobody; a is the one that could dominate d."""
+    from analysis.intervals import statistically_tied
+
+    table = interval_table([
+        ("a", "m", 0.90, 0.01, 0.50, 0.01),
+        ("b", "m", 0.89, 0.02, 0.49, 0.02),
+        ("c", "m", 0.70, 0.01, 0.20, 0.01),
+        ("d", "m", 0.80, 0.01, 0.60, 0.01),
+    ])
+    tied = statistically_tied(table, OBJ2)
+    assert tied[0] == 1 and tied[1] == 0
+    assert tied[2] is None
+    assert tied[3] in (0, 1)
+    narrow = interval_table([("a", "m", 0.90, 0.001, 0.50, 0.001), ("b", "m", 0.89, 0.001, 0.49, 0.001)])
+    assert statistically_tied(narrow, OBJ2) == [None, None]
+    no_intervals = table.drop_columns([n for n in table.column_names if ":ci95" in n])
+    assert statistically_tied(no_intervals, OBJ2) == [None] * 4
+
+
+def test_hypervolume_differences_are_judged_against_the_intervals():
+    """Methods p and q have the same front up to 0.005 with intervals of ±0.02: tied. r's
+    front is far better than p's: they differ. Without intervals there is no verdict."""
+    from analysis.intervals import hypervolume_differences
+
+    table = interval_table([
+        ("a", "p", 0.90, 0.02, 0.50, 0.02), ("b", "p", 0.80, 0.02, 0.30, 0.02),
+        ("c", "q", 0.905, 0.02, 0.50, 0.02), ("d", "q", 0.80, 0.02, 0.295, 0.02),
+        ("e", "r", 0.97, 0.02, 0.25, 0.02),
+    ])
+    pairs = {(pair["a"], pair["b"]): pair for pair in hypervolume_differences(table, OBJ2, reference=[0.5, 1.0])}
+    assert pairs[("p", "q")]["differ"] is False and pairs[("p", "q")]["low"] < 0 < pairs[("p", "q")]["high"]
+    assert pairs[("p", "r")]["differ"] is True and pairs[("p", "r")]["high"] < 0
+    assert pairs[("p", "r")]["difference"] == pytest.approx(
+        (0.40 * 0.50 + 0.30 * 0.20) - 0.47 * 0.75, abs=1e-9)  # two boxes against one, reference (0.5, 1.0)
+    no_intervals = table.drop_columns([n for n in table.column_names if ":ci95" in n])
+    assert all(pair["differ"] is None for pair in hypervolume_differences(no_intervals, OBJ2, reference=[0.5, 1.0]))
+
+
+def test_summary_and_plot_show_the_intervals(store):
+    from analysis.plots import plot_pareto
+    from analysis.report import summary_markdown
+
+    table = load_runs("synthetic_sweep", tracking_uri=store["uri"])
+    text = summary_markdown(table, OBJ2)
+    front = text.split("## Combined front")[1]
+    header = next(line for line in front.splitlines() if line.startswith("| method |"))
+    assert "within intervals" in header
+    assert "0.9000 [0.8869, 0.9131]" in front  # utility 0.90 ± 1.96·sqrt(0.09/2000)
+    assert "statistically tied" in text and "## Hypervolume differences between methods" in text
+    assert "| disco | noisy_arl |" in text
+    ax = plot_pareto(table, OBJ2).axes[0]
+    labels = [item.get_text() for item in ax.get_legend().get_texts()]
+    assert any("bootstrap interval" in label for label in labels)
+    segments = [c for c in ax.collections if type(c).__name__ == "LineCollection"]
+    assert sum(len(c.get_segments()) for c in segments) == 2 * sum(np.isfinite(np.asarray(table.column("privacy/leak_acc").to_pylist(), dtype=float)))
+
+
+# ---------------------------------------------------------------- seed replicates
+
+
+def replicate_table() -> pa.Table:
+    """Configuration A: three seeds (utility .80/.82/.84, leakage .50/.60/.40, test intervals
+    ±.01); B: one seed; a run from before replicates (no config id)."""
+    rows = [
+        ("r1", "A", "0", 0.80, 0.50), ("r2", "A", "1", 0.82, 0.60), ("r3", "A", "2", 0.84, 0.40),
+        ("r4", "B", "0", 0.90, 0.70), ("r5", None, None, 0.60, 0.30),
+    ]
+    columns: dict[str, list] = {"run_id": [], "run_name": [], "method": [], "experiment": [], "status": [],
+                                "config_id": [], "replicate": [], "train.seed": []}
+    for name in ("utility/acc", "privacy/leak_acc"):
+        columns.update({name: [], f"{name}:ci95_lo": [], f"{name}:ci95_hi": []})
+    for run, config, replicate, acc, leak in rows:
+        for key, value in (("run_id", run), ("run_name", run), ("method", "m"), ("experiment", "x"), ("status", "FINISHED"),
+                           ("config_id", config), ("replicate", replicate), ("train.seed", int(replicate or 0))):
+            columns[key].append(value)
+        for name, value in (("utility/acc", acc), ("privacy/leak_acc", leak)):
+            columns[name].append(value)
+            columns[f"{name}:ci95_lo"].append(value - 0.01)
+            columns[f"{name}:ci95_hi"].append(value + 0.01)
+    return pa.table(columns)
+
+
+def test_group_replicates_gives_the_mean_and_the_interval_of_the_mean():
+    from scipy import stats
+
+    from analysis.replicates import group_replicates
+
+    grouped = group_replicates(replicate_table())
+    rows = {row["config_id"] or row["run_id"]: row for row in grouped.to_pylist()}
+    assert set(rows) == {"A", "B", "r5"}
+    a = rows["A"]
+    assert a["seeds"] == 3 and a["run_ids"] == "r1,r2,r3" and a["run_id"] == "r1"
+    assert a["utility/acc"] == pytest.approx(0.82) and a["privacy/leak_acc"] == pytest.approx(0.50)
+    assert a["privacy/leak_acc:seed_sd"] == pytest.approx(0.1)
+    half = ((stats.t.ppf(0.975, 2) * 0.1 / 3**0.5) ** 2 + 0.01**2) ** 0.5  # seed noise and the shared test noise
+    assert a["privacy/leak_acc:ci95_lo"] == pytest.approx(0.50 - half)
+    assert a["privacy/leak_acc:ci95_hi"] == pytest.approx(0.50 + half)
+    b = rows["B"]
+    assert b["seeds"] == 1 and b["privacy/leak_acc:ci95_lo"] == pytest.approx(0.69)  # its own bootstrap interval
+    assert b["privacy/leak_acc:seed_sd"] is None or np.isnan(b["privacy/leak_acc:seed_sd"])
+    assert rows["r5"]["seeds"] == 1
+
+
+def test_confirmation_table_says_which_single_seed_front_points_survive():
+    """Seed 0 of A (.80, .50) is on the single-seed front with B and the untagged run; A's
+    mean (.82, .50) is dominated by nobody, B (.90, .70) and r5 (.60, .30) neither: all
+    three survive. Making A's other seeds worse sinks it below C, which then dominates."""
+    from analysis.replicates import confirmation_table
+
+    text, survivors, total = confirmation_table(replicate_table(), OBJ2)
+    assert (survivors, total) == (3, 3)
+    assert "3 of 3 single-seed front configuration(s) stay" in text
+    row_a = next(line for line in text.splitlines() if "| 0.8000 | 0.8200 [" in line)
+    assert row_a.rstrip().endswith("| 3 | yes |")
+    worse = replicate_table().to_pylist()
+    for row in worse:
+        if row["run_id"] in ("r2", "r3"):
+            row["utility/acc"], row["privacy/leak_acc"] = 0.70, 0.80
+    worse.append({**worse[3], "run_id": "r6", "config_id": "C", "utility/acc": 0.79, "privacy/leak_acc": 0.55})
+    text, survivors, total = confirmation_table(pa.Table.from_pylist(worse), OBJ2)
+    assert total == 3 and survivors == 2  # A's seed 0 was lucky: its mean (.733, .70) is dominated by C
+    assert "| 0.8000 | 0.7333 [" in text and "| 3 | no |" in text

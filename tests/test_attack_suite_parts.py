@@ -10,12 +10,16 @@ import torch
 from conftest import tiny_config
 
 import trainables.attacks.training as training
-from trainables.attacks.floor import leak_floor
+from trainables.attacks.floor import leak_floor_hits
 from trainables.attacks.releases import ReleasedSplit
 from trainables.data import load_dataset
 from trainables.data.batches import TensorSplit
 from trainables.metric_keys import unknown_metric_reason
 from trainables.trial import Trial
+
+
+def leak_floor(*args) -> float:
+    return leak_floor_hits(*args).float().mean().item()
 
 
 def labels(pairs: dict[tuple[int, int], int]) -> tuple[torch.Tensor, torch.Tensor]:

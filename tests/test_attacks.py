@@ -21,6 +21,7 @@ import trainables.trial as trial_module
 from trainables.attacks.decoders import DECODERS
 from trainables.attacks.leakage import LEAKAGE_ATTACKERS
 from trainables.attacks.releases import ReleasedSplit
+from trainables.bootstrap import Mean, point_values
 from trainables.data import synthetic
 from trainables.data.base import Dataset, Split
 from trainables.data.batches import TensorSplit
@@ -241,43 +242,61 @@ def labelled_data(task: torch.Tensor, private: torch.Tensor) -> suite.AttackData
 
 
 class FakeSimilarity:
+    """Per-image scores whose means are the given values (one image per metric)."""
+
     def __init__(self, values: dict[str, float]):
         self.values = values
 
-    def compute(self) -> dict[str, float]:
-        return dict(self.values)
+    def statistics(self) -> dict[str, Mean]:
+        return {metric: Mean(torch.tensor([value])) for metric, value in self.values.items()}
+
+
+def hits(correct: int, total: int = 20) -> torch.Tensor:
+    return torch.arange(total) < correct
+
+
+def evaluation_of(accuracies: dict[str, float], similarity: dict[str, FakeSimilarity]) -> suite.Evaluation:
+    """An evaluation on 20 test examples whose classifiers have these accuracies."""
+    task = torch.arange(20) % 2
+    deployed = torch.where(hits(round(accuracies.pop("utility/deployed") * 20)), task, 1 - task)
+    per_example = {name: hits(round(value * 20)) for name, value in accuracies.items()}
+    per_example[suite.DEPLOYED] = deployed == task
+    return suite.Evaluation(per_example, deployed, task, similarity)
 
 
 def test_summarise_takes_the_strongest_attacker_per_metric():
     """Two decoders, each strongest on some metrics: every aggregate picks the right one
     (max for SSIM/MS-SSIM/PSNR, min for L1/MSE/LPIPS), and leak_acc is the max over attackers."""
-    raw = {"utility/acc": 0.8, "utility/mcc": 0.5, "utility/retrained": 0.7, "leak/server_arch": 0.6, "leak/mlp": 0.65}
+    accuracies = {"utility/deployed": 0.8, "utility/retrained": 0.7, "leak/server_arch": 0.6, "leak/mlp": 0.65}
     similarity = {
         "recon/mirror": FakeSimilarity({"ssim": 0.5, "ms_ssim": 0.2, "psnr": 12.0, "l1": 0.20, "mse": 0.05, "lpips": 0.3}),
         "recon/fc": FakeSimilarity({"ssim": 0.3, "ms_ssim": 0.4, "psnr": 14.0, "l1": 0.10, "mse": 0.08, "lpips": 0.4}),
     }
     task = torch.tensor([0, 1, 1, 1, 2, 2, 0, 0])
     private = torch.tensor([3, 3, 3, 1, 1, 0, 2, 2])
-    metrics, strongest = suite.summarise(raw, similarity, labelled_data(task, private))
-    assert metrics["privacy/leak_acc"] == 0.65
-    assert metrics["privacy/leak_acc/server_arch"] == 0.6 and metrics["privacy/leak_acc/mlp"] == 0.65
+    statistics, strongest = suite.summarise(evaluation_of(accuracies, similarity), labelled_data(task, private))
+    metrics = point_values(statistics)
+    assert metrics["privacy/leak_acc"] == pytest.approx(0.65)
+    assert metrics["privacy/leak_acc/server_arch"] == pytest.approx(0.6) and metrics["privacy/leak_acc/mlp"] == pytest.approx(0.65)
     assert metrics["privacy/delta"] == pytest.approx(0.8 - 0.65)
     assert metrics["privacy/leak_chance"] == 3 / 8
-    assert metrics["utility/acc_retrained"] == 0.7
+    assert metrics["utility/acc"] == pytest.approx(0.8)
+    assert metrics["utility/acc_retrained"] == pytest.approx(0.7)
     expected = {"ssim": 0.5, "ms_ssim": 0.4, "psnr": 14.0, "l1": 0.10, "mse": 0.05, "lpips": 0.3}
     for metric, value in expected.items():
-        assert metrics[f"recon/{metric}"] == value, metric
-        assert metrics[f"recon/{metric}/mirror"] == similarity["recon/mirror"].values[metric]
-        assert metrics[f"recon/{metric}/fc"] == similarity["recon/fc"].values[metric]
+        assert metrics[f"recon/{metric}"] == pytest.approx(value), metric
+        assert metrics[f"recon/{metric}/mirror"] == pytest.approx(similarity["recon/mirror"].values[metric])
+        assert metrics[f"recon/{metric}/fc"] == pytest.approx(similarity["recon/fc"].values[metric])
     assert strongest == "mirror"  # best SSIM: its reconstructions go in the gallery
 
 
 def test_summarise_leaves_out_a_metric_no_decoder_computed():
-    raw = {"utility/acc": 0.5, "utility/mcc": 0.0, "utility/retrained": 0.5, "leak/mlp": 0.4}
+    accuracies = {"utility/deployed": 0.5, "utility/retrained": 0.5, "leak/mlp": 0.4}
     similarity = {"recon/fc": FakeSimilarity({"ssim": 0.1, "ms_ssim": 0.1, "psnr": 9.0, "l1": 0.3, "mse": 0.1})}
-    metrics, _ = suite.summarise(raw, similarity, labelled_data(torch.tensor([0, 1]), torch.tensor([0, 1])))
+    statistics, _ = suite.summarise(evaluation_of(accuracies, similarity), labelled_data(torch.tensor([0, 1]), torch.tensor([0, 1])))
+    metrics = point_values(statistics)
     assert not any(key.startswith("recon/lpips") for key in metrics)
-    assert metrics["recon/ssim"] == 0.1
+    assert metrics["recon/ssim"] == pytest.approx(0.1)
 
 
 # Scripted validation scores per attack epoch: each attacker's best epoch is known (a tie

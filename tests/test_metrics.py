@@ -19,7 +19,6 @@ from trainables.metrics import (
     ImageSimilarity,
     client_gflops,
     lpips_unavailable_reason,
-    matthews,
     ms_ssim_settings,
     params_mb,
 )
@@ -184,10 +183,3 @@ def test_params_mb_counts_parameters_and_buffers():
     expected_bytes = (10 * 5 + 5) * 4 + (4 + 4) * 4 + (4 + 4) * 4 + 8 + 100 * 8
     assert params_mb(module) == pytest.approx(expected_bytes / 2**20)
     assert params_mb(nn.Sequential()) == 0.0
-
-
-def test_matthews_correlation():
-    labels = torch.tensor([0, 0, 1, 1, 2, 2])
-    assert matthews(labels, labels, 3) == pytest.approx(1.0)
-    assert matthews(torch.zeros(6, dtype=torch.long), labels, 3) == pytest.approx(0.0)
-    assert matthews(torch.tensor([1, 1, 0, 0, 2, 2]), torch.tensor([0, 0, 1, 1, 2, 2]), 3) < 0.5

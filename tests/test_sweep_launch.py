@@ -210,3 +210,68 @@ def test_every_shipped_spec_passes_run_smoke(home, tmp_path, spec):
     result = sweeps("run", f"sweeps/{spec}", "--smoke", *overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len([r for r in runs(home, raw["name"], "trial") if r.info.status == "FINISHED"]) == 2
+
+
+def test_replicates_are_sibling_runs_whose_mean_the_searcher_is_told_and_confirm_adds_seeds(home, tmp_path):
+    """search.replicates: 2 -> each configuration has two child runs (train.seed 0 and 1)
+    under one config id, and Optuna got their mean. `confirm --seeds 3` adds the third seed
+    of each configuration under the same id; run again it runs nothing; `--front-only`
+    plans only the configurations on the front of the seed means; a spec the sweep did
+    not run is an input error."""
+    spec = write_spec(tmp_path, "replicated", search_space={"sigma": {"choice": [0.3, 1.5]}},
+                      search={"sampler": "grid", "num_samples": 2, "max_concurrent": 2, "seed": 0, "replicates": 2})
+    result = sweeps("run", str(spec))
+    assert result.returncode == 0, result.stderr
+    children = runs(home, "replicated", "trial")
+    assert len(children) == 4 and all(r.info.status == "FINISHED" for r in children)
+    by_config: dict[str, list] = {}
+    for run in children:
+        by_config.setdefault(run.data.tags["privsweep.config_id"], []).append(run)
+    assert len(by_config) == 2
+    trials = study(home, launch_record(home, "replicated")["study"]).trials
+    for siblings in by_config.values():
+        assert sorted(int(r.data.params["train.seed"]) for r in siblings) == [0, 1]
+        assert sorted(r.data.tags["privsweep.replicate"] for r in siblings) == ["0", "1"]
+        assert len({r.data.params["params.sigma"] for r in siblings}) == 1
+        assert siblings[0].data.metrics["recon/ssim"] != siblings[1].data.metrics["recon/ssim"]  # the seed moved the result
+        mean = [sum(r.data.metrics[m] for r in siblings) / 2 for m in ("utility/acc", "privacy/leak_acc")]
+        sigma = float(siblings[0].data.params["params.sigma"])
+        [told] = [t for t in trials if t.params["params.sigma"] == sigma]
+        assert told.values == pytest.approx(mean)
+
+    confirmed = sweeps("confirm", str(spec), "--seeds", "3")
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert "stay on the front of the seed means" in confirmed.stderr
+    children = runs(home, "replicated", "trial")
+    assert len(children) == 6
+    seeds = {}
+    for run in children:
+        seeds.setdefault(run.data.tags["privsweep.config_id"], set()).add(int(run.data.params["train.seed"]))
+    assert set(seeds) == set(by_config) and all(found == {0, 1, 2} for found in seeds.values())
+    kinds = sorted(r.data.tags.get("privsweep.kind") for r in runs(home, "replicated", "sweep"))
+    assert kinds == ["confirm", "sweep"]
+
+    again = sweeps("confirm", str(spec), "--seeds", "3")
+    assert again.returncode == 0, again.stderr
+    assert "already has 3 finished seed(s)" in again.stderr
+    assert len(runs(home, "replicated", "trial")) == 6
+
+    from analysis import load_runs, pareto_mask
+    from analysis.replicates import group_replicates
+    from sweeps.confirm import plan
+
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    grouped = group_replicates(load_runs("replicated", uri))
+    on_front = pareto_mask(grouped, ["utility/acc:max", "privacy/leak_acc:min"])
+    front = {grouped.column("config_id")[i].as_py() for i in range(grouped.num_rows) if on_front[i]}
+    jobs = plan(load_spec(spec), uri, seeds=4, front_only=True)
+    assert all(job["replicates"] == [3] for job in jobs)
+    ids = {run.data.tags["privsweep.config_id"]: json.loads(run.data.tags["privsweep.assignment"]) for run in children}
+    assert sorted(json.dumps(job["assignment"]) for job in jobs) == sorted(json.dumps(ids[c]) for c in front)
+
+    drift = sweeps("confirm", str(spec), "--seeds", "4", "--set", "attacks.epochs=2")
+    assert drift.returncode == 2
+    assert "differ from those the sweep ran with" in drift.stderr and "Traceback" not in drift.stderr
+    missing = sweeps("confirm", str(write_spec(tmp_path, "never_ran")), "--seeds", "2")
+    assert missing.returncode == 2 and "run the sweep first" in missing.stderr
+    assert len(runs(home, "replicated", "trial")) == 6

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO
+from conftest import REPO, tiny_config
 from PIL import Image
 
 from sweeps.cli import main
@@ -128,3 +128,18 @@ def test_validate_as_a_process(sweeps_cli):
     resolved = yaml.safe_load(result.stdout)
     assert resolved["method"] == "noisy_arl"
     assert set(resolved["search_space"]) == {"params.sigma", "params.lambda", "model.split"}
+
+
+def test_configuration_id_ignores_the_seed_only():
+    from trainables.tracking import configuration_id
+    from trainables.tune_trainable import replicate_config, replicate_mean
+
+    config = tiny_config()
+    dumped = config.model_dump(mode="json", by_alias=True)
+    second = replicate_config(config, 1)
+    assert second.train.seed == config.train.seed + 1 and second.params == config.params
+    assert configuration_id(second.model_dump(mode="json", by_alias=True)) == configuration_id(dumped)
+    other = tiny_config(attacks__epochs=config.attacks.epochs + 1).model_dump(mode="json", by_alias=True)
+    assert configuration_id(other) != configuration_id(dumped)
+    mean = replicate_mean([{"utility/acc": 0.8, "only/here": 1.0}, {"utility/acc": 0.6}])
+    assert mean == {"utility/acc": pytest.approx(0.7), "privsweep/replicates": 2.0}

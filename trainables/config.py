@@ -111,6 +111,10 @@ class AttackConfig(Strict):
     )
     release_ratios: list[float] | None = Field(None, description="extra inference-time pruning ratios to attack at")
     gallery: int = Field(8, ge=0, description="test images in reconstructions.png")
+    bootstrap: int = Field(
+        1000, ge=100,
+        description="test-set bootstrap resamples behind the 95 % interval logged beside every final metric (<key>:ci95_lo, <key>:ci95_hi)",
+    )
     whitebox: WhiteboxConfig = Field(default_factory=WhiteboxConfig, description="settings of the white-box inversion attacker")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from trainables.attacks.suite import ratio_suffix
+from trainables.bootstrap import interval_keys
 from trainables.config import TrialConfig
 from trainables.metrics import HIGHER_IS_BETTER, lpips_unavailable_reason
 
@@ -26,6 +27,9 @@ def final_metric_keys(config: TrialConfig) -> set[str]:
         keys.update(f"recon/{metric}/{decoder}" for decoder in config.attacks.reconstruction)
     for ratio in config.attacks.release_ratios or []:
         keys.update(f"{key}{ratio_suffix(ratio)}" for key in list(keys) if key.startswith(PER_RATIO_PREFIXES))
+    # every metric measured on the test split has its bootstrap interval (an objective may be
+    # an interval end: minimising privacy/leak_acc:ci95_hi is minimising the pessimistic leakage)
+    keys.update(end for key in list(keys) if key.startswith(PER_RATIO_PREFIXES) for end in interval_keys(key))
     return keys
 
 

@@ -1,7 +1,8 @@
 """Metric computations: classification, image similarity, client cost.
 
 Image metrics come from torchmetrics (SSIM, MS-SSIM, PSNR with data range 1, L1, MSE) and
-LPIPS from `lpips` (AlexNet). Choices made here:
+LPIPS from `lpips` (AlexNet), kept per image so that every metric gets a test-set bootstrap
+interval (`trainables.bootstrap`). Choices made here:
 - SSIM and MS-SSIM use torchmetrics' Gaussian window (sigma 1.5), which is 11 taps whatever
   `kernel_size` says: torchmetrics sizes a Gaussian window from sigma and reads
   `kernel_size` only in MS-SSIM's input-size check. MS-SSIM on small images: the standard
@@ -30,13 +31,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
-from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
-from torchmetrics.functional.classification import multiclass_matthews_corrcoef
-from torchmetrics.image import (
-    MultiScaleStructuralSimilarityIndexMeasure,
-    PeakSignalNoiseRatio,
-    StructuralSimilarityIndexMeasure,
+from torchmetrics.functional.image import (
+    multiscale_structural_similarity_index_measure,
+    structural_similarity_index_measure,
 )
+
+from trainables.bootstrap import Mean, Psnr, Statistic, point_values
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,6 @@ class LPIPS(nn.Module):
         import lpips
 
         self.net = lpips.LPIPS(net="alex", verbose=False).eval()
-        self.total = 0.0
-        self.count = 0
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         if images.shape[1] == 1:
@@ -91,55 +89,67 @@ class LPIPS(nn.Module):
         return images * 2 - 1
 
     @torch.no_grad()
-    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        self.total += self.net(self._prepare(preds), self._prepare(target)).sum().item()
-        self.count += len(preds)
-
-    def compute(self) -> torch.Tensor:
-        return torch.tensor(self.total / max(self.count, 1))
+    def forward(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-image distances."""
+        return self.net(self._prepare(preds), self._prepare(target)).flatten()
 
 
 class ImageSimilarity:
-    """Accumulates every reconstruction metric over the test set for one decoder."""
+    """Keeps every reconstruction metric's per-image score over the test set for one
+    attacker; `statistics()` turns them into the metrics (and their bootstrap intervals).
+    SSIM and MS-SSIM are torchmetrics' per-image values (`reduction="none"`), whose mean is
+    what torchmetrics' class metrics report; PSNR, L1 and MSE come from per-image sums of
+    squared and absolute error (tested equal to torchmetrics' class metrics)."""
 
     _reported_lpips = False
 
     def __init__(self, image_shape: tuple[int, int, int], device: torch.device, lpips: bool = True):
-        kernel, betas = ms_ssim_settings(*image_shape[1:])
-        ssim_kernel = min(11, image_shape[1] - (1 - image_shape[1] % 2))
-        self.metrics = MetricCollection(
-            {
-                "ssim": StructuralSimilarityIndexMeasure(data_range=1.0, kernel_size=ssim_kernel),
-                "ms_ssim": MultiScaleStructuralSimilarityIndexMeasure(
-                    data_range=1.0, kernel_size=kernel, betas=betas, normalize="relu"
-                ),
-                "psnr": PeakSignalNoiseRatio(data_range=1.0),
-                "l1": MeanAbsoluteError(),
-                "mse": MeanSquaredError(),
-            }
-        ).to(device)
+        self.ms_ssim_kernel, self.ms_ssim_betas = ms_ssim_settings(*image_shape[1:])
+        self.ssim_kernel = min(11, image_shape[1] - (1 - image_shape[1] % 2))
+        self.pixels = math.prod(image_shape)
+        self.scores: dict[str, list[torch.Tensor]] = {"ssim": [], "ms_ssim": [], "squared_error": [], "absolute_error": []}
         reason = lpips_unavailable_reason()
         self.lpips = LPIPS().to(device) if reason is None and lpips else None
+        if self.lpips is not None:
+            self.scores["lpips"] = []
         if reason and not ImageSimilarity._reported_lpips:
             log.warning("recon/lpips is not computed: %s", reason)
             ImageSimilarity._reported_lpips = True
 
+    @torch.no_grad()
     def update(self, reconstruction: torch.Tensor, image: torch.Tensor) -> None:
-        # torchmetrics' L1/MSE flatten with .view(-1), which fails on channels-last RGB batches
-        reconstruction, image = reconstruction.contiguous(), image.contiguous()
-        self.metrics.update(reconstruction, image)
+        reconstruction, image = reconstruction.float().contiguous(), image.float().contiguous()
+        per_image = {
+            "ssim": structural_similarity_index_measure(
+                reconstruction, image, data_range=1.0, kernel_size=self.ssim_kernel, reduction="none"
+            ),
+            "ms_ssim": multiscale_structural_similarity_index_measure(
+                reconstruction, image, data_range=1.0, kernel_size=self.ms_ssim_kernel, betas=self.ms_ssim_betas,
+                normalize="relu", reduction="none",
+            ),
+            "squared_error": (reconstruction - image).pow(2).flatten(1).sum(1),
+            "absolute_error": (reconstruction - image).abs().flatten(1).sum(1),
+        }
         if self.lpips is not None:
-            self.lpips.update(reconstruction, image)
+            per_image["lpips"] = self.lpips(reconstruction, image)
+        for name, values in per_image.items():
+            self.scores[name].append(values.detach().to("cpu", torch.float64))
+
+    def statistics(self) -> dict[str, Statistic]:
+        scores = {name: torch.cat(values) for name, values in self.scores.items()}
+        statistics: dict[str, Statistic] = {
+            "ssim": Mean(scores["ssim"]),
+            "ms_ssim": Mean(scores["ms_ssim"]),
+            "psnr": Psnr(scores["squared_error"], self.pixels),
+            "l1": Mean(scores["absolute_error"] / self.pixels),
+            "mse": Mean(scores["squared_error"] / self.pixels),
+        }
+        if "lpips" in scores:
+            statistics["lpips"] = Mean(scores["lpips"])
+        return statistics
 
     def compute(self) -> dict[str, float]:
-        values = {name: float(value) for name, value in self.metrics.compute().items()}
-        if self.lpips is not None:
-            values["lpips"] = float(self.lpips.compute())
-        return {k: v for k, v in values.items() if math.isfinite(v)}
-
-
-def matthews(preds: torch.Tensor, target: torch.Tensor, classes: int) -> float:
-    return float(multiclass_matthews_corrcoef(preds, target, num_classes=classes))
+        return point_values(self.statistics())
 
 
 def _elementwise(*args, out_shape, **kwargs) -> int:

@@ -1,13 +1,19 @@
 """MLflow from the trial's side: the store location, a retrying client, a trial's child run.
 
 Layout (DESIGN.md): one experiment per sweep name; one parent run per launch
-(`privsweep.role=sweep`); one child run per trial (`mlflow.parentRunId`,
-`privsweep.role=trial`, `privsweep.method`, `privsweep.launch`, `privsweep.trial_id`),
-params = the flattened trial config, metrics logged in batches, artifacts from the trial.
+(`privsweep.role=sweep`); one child run per trial and seed replicate (`mlflow.parentRunId`,
+`privsweep.role=trial`, `privsweep.method`, `privsweep.launch`, `privsweep.trial_id`,
+`privsweep.replicate`), params = the flattened trial config, metrics logged in batches,
+artifacts from the trial. The replicates of one configuration share
+`privsweep.config_id` (`configuration_id`: the config without its seed, hashed) and carry
+the searcher's assignment as JSON (`privsweep.assignment`), from which `sweeps confirm`
+re-runs a configuration under more seeds.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -16,6 +22,8 @@ from typing import Any, TypeVar
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+
+from trainables.schema import REPLICATE_TAG
 
 T = TypeVar("T")
 
@@ -73,6 +81,15 @@ def run_name(method: str, assignment: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
+def configuration_id(config: Mapping[str, Any]) -> str:
+    """What the replicates of one configuration share: the dumped trial config without its
+    seed, hashed (12 hex digits). Any other difference (an attack budget changed with
+    `--set`) is another configuration."""
+    flat = flatten(config)
+    flat.pop("train.seed", None)
+    return hashlib.sha1(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def to_metrics(values: Mapping[str, float], step: int) -> list[Metric]:
     now = int(time.time() * 1000)
     return [Metric(key, float(value), now, step) for key, value in values.items()]
@@ -96,20 +113,26 @@ class TrialRun:
         method: str,
         name: str,
         params: Mapping[str, Any],
+        replicate: int = 0,
+        tags: Mapping[str, str] | None = None,
     ) -> TrialRun:
+        """The run of (trial, launch, replicate), created with `tags` if it does not exist."""
         client = MlflowClient(tracking_uri)
-        query = f"tags.`privsweep.trial_id` = '{trial_id}' and tags.`privsweep.launch` = '{launch}'"
+        query = (f"tags.`privsweep.trial_id` = '{trial_id}' and tags.`privsweep.launch` = '{launch}' "
+                 f"and tags.`{REPLICATE_TAG}` = '{replicate}'")
         existing = with_retries(lambda: client.search_runs([experiment_id], query, max_results=1))
         if existing:
             run = cls(client, existing[0].info.run_id)
             with_retries(lambda: client.update_run(run.run_id, status="RUNNING"))
             return run
         tags = {
+            **(tags or {}),
             "mlflow.parentRunId": parent_run_id,
             "privsweep.role": "trial",
             "privsweep.method": method,
             "privsweep.launch": launch,
             "privsweep.trial_id": trial_id,
+            REPLICATE_TAG: str(replicate),
         }
         created = with_retries(lambda: client.create_run(experiment_id, tags=tags, run_name=name))
         run = cls(client, created.info.run_id)

@@ -1,13 +1,21 @@
-"""The Ray Tune function trainable: one trial of a sweep, tracked in its MLflow child run.
+"""The Ray Tune function trainable: one configuration of a sweep, each of its seed
+replicates tracked in its own MLflow child run.
 
-Per epoch it logs the epoch metrics to MLflow, checkpoints the whole trial state and
-reports to Tune; at the end it runs the attack suite, logs final metrics and artifacts and
-reports them with `privsweep/final = 1`. Every report carries every objective (NaN until
-the final one), so no trial can break the searcher by omitting a key. A trial restarted
-from a checkpoint continues from its last epoch in the same MLflow run; one restarted
-after it had already finished reports its logged results again instead of re-running.
+`search.replicates: k` runs replicates 0..k-1 (train.seed + r) one after the other in the
+same Tune trial; the final report to Tune, and so to the searcher, is the replicate mean of
+every final metric (`privsweep/replicates` = k). `sweeps confirm` runs the replicates a
+finished configuration still lacks through `run_confirm_trial`.
 
-Each epoch's state is first written (atomically) to the launch's `trial_state/<trial id>.pt`
+Per replicate and epoch it logs the epoch metrics to MLflow, checkpoints the whole trial
+state and reports to Tune; at the end of a replicate it runs the attack suite and logs final
+metrics and artifacts; after the last replicate it reports their mean with
+`privsweep/final = 1`. Every report carries every objective (NaN until the final one), so
+no trial can break the searcher by omitting a key. A replicate restarted from a checkpoint
+continues from its last epoch in the same MLflow run; one restarted after it had already
+finished contributes its logged results instead of re-running.
+
+Each epoch's state is first written (atomically) to the launch's
+`trial_state/<trial id>-r<replicate>.pt`
 (a path that, unlike Tune's per-session trial folder, survives a resume), then logged,
 then reported: a driver killed between those steps loses no epoch, because Tune's
 checkpoint is only registered in its next experiment snapshot while this file is already
@@ -19,6 +27,7 @@ a resume elsewhere falls back to Tune's checkpoint.)
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
@@ -31,11 +40,12 @@ from ray import tune
 from trainables.artifacts import write_artifacts
 from trainables.config import CONDITIONAL_SEPARATOR, TrialConfig, with_assignment
 from trainables.data import Dataset
-from trainables.tracking import TrialRun, flatten, run_name
+from trainables.schema import ASSIGNMENT_TAG, CONFIG_ID_TAG
+from trainables.tracking import TrialRun, configuration_id, flatten, run_name
 from trainables.trial import Trial, load_checkpoint
 
 FINAL_KEY = "privsweep/final"
-CHECKPOINT_FILE = "trial.pt"
+REPLICATES_KEY = "privsweep/replicates"  # in the final report: how many seeds its mean is over
 TRAIN_KEY = "train/task_loss"  # logged every epoch by every method
 
 
@@ -51,6 +61,7 @@ class SweepContext:
     launch: str
     threads: int
     state_dir: str  # the launch's folder for the trials' own epoch state (stable across resumes)
+    replicates: int = 1  # seeds per sampled configuration (`search.replicates`)
 
 
 def _report(metrics: dict[str, float], objectives: tuple[str, ...], final: bool, checkpoint_dir: str | None = None) -> None:
@@ -68,34 +79,72 @@ def save_atomically(trial: Trial, path: Path) -> None:
     os.replace(partial, path)
 
 
-def restore_latest(trial: Trial, durable: Path, checkpoint: tune.Checkpoint | None) -> None:
-    """Restore the further along of the trial's own file and Tune's checkpoint (if any)."""
+def restore_latest(trial: Trial, durable: Path, checkpoint: tune.Checkpoint | None, filename: str) -> None:
+    """Restore the further along of the trial's own file and Tune's checkpoint (if it holds
+    this replicate's state)."""
     candidates = []
     if durable.exists():
         candidates.append(load_checkpoint(durable, trial.device))
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            candidates.append(load_checkpoint(Path(folder) / CHECKPOINT_FILE, trial.device))
+            if (Path(folder) / filename).exists():
+                candidates.append(load_checkpoint(Path(folder) / filename, trial.device))
     if candidates:
         trial.load_state_dict(max(candidates, key=lambda state: state["epoch"]))
 
 
+def replicate_config(config: TrialConfig, replicate: int) -> TrialConfig:
+    """Replicate r of a configuration runs with train.seed + r: the defense's initialisation
+    and randomness and the attackers' initialisation move; the data slice does not."""
+    return config.model_copy(update={"train": config.train.model_copy(update={"seed": config.train.seed + replicate})})
+
+
+def replicate_mean(finals: list[dict[str, float]]) -> dict[str, float]:
+    """What the searcher is told: each final metric's mean over the replicates."""
+    keys = set.intersection(*(set(final) for final in finals))
+    mean = {key: sum(final[key] for final in finals) / len(finals) for key in sorted(keys)}
+    mean[REPLICATES_KEY] = float(len(finals))
+    return mean
+
+
 def run_sweep_trial(assignment: dict, dataset: Dataset, context: SweepContext) -> None:
+    """A sampled configuration under `search.replicates` seeds (replicates 0..k-1)."""
+    run_configuration(assignment, range(context.replicates), dataset, context)
+
+
+def run_confirm_trial(config: dict, dataset: Dataset, context: SweepContext) -> None:
+    """`sweeps confirm`: the replicates a configuration still lacks (`config["job"]`)."""
+    run_configuration(config["job"]["assignment"], config["job"]["replicates"], dataset, context)
+
+
+def run_configuration(assignment: dict, replicates, dataset: Dataset, context: SweepContext) -> None:
+    """Each replicate in its own MLflow child run, all tagged with the configuration id;
+    Tune (and so the searcher) gets the replicate mean."""
     torch.set_num_threads(context.threads)
-    config = TrialConfig.model_validate(with_assignment(context.base_config, assignment))
+    base = TrialConfig.model_validate(with_assignment(context.base_config, assignment))
+    config_id = configuration_id(base.model_dump(mode="json", by_alias=True))
+    finals = [run_replicate(base, replicate, config_id, assignment, dataset, context) for replicate in replicates]
+    _report(replicate_mean(finals), context.objectives, final=True)
+
+
+def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment: dict, dataset: Dataset, context: SweepContext) -> dict[str, float]:
+    config = replicate_config(base, replicate)
     trial_id = tune.get_context().get_trial_id()
+    shown = {k: v for k, v in assignment.items() if CONDITIONAL_SEPARATOR not in k}
+    name = run_name(config.method, shown) + (f" seed={config.train.seed}" if replicate else "")
+    tags = {CONFIG_ID_TAG: config_id, ASSIGNMENT_TAG: json.dumps(assignment, sort_keys=True)}
     run = TrialRun.open(
         context.tracking_uri, context.experiment_id, context.parent_run_id, trial_id, context.launch,
-        config.method, run_name(config.method, {k: v for k, v in assignment.items() if CONDITIONAL_SEPARATOR not in k}), flatten(config.model_dump(mode="json", by_alias=True)),
+        config.method, name, flatten(config.model_dump(mode="json", by_alias=True)), replicate=replicate, tags=tags,
     )
     try:
         finished = run.final_metrics()
         if finished is not None:
-            _report(finished, context.objectives, final=True)
-            return
+            return finished
         trial = Trial(config, dataset)
-        durable = Path(context.state_dir) / f"{trial_id}.pt"
-        restore_latest(trial, durable, tune.get_checkpoint())
+        durable = Path(context.state_dir) / f"{trial_id}-r{replicate}.pt"
+        checkpoint_file = f"trial-r{replicate}.pt"
+        restore_latest(trial, durable, tune.get_checkpoint(), checkpoint_file)
         logged = run.logged_steps(TRAIN_KEY)
         for epoch, metrics in enumerate(trial.history, start=1):
             if epoch not in logged:
@@ -105,18 +154,18 @@ def run_sweep_trial(assignment: dict, dataset: Dataset, context: SweepContext) -
             save_atomically(trial, durable)
             run.log(metrics, step=epoch)
             with tempfile.TemporaryDirectory() as folder:
-                trial.save(Path(folder) / CHECKPOINT_FILE)
-                _report({**metrics, "epoch": epoch}, context.objectives, final=False, checkpoint_dir=folder)
+                trial.save(Path(folder) / checkpoint_file)
+                _report({**metrics, "epoch": epoch, "replicate": replicate}, context.objectives, final=False, checkpoint_dir=folder)
 
         metrics, report = trial.run(on_epoch)
         with tempfile.TemporaryDirectory() as folder:
             write_artifacts(Path(folder), config, metrics, report, trial.method)
             run.log_artifacts(Path(folder))
         for epoch in range(1, max(map(len, report.curves.values()), default=0) + 1):
-            run.log({f"val/attack/{name}": scores[epoch - 1] for name, scores in report.curves.items() if len(scores) >= epoch}, step=epoch)
+            run.log({f"val/attack/{attacker}": scores[epoch - 1] for attacker, scores in report.curves.items() if len(scores) >= epoch}, step=epoch)
         run.log(metrics, step=trial.epoch)
         run.finish()
-        _report(metrics, context.objectives, final=True)
+        return metrics
     except BaseException as error:
         run.fail(error)
         raise

@@ -15,11 +15,13 @@ from __future__ import annotations
 import torch
 
 
-def leak_floor(
+def leak_floor_hits(
     train_task: torch.Tensor, train_private: torch.Tensor, test_task: torch.Tensor, test_private: torch.Tensor,
     task_classes: int, private_classes: int,
-) -> float:
+) -> torch.Tensor:
+    """Per test example, whether the floor's predictor guesses its private value (their mean
+    is the floor)."""
     counts = torch.zeros(task_classes, private_classes, dtype=torch.int64, device=train_task.device)
     counts.index_put_((train_task, train_private), torch.ones_like(train_task), accumulate=True)
     guess = counts.argmax(dim=1)  # first maximum: the smallest private value on ties
-    return (guess[test_task] == test_private).float().mean().item()
+    return guess[test_task] == test_private

@@ -18,6 +18,10 @@ about itself. A defense whose proxy numbers are far below the fresh ones fools o
 adversary. `privacy/leak_floor` is the leakage a perfect-utility release cannot avoid
 (`trainables.attacks.floor`).
 
+Every final metric is computed from per-example records (hits per test example, per-image
+scores) and logged with its 95 % test-set bootstrap interval, `<key>:ci95_lo` and
+`<key>:ci95_hi`; a max over attackers is the max in each resample (`trainables.bootstrap`).
+
 `attacks.release_ratios`: a method with an inference-time pruning ratio (`at_release_ratio`)
 is also attacked at each listed ratio R, frozen as trained (no defense retraining): a fresh
 suite (same seed) is trained and evaluated on releases at R, and its metrics are added with
@@ -33,16 +37,26 @@ import torch
 from tqdm.auto import tqdm
 
 from trainables.attacks.decoders import DECODERS
-from trainables.attacks.floor import leak_floor
+from trainables.attacks.floor import leak_floor_hits
 from trainables.attacks.leakage import LEAKAGE_ATTACKERS, RETRAINED_UTILITY, LearnedAttacker
 from trainables.attacks.releases import ReleasedSplit
 from trainables.attacks.training import Attacker, train_attackers
 from trainables.attacks.whitebox import whitebox_reconstructions
+from trainables.bootstrap import (
+    Best,
+    Difference,
+    MajorityRate,
+    Matthews,
+    Mean,
+    Statistic,
+    bootstrap_intervals,
+    point_values,
+)
 from trainables.config import AttackConfig
 from trainables.data.batches import TensorSplit
 from trainables.errors import InputError
 from trainables.methods.base import Method
-from trainables.metrics import HIGHER_IS_BETTER, ImageSimilarity, matthews
+from trainables.metrics import HIGHER_IS_BETTER, ImageSimilarity
 
 WHITEBOX = "whitebox"
 RECONSTRUCTION_ATTACKERS = (*DECODERS, WHITEBOX)
@@ -97,77 +111,90 @@ def build_attackers(method: Method, cfg: AttackConfig, task_classes: int, privat
     return attackers
 
 
+@dataclass
+class Evaluation:
+    """Per test example records of one suite, from which every final metric and its
+    bootstrap interval is computed (`trainables.bootstrap`)."""
+
+    hits: dict[str, torch.Tensor]  # classifier -> correct or not per test example
+    deployed: torch.Tensor  # the deployed model's task predictions
+    task: torch.Tensor  # the task labels
+    similarity: dict[str, ImageSimilarity]  # `recon/<attacker>` and the method's own `proxy/<decoder>`
+
+
+DEPLOYED = "utility/deployed"
+PROXY_LEAK = "proxy/leak"
+
+
 @torch.no_grad()
-def evaluate(
-    method: Method, attackers: dict[str, Attacker], test: ReleasedSplit, task_classes: int
-) -> tuple[dict[str, float], dict[str, ImageSimilarity]]:
-    """Accuracies of the deployed model, the classifiers and the method's proxy adversary;
-    image similarities of the decoders and of the method's own decoders (`proxy/<name>`)."""
+def evaluate(method: Method, attackers: dict[str, Attacker], test: ReleasedSplit) -> Evaluation:
+    """The deployed model, the classifiers and the method's proxy adversary (per-example
+    hits); the decoders and the method's own decoders (`proxy/<name>`, per-image scores)."""
     for attacker in attackers.values():
         attacker.net.eval()
     image_shape = tuple(test.data.images.shape[1:])
     device = test.data.images.device
-    correct = {name: 0 for name, a in attackers.items() if a.target != "image"}
+    hits: dict[str, list[torch.Tensor]] = {name: [] for name, a in attackers.items() if a.target != "image"}
     similarity = {name: ImageSimilarity(image_shape, device) for name, a in attackers.items() if a.target == "image"}
     proxy_decoders = method.proxy_decoders()
-    proxy_similarity = {name: ImageSimilarity(image_shape, device, lpips=False) for name in proxy_decoders}
-    proxy_correct: int | None = None
+    similarity.update({f"proxy/{name}": ImageSimilarity(image_shape, device, lpips=False) for name in proxy_decoders})
     deployed_preds, task_labels = [], []
     for z, targets in tqdm(test.batches(), total=test.num_batches(), desc="attack: test", leave=False, disable=None):
-        deployed_preds.append(method.serve(z).argmax(1))
-        task_labels.append(targets["task"])
+        deployed_preds.append(method.serve(z).argmax(1).cpu())
+        task_labels.append(targets["task"].cpu())
         for name, attacker in attackers.items():
             out = attacker.net(z)
             if attacker.target == "image":
                 similarity[name].update(out.clamp(0, 1), targets["image"])
             else:
-                correct[name] += (out.argmax(1) == targets[attacker.target]).sum().item()
+                hits[name].append((out.argmax(1) == targets[attacker.target]).cpu())
         proxy = method.proxy_leak(z)
         if proxy is not None:
-            proxy_correct = (proxy_correct or 0) + (proxy.argmax(1) == targets["private"]).sum().item()
+            hits.setdefault(PROXY_LEAK, []).append((proxy.argmax(1) == targets["private"]).cpu())
         for name, decoder in proxy_decoders.items():
-            proxy_similarity[name].update(decoder(z).float().clamp(0, 1), targets["image"])
-    preds, labels = torch.cat(deployed_preds), torch.cat(task_labels)
-    raw = {"utility/acc": (preds == labels).float().mean().item(), "utility/mcc": matthews(preds, labels, task_classes)}
-    raw.update({name: count / len(test) for name, count in correct.items()})
-    if proxy_correct is not None:
-        raw["proxy/leak"] = proxy_correct / len(test)
-    similarity.update({f"proxy/{name}": sim for name, sim in proxy_similarity.items()})
-    return raw, similarity
+            similarity[f"proxy/{name}"].update(decoder(z).float().clamp(0, 1), targets["image"])
+    deployed, task = torch.cat(deployed_preds), torch.cat(task_labels)
+    per_example = {name: torch.cat(values) for name, values in hits.items()}
+    per_example[DEPLOYED] = deployed == task
+    return Evaluation(per_example, deployed, task, similarity)
 
 
-def majority_rate(labels: torch.Tensor) -> float:
-    return torch.bincount(labels).max().item() / len(labels)
-
-
-def summarise(raw: dict[str, float], similarity: dict[str, ImageSimilarity], data: AttackData) -> tuple[dict[str, float], str]:
-    """The DESIGN.md metric keys; returns them and the reconstruction attacker with the best SSIM."""
+def summarise(evaluation: Evaluation, data: AttackData) -> tuple[dict[str, Statistic], str]:
+    """The DESIGN.md metric keys as statistics of the per-example records; returns them and
+    the reconstruction attacker with the best SSIM."""
     task, private = data.names
-    metrics = {"utility/acc": raw["utility/acc"], "utility/mcc": raw["utility/mcc"], "utility/acc_retrained": raw["utility/retrained"]}
-    leak = {name.removeprefix("leak/"): value for name, value in raw.items() if name.startswith("leak/")}
-    metrics.update({f"privacy/leak_acc/{name}": value for name, value in leak.items()})
-    metrics["privacy/leak_acc"] = max(leak.values())
-    metrics["privacy/leak_chance"] = majority_rate(data.test.labels[private])
-    metrics["privacy/leak_floor"] = leak_floor(
-        data.attacker.labels[task], data.attacker.labels[private], data.test.labels[task], data.test.labels[private], *data.classes
+    task_classes, private_classes = data.classes
+    hits = evaluation.hits
+    statistics: dict[str, Statistic] = {
+        "utility/acc": Mean(hits[DEPLOYED]),
+        "utility/mcc": Matthews(evaluation.deployed, evaluation.task, task_classes),
+        "utility/acc_retrained": Mean(hits["utility/retrained"]),
+    }
+    leak = {name.removeprefix("leak/"): Mean(values) for name, values in hits.items() if name.startswith("leak/")}
+    statistics.update({f"privacy/leak_acc/{name}": statistic for name, statistic in leak.items()})
+    statistics["privacy/leak_acc"] = Best(list(leak.values()), higher_is_better=True)
+    statistics["privacy/leak_chance"] = MajorityRate(data.test.labels[private], private_classes)
+    statistics["privacy/leak_floor"] = Mean(
+        leak_floor_hits(data.attacker.labels[task], data.attacker.labels[private], data.test.labels[task], data.test.labels[private], *data.classes)
     )
-    metrics["utility/chance"] = majority_rate(data.test.labels[task])
-    metrics["privacy/delta"] = metrics["utility/acc"] - metrics["privacy/leak_acc"]
-    if "proxy/leak" in raw:
-        metrics["privacy/proxy_leak_acc"] = raw["proxy/leak"]
-    computed = {name: sim.compute() for name, sim in similarity.items()}
-    proxies = [values["ssim"] for name, values in computed.items() if name.startswith("proxy/") and "ssim" in values]
+    statistics["utility/chance"] = MajorityRate(data.test.labels[task], task_classes)
+    statistics["privacy/delta"] = Difference(statistics["utility/acc"], statistics["privacy/leak_acc"])
+    if PROXY_LEAK in hits:
+        statistics["privacy/proxy_leak_acc"] = Mean(hits[PROXY_LEAK])
+    images = {name: similarity.statistics() for name, similarity in evaluation.similarity.items()}
+    proxies = [values["ssim"] for name, values in images.items() if name.startswith("proxy/")]
     if proxies:
-        metrics["recon/proxy_ssim"] = max(proxies)
-    per_attacker = {name.removeprefix("recon/"): values for name, values in computed.items() if name.startswith("recon/")}
+        statistics["recon/proxy_ssim"] = Best(proxies, higher_is_better=True)
+    per_attacker = {name.removeprefix("recon/"): values for name, values in images.items() if name.startswith("recon/")}
     for metric, higher in HIGHER_IS_BETTER.items():
         values = {attacker: v[metric] for attacker, v in per_attacker.items() if metric in v}
         if not values:
             continue
-        metrics.update({f"recon/{metric}/{attacker}": value for attacker, value in values.items()})
-        metrics[f"recon/{metric}"] = max(values.values()) if higher else min(values.values())
-    strongest = max(per_attacker, key=lambda a: per_attacker[a].get("ssim", float("-inf")))
-    return metrics, strongest
+        statistics.update({f"recon/{metric}/{attacker}": value for attacker, value in values.items()})
+        statistics[f"recon/{metric}"] = Best(list(values.values()), higher_is_better=higher)
+    ssim = point_values({attacker: values["ssim"] for attacker, values in per_attacker.items()})
+    strongest = max(per_attacker, key=lambda attacker: ssim.get(attacker, float("-inf")))
+    return statistics, strongest
 
 
 def ratio_suffix(ratio: float) -> str:
@@ -194,10 +221,11 @@ def check_release_ratios(method_cls: type[Method], cfg: AttackConfig) -> None:
 
 def _attack_once(
     method: Method, data: AttackData, cfg: AttackConfig, seed: int, gallery: torch.Tensor
-) -> tuple[dict[str, float], torch.Tensor, dict[str, list[float]]]:
+) -> tuple[dict[str, Statistic], dict[str, float], torch.Tensor, dict[str, list[float]]]:
     """Train a fresh suite on `method.release` as it is now and evaluate it; returns the
-    metrics, the strongest reconstruction attacker's reconstructions of the `gallery` images
-    (the first test images) and the validation curves."""
+    final metrics as statistics, the attackers' bookkeeping metrics (`attack/...`), the
+    strongest reconstruction attacker's reconstructions of the `gallery` images (the first
+    test images) and the validation curves."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     random = method.release_is_random()
@@ -210,41 +238,46 @@ def _attack_once(
         attacker.net.to(data.test.images.device, memory_format=torch.channels_last)
     use_selection = cfg.selection == "val_best" and data.selection is not None
     train_attackers(attackers, released(data.attacker), cfg, generator, released(data.selection) if use_selection else None)
-    raw, similarity = evaluate(method, attackers, released(data.test), data.classes[0])
+    evaluation = evaluate(method, attackers, released(data.test))
+    bookkeeping: dict[str, float] = {}
     whitebox_images = None
     if WHITEBOX in cfg.reconstruction:
         originals, whitebox_images, tv = whitebox_reconstructions(method, data.test, cfg.whitebox, data.selection)
-        similarity[f"recon/{WHITEBOX}"] = ImageSimilarity(tuple(originals.shape[1:]), originals.device)
-        similarity[f"recon/{WHITEBOX}"].update(whitebox_images, originals)
-    metrics, strongest = summarise(raw, similarity, data)
-    if whitebox_images is not None:
-        metrics["attack/whitebox_tv"] = tv
+        similarity = ImageSimilarity(tuple(originals.shape[1:]), originals.device)
+        similarity.update(whitebox_images, originals)
+        evaluation.similarity[f"recon/{WHITEBOX}"] = similarity
+        bookkeeping["attack/whitebox_tv"] = tv
+    statistics, strongest = summarise(evaluation, data)
     for name, attacker in attackers.items():
-        metrics[f"attack/kept_epoch/{name}"] = float(attacker.kept_epoch)
-        metrics[f"attack/epochs_run/{name}"] = float(attacker.epochs_run)
-        metrics[f"attack/converged/{name}"] = float(attacker.converged)
+        bookkeeping[f"attack/kept_epoch/{name}"] = float(attacker.kept_epoch)
+        bookkeeping[f"attack/epochs_run/{name}"] = float(attacker.epochs_run)
+        bookkeeping[f"attack/converged/{name}"] = float(attacker.converged)
     if strongest == WHITEBOX:
         reconstructions = whitebox_images[: len(gallery)]
     else:
         with torch.no_grad():
             reconstructions = attackers[f"recon/{strongest}"].net(method.release(gallery)).clamp(0, 1)
-    return metrics, reconstructions, {name: attacker.val_scores for name, attacker in attackers.items()}
+    return statistics, bookkeeping, reconstructions, {name: attacker.val_scores for name, attacker in attackers.items()}
 
 
 def run_attack_suite(method: Method, data: AttackData, cfg: AttackConfig, seed: int) -> AttackReport:
     """Freeze `method`, train the suite on `data.attacker` (to convergence on
     `data.selection`, see the module docstring), evaluate on `data.test`; again at each of
-    `cfg.release_ratios` (suffixed metrics)."""
+    `cfg.release_ratios` (suffixed metrics). Every final metric comes with its test-set
+    bootstrap interval (`trainables.bootstrap`), the ratios' resampled jointly with the rest."""
     check_release_ratios(type(method), cfg)
     method.eval()
     method.requires_grad_(False)
     gallery = data.test.images_at(slice(0, cfg.gallery))
-    metrics, reconstructions, curves = _attack_once(method, data, cfg, seed, gallery)
+    statistics, metrics, reconstructions, curves = _attack_once(method, data, cfg, seed, gallery)
     for ratio in cfg.release_ratios or []:
         context = method.at_release_ratio(ratio)
         if context is None:
             raise InputError(f"attacks.release_ratios: {type(method).__name__} cannot be released at R={ratio}.")
         with context:
-            at_ratio, _, _ = _attack_once(method, data, cfg, seed, gallery)
-        metrics.update({f"{key}{ratio_suffix(ratio)}": value for key, value in at_ratio.items()})
+            at_ratio, bookkeeping, _, _ = _attack_once(method, data, cfg, seed, gallery)
+        statistics.update({f"{key}{ratio_suffix(ratio)}": value for key, value in at_ratio.items()})
+        metrics.update({f"{key}{ratio_suffix(ratio)}": value for key, value in bookkeeping.items()})
+    metrics.update(point_values(statistics))
+    metrics.update(bootstrap_intervals(statistics, cfg.bootstrap, seed))
     return AttackReport(metrics, gallery.contiguous().cpu(), reconstructions.detach().contiguous().cpu(), curves)

@@ -1,0 +1,111 @@
+"""What the analysis knows of each number's noise: the 95 % test-set bootstrap interval the
+trainable logs beside every final metric (`<key>:ci95_lo`, `<key>:ci95_hi`; see
+`trainables.bootstrap`). Runs from before intervals existed have none: NaN here, and every
+judgement below says "unknown" for them rather than guessing.
+
+- `interval(table, metric)`: (low, high) per row.
+- `statistically_tied(table, objectives)`: per row, the first other trial that could
+  dominate it within the intervals: on every objective the other's favourable interval end
+  is at least as good as this row's unfavourable end (their intervals overlap, or the other
+  is plainly better). A front point with such a neighbour is on the front as far as the test
+  set can tell only by the luck of the draw: "statistically tied".
+- `hypervolume_differences(table, objectives, reference)`: for each pair of methods, the
+  95 % interval of HV(a) - HV(b) over 1,000 redraws in which every trial's objectives are
+  drawn from a normal with its interval's SD (width / 3.92), independently across trials.
+  The trials share one test set, so their errors are positively correlated and independent
+  redraws overstate the noise of a difference: a pair called "differs" differs at least
+  this clearly. A pair whose interval holds 0 is "tied".
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from analysis.objectives import Objective, ObjectivesLike, parse_objectives
+from analysis.pareto import as_table, objective_values, resolve_reference, values_hypervolume
+from analysis.strength import column
+from trainables.schema import INTERVAL_HIGH, INTERVAL_LOW
+
+LOW, HIGH = INTERVAL_LOW, INTERVAL_HIGH
+NORMAL_WIDTH = 2 * 1.959964
+
+
+def interval(table: pa.Table, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    return column(table, metric + LOW), column(table, metric + HIGH)
+
+
+def has_intervals(table: pa.Table, objectives: ObjectivesLike) -> bool:
+    return any(metric_interval_present(table, o.metric) for o in parse_objectives(objectives))
+
+
+def metric_interval_present(table: pa.Table, metric: str) -> bool:
+    return metric + LOW in table.column_names and metric + HIGH in table.column_names
+
+
+def _ends(table: pa.Table, objective: Objective) -> tuple[np.ndarray, np.ndarray]:
+    """(favourable, unfavourable) interval ends in the objective's orientation."""
+    low, high = interval(table, objective.metric)
+    return (high, low) if objective.maximise else (low, high)
+
+
+def statistically_tied(table: Any, objectives: ObjectivesLike) -> list[int | None]:
+    """Per row: the index of one other row that could dominate it within the intervals, or
+    None (clear, or no interval to judge by; see `has_intervals`)."""
+    table = as_table(table)
+    objectives = parse_objectives(objectives)
+    values = objective_values(table, objectives)
+    valid = np.all(np.isfinite(values), axis=1)
+    ends = [_ends(table, o) for o in objectives]
+    could_beat = np.ones((table.num_rows, table.num_rows), dtype=bool)  # [row, other]
+    for objective, (favourable, unfavourable) in zip(objectives, ends, strict=True):
+        if not (np.isfinite(favourable).any() and np.isfinite(unfavourable).any()):
+            return [None] * table.num_rows
+        if objective.maximise:
+            could_beat &= favourable[None, :] >= unfavourable[:, None]
+        else:
+            could_beat &= favourable[None, :] <= unfavourable[:, None]
+    np.fill_diagonal(could_beat, False)
+    could_beat &= valid[None, :] & valid[:, None]
+    tied = []
+    for row in range(table.num_rows):
+        others = np.flatnonzero(could_beat[row])
+        tied.append(int(others[0]) if others.size else None)
+    return tied
+
+
+def hypervolume_differences(
+    table: Any, objectives: ObjectivesLike, reference: Any = None, *, resamples: int = 1000, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Per pair of methods (sorted): the observed HV difference, its 95 % interval and
+    whether the two differ beyond it (None: the trials have no intervals)."""
+    table = as_table(table)
+    objectives = parse_objectives(objectives)
+    point = np.asarray(resolve_reference(table, objectives, reference), dtype=float)
+    values = objective_values(table, objectives)
+    maximise = [o.maximise for o in objectives]
+    sd = np.stack([(interval(table, o.metric)[1] - interval(table, o.metric)[0]) / NORMAL_WIDTH for o in objectives], axis=1)
+    known = np.isfinite(sd).all(axis=1)
+    sd = np.where(np.isfinite(sd), sd, 0.0)
+    valid = np.all(np.isfinite(values), axis=1)
+    methods = np.asarray([str(m) for m in table.column("method").to_pylist()], dtype=object)
+    names = sorted(set(methods[valid].tolist()))
+    rng = np.random.default_rng(seed)
+    draws = {name: np.empty(resamples) for name in names}
+    for index in range(resamples):
+        noisy = values + rng.standard_normal(values.shape) * sd
+        for name in names:
+            rows = valid & (methods == name)
+            draws[name][index] = values_hypervolume(noisy[rows], maximise, point)
+    observed = {name: values_hypervolume(values[valid & (methods == name)], maximise, point) for name in names}
+    pairs = []
+    for a, b in itertools.combinations(names, 2):
+        difference = draws[a] - draws[b]
+        low, high = np.percentile(difference, [2.5, 97.5])
+        judged = bool(known[valid & np.isin(methods, [a, b])].all())
+        pairs.append({"a": a, "b": b, "difference": observed[a] - observed[b], "low": float(low), "high": float(high),
+                      "differ": (not low <= 0.0 <= high) if judged else None})
+    return pairs

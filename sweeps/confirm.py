@@ -1,0 +1,158 @@
+"""`python -m sweeps confirm SPEC [--seeds k] [--front-only] [--resume]`: more seeds for the
+configurations a sweep has run, into the same experiment.
+
+A front drawn through single-seed trials picks the lucky draws (the winner's curse). This
+re-runs each finished configuration of the spec's experiment (with `--front-only`, each one
+on the front of the current seed means) until it has `--seeds` replicates (replicate r runs
+with train.seed + r, as `search.replicates` does), under the same `privsweep.config_id`, as
+a Tune launch of its own kind: `--resume` continues it as `run --resume` continues a sweep,
+and running `confirm` again only runs the replicates still missing. At the end it prints
+each single-seed front configuration's value beside its mean over the seeds, and how many
+stay on the front of the means (`analysis.replicates.confirmation_table`).
+
+The spec and `--set` overrides must be those the sweep ran with: a configuration whose
+config id the spec no longer reproduces is an input error, never a silent new configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from sweeps.spec import SweepSpec
+from trainables.errors import InputError
+from trainables.schema import ASSIGNMENT_TAG, CONFIG_ID_TAG, REPLICATE_TAG
+from trainables.tracking import configuration_id, with_retries
+
+
+def finished_configurations(spec: SweepSpec, uri: str) -> tuple[dict[str, dict], int]:
+    """{config id: {"assignment", "replicates" (done), "method"}} of the experiment's finished
+    trial runs, and the number of finished runs without a config id (from before replicates)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = with_retries(lambda: client.get_experiment_by_name(spec.experiment))
+    if experiment is None:
+        raise InputError(f"confirm: experiment {spec.experiment!r} has no runs in {uri}; run the sweep first "
+                         f"(python -m sweeps run SPEC) with the same spec and --set overrides.")
+    runs, token = [], None
+    while True:
+        page = with_retries(lambda t=token: client.search_runs(
+            [experiment.experiment_id], "tags.`privsweep.role` = 'trial' and attributes.status = 'FINISHED'",
+            max_results=1000, page_token=t))
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    configurations: dict[str, dict] = {}
+    untagged = 0
+    for run in runs:
+        tags = run.data.tags
+        config_id, assignment = tags.get(CONFIG_ID_TAG), tags.get(ASSIGNMENT_TAG)
+        if not config_id or assignment is None:
+            untagged += 1
+            continue
+        entry = configurations.setdefault(config_id, {"assignment": json.loads(assignment), "replicates": set()})
+        entry["replicates"].add(int(tags.get(REPLICATE_TAG, 0)))
+    return configurations, untagged
+
+
+def front_configurations(spec: SweepSpec, uri: str) -> set[str]:
+    """The config ids on the front of the seed means (the spec's objectives)."""
+    from analysis import load_runs, pareto_mask
+
+    grouped = load_runs(spec.experiment, uri, group=True)
+    front = pareto_mask(grouped, [(o.metric, o.mode) for o in spec.objectives])
+    ids = grouped.column("config_id").to_pylist()
+    return {ids[row] for row in range(grouped.num_rows) if front[row] and ids[row]}
+
+
+def plan(spec: SweepSpec, uri: str, seeds: int, front_only: bool) -> list[dict]:
+    """The jobs still to run: {"assignment", "replicates" (missing indices)} per configuration."""
+    configurations, untagged = finished_configurations(spec, uri)
+    if untagged:
+        print(f"confirm: {untagged} finished run(s) have no privsweep.config_id (they predate seed replicates) "
+              "and cannot be confirmed.", file=sys.stderr)
+    if not configurations:
+        raise InputError(f"confirm: experiment {spec.experiment!r} has no finished trial with a configuration id; "
+                         "run the sweep (python -m sweeps run SPEC) first.")
+    chosen = front_configurations(spec, uri) & set(configurations) if front_only else set(configurations)
+    jobs = []
+    for config_id in sorted(chosen):
+        entry = configurations[config_id]
+        reproduced = configuration_id(spec.trial_config(entry["assignment"]).model_dump(mode="json", by_alias=True))
+        if reproduced != config_id:
+            raise InputError(
+                f"confirm: configuration {config_id} ({entry['assignment']}) gives config id {reproduced} under this spec: "
+                "the spec or its --set overrides differ from those the sweep ran with. Pass the same spec and overrides."
+            )
+        missing = sorted(set(range(seeds)) - entry["replicates"])
+        if missing:
+            jobs.append({"assignment": entry["assignment"], "replicates": missing})
+    return jobs
+
+
+def print_confirmation(spec: SweepSpec, uri: str) -> None:
+    from analysis import load_runs
+    from analysis.replicates import confirmation_table
+
+    text, _, _ = confirmation_table(load_runs(spec.experiment, uri), [(o.metric, o.mode) for o in spec.objectives])
+    print(text, file=sys.stderr)
+
+
+def confirm(args) -> int:
+    from ray import tune
+
+    from sweeps.launcher import (
+        Launch,
+        check_objectives,
+        init_ray,
+        load_sweep_data,
+        new_launch,
+        restored_tuner,
+        run_launch,
+        trainable_of,
+        tune_run_config,
+    )
+    from sweeps.spec import load_spec
+    from sweeps.tracking import reopen_parent_run, tracking_uri
+    from trainables.tune_trainable import run_confirm_trial
+
+    if args.seeds < 1:
+        raise InputError(f"--seeds: need at least 1 seed per configuration; got {args.seeds}.")
+    spec = load_spec(args.spec, args.set, args.smoke)
+    check_objectives(spec)
+    uri = tracking_uri(spec)
+    if args.resume:
+        current = Launch.latest_unfinished(spec.experiment, kind="confirm")
+        jobs = None
+    else:
+        jobs = plan(spec, uri, args.seeds, args.front_only)
+        if not jobs:
+            print(f"confirm: every chosen configuration already has {args.seeds} finished seed(s).", file=sys.stderr)
+            print_confirmation(spec, uri)
+            return 0
+    dataset = load_sweep_data(spec)
+    init_ray(spec)
+    if args.resume:
+        reopen_parent_run(current.tracking_uri, current.parent_run_id)
+    else:
+        current = new_launch(spec, kind="confirm")
+    trainable = trainable_of(run_confirm_trial, spec, current, dataset)
+    tuner = restored_tuner(current, trainable) if args.resume else None
+    if tuner is None:
+        if jobs is None:
+            raise InputError("confirm --resume: Tune saved nothing to resume in the last confirm launch; run confirm without --resume.")
+        runs = sum(len(job["replicates"]) for job in jobs)
+        print(f"confirm launch {current.launch}: {len(jobs)} configuration(s), {runs} new seed run(s), "
+              f"{spec.search.max_concurrent} at a time", file=sys.stderr)
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"job": tune.grid_search(jobs)},
+            tune_config=tune.TuneConfig(max_concurrent_trials=spec.search.max_concurrent, reuse_actors=True),
+            run_config=tune_run_config(spec, current, len(jobs)),
+        )
+    code = run_launch(tuner, spec, current, f"python -m sweeps confirm {args.spec} --resume", print_front=False)
+    if code == 0:
+        print_confirmation(spec, uri)
+    return code
