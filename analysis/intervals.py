@@ -12,9 +12,12 @@ judgement below says "unknown" for them rather than guessing.
 - `hypervolume_differences(table, objectives, reference)`: for each pair of methods, the
   95 % interval of HV(a) - HV(b) over 1,000 redraws in which every trial's objectives are
   drawn from a normal with its interval's SD (width / 3.92), independently across trials.
-  The trials share one test set, so their errors are positively correlated and independent
-  redraws overstate the noise of a difference: a pair called "differs" differs at least
-  this clearly. A pair whose interval holds 0 is "tied".
+  Noise inflates a hypervolume (a lucky draw pushes the front out more than an unlucky one
+  pulls it in), the more so for a method with more or noisier trials, so the interval is
+  the basic (pivot) one, 2 d - the redraws' percentiles, centred on the observed
+  difference d. The trials share one test set, so their errors are positively correlated
+  and independent redraws overstate the noise of a difference: a pair called "differs"
+  differs at least this clearly. A pair whose interval holds 0 is "tied".
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from analysis.strength import column
 from trainables.schema import INTERVAL_HIGH, INTERVAL_LOW
 
 LOW, HIGH = INTERVAL_LOW, INTERVAL_HIGH
-NORMAL_WIDTH = 2 * 1.959964
+NORMAL_WIDTH = 2 * 1.959964  # a 95 % normal interval is this many SDs wide
 
 
 def interval(table: pa.Table, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -46,24 +49,27 @@ def metric_interval_present(table: pa.Table, metric: str) -> bool:
     return metric + LOW in table.column_names and metric + HIGH in table.column_names
 
 
-def _ends(table: pa.Table, objective: Objective) -> tuple[np.ndarray, np.ndarray]:
-    """(favourable, unfavourable) interval ends in the objective's orientation."""
+def _ends(table: pa.Table, objective: Objective, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(favourable, unfavourable) interval ends in the objective's orientation; a value
+    without an interval (client/gflops, a run from before intervals) counts as exact."""
     low, high = interval(table, objective.metric)
+    known = np.isfinite(low) & np.isfinite(high)
+    low, high = np.where(known, low, values), np.where(known, high, values)
     return (high, low) if objective.maximise else (low, high)
 
 
 def statistically_tied(table: Any, objectives: ObjectivesLike) -> list[int | None]:
     """Per row: the index of one other row that could dominate it within the intervals, or
-    None (clear, or no interval to judge by; see `has_intervals`)."""
+    None: clear, or no objective has an interval to judge by (`has_intervals`)."""
     table = as_table(table)
     objectives = parse_objectives(objectives)
+    if not has_intervals(table, objectives):
+        return [None] * table.num_rows
     values = objective_values(table, objectives)
     valid = np.all(np.isfinite(values), axis=1)
-    ends = [_ends(table, o) for o in objectives]
     could_beat = np.ones((table.num_rows, table.num_rows), dtype=bool)  # [row, other]
-    for objective, (favourable, unfavourable) in zip(objectives, ends, strict=True):
-        if not (np.isfinite(favourable).any() and np.isfinite(unfavourable).any()):
-            return [None] * table.num_rows
+    for index, objective in enumerate(objectives):
+        favourable, unfavourable = _ends(table, objective, values[:, index])
         if objective.maximise:
             could_beat &= favourable[None, :] >= unfavourable[:, None]
         else:
@@ -103,9 +109,10 @@ def hypervolume_differences(
     observed = {name: values_hypervolume(values[valid & (methods == name)], maximise, point) for name in names}
     pairs = []
     for a, b in itertools.combinations(names, 2):
-        difference = draws[a] - draws[b]
-        low, high = np.percentile(difference, [2.5, 97.5])
+        observed_difference = observed[a] - observed[b]
+        upper_draw, lower_draw = np.percentile(draws[a] - draws[b], [97.5, 2.5])
+        low, high = 2 * observed_difference - upper_draw, 2 * observed_difference - lower_draw
         judged = bool(known[valid & np.isin(methods, [a, b])].all())
-        pairs.append({"a": a, "b": b, "difference": observed[a] - observed[b], "low": float(low), "high": float(high),
+        pairs.append({"a": a, "b": b, "difference": observed_difference, "low": float(low), "high": float(high),
                       "differ": (not low <= 0.0 <= high) if judged else None})
     return pairs

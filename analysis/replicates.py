@@ -5,7 +5,8 @@ MLflow child run per seed, all with the same `config_id`. `group_replicates` tur
 table into one row per configuration (runs without a `config_id`, from before replicates,
 stay rows of their own):
 
-- every metric is the mean over the configuration's seeds; `seeds` counts them and
+- every metric is the mean over the configuration's seeds (a seed run twice counts once,
+  by its latest run); `seeds` counts them and
   `run_ids` lists their runs (comma-separated; `run_id` is the first seed's);
 - `<metric>:seed_sd` is the across-seed standard deviation (NaN for one seed);
 - `<metric>:ci95_lo/hi` is the 95 % interval of the mean. The seeds share one test set,
@@ -33,13 +34,14 @@ from analysis.labels import describe_params, swept_params
 from analysis.objectives import ObjectivesLike, parse_objectives
 from analysis.pareto import as_table, objective_values, pareto_mask
 from analysis.runs import REPLICATE_COLUMNS
+from trainables.schema import is_interval_key
 
 SEED_SD = ":seed_sd"
 SEEDS, RUN_IDS = REPLICATE_COLUMNS
 
 
 def _is_metric(name: str) -> bool:
-    return "/" in name and not name.endswith((LOW, HIGH, SEED_SD))
+    return "/" in name and not is_interval_key(name) and not name.endswith(SEED_SD)
 
 
 def _group_keys(table: pa.Table) -> list[str]:
@@ -68,18 +70,28 @@ def mean_interval(values: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> tu
     return mean, sd, mean - half, mean + half
 
 
+def _latest_per_seed(table: pa.Table, keys: list[str]) -> dict[str, list[int]]:
+    """Rows per configuration, one per replicate: a seed run twice (the same spec launched
+    again without --resume) counts once, by its latest run (the table is in start order)."""
+    replicates = table.column("replicate").to_pylist() if "replicate" in table.column_names else [None] * table.num_rows
+    latest: dict[tuple[str, Any], int] = {}
+    for row, (key, replicate) in enumerate(zip(keys, replicates, strict=True)):
+        latest[(key, replicate if replicate is not None else "0")] = row
+    groups: dict[str, list[int]] = {}
+    for (key, _), row in sorted(latest.items(), key=lambda item: item[1]):
+        groups.setdefault(key, []).append(row)
+    return groups
+
+
 def group_replicates(table: Any) -> pa.Table:
     """One row per configuration (see the module docstring)."""
     table = as_table(table)
-    keys = _group_keys(table)
-    groups: dict[str, list[int]] = {}
-    for row, key in enumerate(keys):
-        groups.setdefault(key, []).append(row)
+    groups = _latest_per_seed(table, _group_keys(table))
     firsts = [rows[0] for rows in groups.values()]
     metrics = [name for name in table.column_names if _is_metric(name)]
     columns: dict[str, Any] = {}
     for name in table.column_names:
-        if not _is_metric(name) and not name.endswith((LOW, HIGH, SEED_SD)):
+        if "/" not in name:
             columns[name] = table.column(name).take(pa.array(firsts, pa.int64()))
     run_ids = table.column("run_id").to_pylist()
     columns[SEEDS] = pa.array([len(rows) for rows in groups.values()], pa.int64())

@@ -25,13 +25,13 @@ import sys
 import time
 from pathlib import Path
 
+from analysis.intervals import NORMAL_WIDTH
 from sweeps.spec import load_spec
 from trainables.bootstrap import interval_keys
 from trainables.trial import Trial
 
 SPEC = Path(__file__).resolve().parent.parent / "sweeps" / "quickstart.yaml"
 METRICS = ("utility/acc", "privacy/leak_acc", "privacy/leak_acc/server_arch", "recon/ssim", "recon/ssim/mirror", "recon/ssim/whitebox")
-NORMAL_WIDTH = 2 * 1.959964  # a 95 % normal interval is this many SDs wide
 
 
 def run_seed(seed: int, overrides: list[str]) -> dict[str, float]:
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| metric | {' | '.join(f'seed {s}' for s in range(args.seeds))} | test-sampling SD | training SD | larger |")
     print(f"|---|{'---|' * args.seeds}---|---|---|")
     for metric in METRICS:
-        if not all(metric in run for run in runs):
+        if not all(metric in run and interval_keys(metric)[0] in run for run in runs):
             continue
         values = [run[metric] for run in runs]
         widths = [run[interval_keys(metric)[1]] - run[interval_keys(metric)[0]] for run in runs]

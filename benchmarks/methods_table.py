@@ -122,6 +122,8 @@ def verdict(weaker: Cell, stronger: Cell) -> str:
     """Does the stronger setting leak less, beyond the noise?"""
     _, weak_low, weak_high = interval(weaker, LEAK)
     _, strong_low, strong_high = interval(stronger, LEAK)
+    if not all(math.isfinite(v) for v in (weak_low, weak_high, strong_low, strong_high)):
+        return "unknown"
     if strong_high < weak_low:
         return "monotone"
     if strong_low > weak_high:
@@ -158,7 +160,7 @@ def main() -> int:
         verdicts[method] = verdict(*cells)
         for params, cell in zip((weaker, stronger), cells, strict=True):
             print_row(method, ", ".join(f"{k}={v}" for k, v in params.items()), cell, verdicts[method] if params is stronger else "")
-    for name in ("monotone", "inverted", "tied"):
+    for name in ("monotone", "inverted", "tied", "unknown"):
         print(f"{name}: {', '.join(m for m, v in verdicts.items() if v == name) or 'none'}")
     return 0
 

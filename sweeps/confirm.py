@@ -125,7 +125,6 @@ def confirm(args) -> int:
     uri = tracking_uri(spec)
     if args.resume:
         current = Launch.latest_unfinished(spec.experiment, kind="confirm")
-        jobs = None
     else:
         jobs = plan(spec, uri, args.seeds, args.front_only)
         if not jobs:
@@ -135,19 +134,17 @@ def confirm(args) -> int:
     dataset = load_sweep_data(spec)
     init_ray(spec)
     if args.resume:
+        tuner = restored_tuner(current, trainable_of(run_confirm_trial, spec, current, dataset))
+        if tuner is None:
+            raise InputError("confirm --resume: Tune saved nothing to resume in the last confirm launch; run confirm without --resume.")
         reopen_parent_run(current.tracking_uri, current.parent_run_id)
     else:
         current = new_launch(spec, kind="confirm")
-    trainable = trainable_of(run_confirm_trial, spec, current, dataset)
-    tuner = restored_tuner(current, trainable) if args.resume else None
-    if tuner is None:
-        if jobs is None:
-            raise InputError("confirm --resume: Tune saved nothing to resume in the last confirm launch; run confirm without --resume.")
         runs = sum(len(job["replicates"]) for job in jobs)
         print(f"confirm launch {current.launch}: {len(jobs)} configuration(s), {runs} new seed run(s), "
               f"{spec.search.max_concurrent} at a time", file=sys.stderr)
         tuner = tune.Tuner(
-            trainable,
+            trainable_of(run_confirm_trial, spec, current, dataset),
             param_space={"job": tune.grid_search(jobs)},
             tune_config=tune.TuneConfig(max_concurrent_trials=spec.search.max_concurrent, reuse_actors=True),
             run_config=tune_run_config(spec, current, len(jobs)),

@@ -484,6 +484,9 @@ def test_a_front_point_is_tied_when_another_could_dominate_it_within_the_interva
     assert statistically_tied(narrow, OBJ2) == [None, None]
     no_intervals = table.drop_columns([n for n in table.column_names if ":ci95" in n])
     assert statistically_tied(no_intervals, OBJ2) == [None] * 4
+    exact_leakage = table.drop_columns(["privacy/leak_acc:ci95_lo", "privacy/leak_acc:ci95_hi"])
+    tied = statistically_tied(exact_leakage, OBJ2)  # leakage exact: b (.49) could still beat a (.50), never a b
+    assert tied[0] == 1 and tied[1] is None
 
 
 def test_hypervolume_differences_are_judged_against_the_intervals():
@@ -568,6 +571,10 @@ def test_group_replicates_gives_the_mean_and_the_interval_of_the_mean():
     assert b["seeds"] == 1 and b["privacy/leak_acc:ci95_lo"] == pytest.approx(0.69)  # its own bootstrap interval
     assert b["privacy/leak_acc:seed_sd"] is None or np.isnan(b["privacy/leak_acc:seed_sd"])
     assert rows["r5"]["seeds"] == 1
+    again = replicate_table().to_pylist()
+    again.append({**again[0], "run_id": "r9", "utility/acc": 0.86})  # seed 0 of A launched again
+    a = next(row for row in group_replicates(pa.Table.from_pylist(again)).to_pylist() if row["config_id"] == "A")
+    assert a["seeds"] == 3 and a["run_ids"] == "r2,r3,r9" and a["utility/acc"] == pytest.approx(0.84)
 
 
 def test_confirmation_table_says_which_single_seed_front_points_survive():

@@ -24,12 +24,12 @@ from trainables.bootstrap import (
     Psnr,
     bootstrap_intervals,
     interval_keys,
-    is_interval_key,
     point_values,
     resample_weights,
 )
 from trainables.metric_keys import final_metric_keys
 from trainables.metrics import ImageSimilarity, ms_ssim_settings
+from trainables.schema import is_interval_key
 from trainables.trial import Trial
 
 REPETITIONS = 200

@@ -141,5 +141,26 @@ def test_configuration_id_ignores_the_seed_only():
     assert configuration_id(second.model_dump(mode="json", by_alias=True)) == configuration_id(dumped)
     other = tiny_config(attacks__epochs=config.attacks.epochs + 1).model_dump(mode="json", by_alias=True)
     assert configuration_id(other) != configuration_id(dumped)
+    elsewhere = tiny_config(train__device="cpu", attacks__gallery=2, attacks__bootstrap=500).model_dump(mode="json", by_alias=True)
+    assert configuration_id(elsewhere) == configuration_id(dumped)  # where it ran and what it drew change no result
     mean = replicate_mean([{"utility/acc": 0.8, "only/here": 1.0}, {"utility/acc": 0.6}])
     assert mean == {"utility/acc": pytest.approx(0.7), "privsweep/replicates": 2.0}
+
+
+def test_a_finished_run_stays_finished_when_its_trial_restarts(tmp_path):
+    """A trial restarted after replicate 0 finished must find that run FINISHED, with its
+    results, instead of reopening it as RUNNING and training it again."""
+    from trainables.tracking import TrialRun
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    from mlflow.tracking import MlflowClient
+
+    experiment = MlflowClient(uri).create_experiment("restart", artifact_location=(tmp_path / "artifacts").as_uri())
+    parent = MlflowClient(uri).create_run(experiment).info.run_id
+    first = TrialRun.open(uri, experiment, parent, "t1", "L", "none", "none", {"a": 1}, replicate=0)
+    first.log({"utility/acc": 0.9})
+    first.finish()
+    again = TrialRun.open(uri, experiment, parent, "t1", "L", "none", "none", {"a": 1}, replicate=0)
+    assert again.run_id == first.run_id and again.final_metrics() == {"utility/acc": 0.9}
+    second = TrialRun.open(uri, experiment, parent, "t1", "L", "none", "none", {"a": 1}, replicate=1)
+    assert second.run_id != first.run_id and second.final_metrics() is None

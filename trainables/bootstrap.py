@@ -46,10 +46,6 @@ def interval_keys(key: str) -> tuple[str, str]:
     return f"{key}{INTERVAL_LOW}", f"{key}{INTERVAL_HIGH}"
 
 
-def is_interval_key(key: str) -> bool:
-    return key.endswith((INTERVAL_LOW, INTERVAL_HIGH))
-
-
 def _as_scores(values: Tensor) -> Tensor:
     return values.detach().flatten().to("cpu", torch.float64)
 

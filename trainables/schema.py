@@ -6,6 +6,11 @@ of seed replicates."""
 # an attacker name (so no per-attacker key ends this way), and MLflow allows it in keys.
 INTERVAL_LOW, INTERVAL_HIGH = ":ci95_lo", ":ci95_hi"
 
+
+def is_interval_key(key: str) -> bool:
+    return key.endswith((INTERVAL_LOW, INTERVAL_HIGH))
+
+
 CONFIG_ID_TAG = "privsweep.config_id"  # shared by the seed replicates of one configuration
 REPLICATE_TAG = "privsweep.replicate"  # r: the run used train.seed + r
 ASSIGNMENT_TAG = "privsweep.assignment"  # the searcher's assignment, JSON: what `sweeps confirm` re-runs

@@ -81,12 +81,16 @@ def run_name(method: str, assignment: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
+# Config fields that do not change a trial's results: left out of its configuration id.
+NOT_IN_CONFIGURATION = ("name", "train.seed", "train.device", "dataset.root", "attacks.gallery", "attacks.bootstrap")
+
+
 def configuration_id(config: Mapping[str, Any]) -> str:
-    """What the replicates of one configuration share: the dumped trial config without its
-    seed, hashed (12 hex digits). Any other difference (an attack budget changed with
-    `--set`) is another configuration."""
-    flat = flatten(config)
-    flat.pop("train.seed", None)
+    """What the replicates of one configuration share: the dumped trial config, less its seed
+    and the fields that do not change results (`NOT_IN_CONFIGURATION`), hashed (12 hex
+    digits). Any other difference (an attack budget changed with `--set`) is another
+    configuration."""
+    flat = {key: value for key, value in flatten(config).items() if key not in NOT_IN_CONFIGURATION}
     return hashlib.sha1(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -116,14 +120,17 @@ class TrialRun:
         replicate: int = 0,
         tags: Mapping[str, str] | None = None,
     ) -> TrialRun:
-        """The run of (trial, launch, replicate), created with `tags` if it does not exist."""
+        """The run of (trial, launch, replicate), created with `tags` if it does not exist. A
+        run that finished stays FINISHED (`final_metrics` then returns its results); replicate
+        0 is also a run from before replicates (no replicate tag), so such a launch resumes."""
         client = MlflowClient(tracking_uri)
-        query = (f"tags.`privsweep.trial_id` = '{trial_id}' and tags.`privsweep.launch` = '{launch}' "
-                 f"and tags.`{REPLICATE_TAG}` = '{replicate}'")
-        existing = with_retries(lambda: client.search_runs([experiment_id], query, max_results=1))
+        query = f"tags.`privsweep.trial_id` = '{trial_id}' and tags.`privsweep.launch` = '{launch}'"
+        found = with_retries(lambda: client.search_runs([experiment_id], query, max_results=100))
+        existing = [r for r in found if r.data.tags.get(REPLICATE_TAG, "0") == str(replicate)]
         if existing:
             run = cls(client, existing[0].info.run_id)
-            with_retries(lambda: client.update_run(run.run_id, status="RUNNING"))
+            if existing[0].info.status != "FINISHED":
+                with_retries(lambda: client.update_run(run.run_id, status="RUNNING"))
             return run
         tags = {
             **(tags or {}),

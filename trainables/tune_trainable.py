@@ -15,7 +15,7 @@ continues from its last epoch in the same MLflow run; one restarted after it had
 finished contributes its logged results instead of re-running.
 
 Each epoch's state is first written (atomically) to the launch's
-`trial_state/<trial id>-r<replicate>.pt`
+`trial_state/<trial id>[-r<replicate>].pt`
 (a path that, unlike Tune's per-session trial folder, survives a resume), then logged,
 then reported: a driver killed between those steps loses no epoch, because Tune's
 checkpoint is only registered in its next experiment snapshot while this file is already
@@ -142,8 +142,9 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
         if finished is not None:
             return finished
         trial = Trial(config, dataset)
-        durable = Path(context.state_dir) / f"{trial_id}-r{replicate}.pt"
-        checkpoint_file = f"trial-r{replicate}.pt"
+        suffix = f"-r{replicate}" if replicate else ""  # replicate 0: the names of a launch from before replicates
+        durable = Path(context.state_dir) / f"{trial_id}{suffix}.pt"
+        checkpoint_file = f"trial{suffix}.pt"
         restore_latest(trial, durable, tune.get_checkpoint(), checkpoint_file)
         logged = run.logged_steps(TRAIN_KEY)
         for epoch, metrics in enumerate(trial.history, start=1):
