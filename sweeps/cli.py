@@ -115,6 +115,9 @@ COMMANDS = {"validate": cmd_validate, "trial": cmd_trial, "run": cmd_run, "confi
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # Tune's TensorBoard logger renames every `<key>:ci95_lo` (a colon) with one INFO line per
+    # key; MLflow keeps the real names.
+    logging.getLogger("tensorboardX").setLevel(logging.WARNING)
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:

@@ -132,7 +132,7 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
     trial_id = tune.get_context().get_trial_id()
     shown = {k: v for k, v in assignment.items() if CONDITIONAL_SEPARATOR not in k}
     name = run_name(config.method, shown) + (f" seed={config.train.seed}" if replicate else "")
-    tags = {CONFIG_ID_TAG: config_id, ASSIGNMENT_TAG: json.dumps(assignment, sort_keys=True)}
+    tags = {CONFIG_ID_TAG: config_id, ASSIGNMENT_TAG: json.dumps(assignment)}  # in the searcher's order: run names keep it
     run = TrialRun.open(
         context.tracking_uri, context.experiment_id, context.parent_run_id, trial_id, context.launch,
         config.method, name, flatten(config.model_dump(mode="json", by_alias=True)), replicate=replicate, tags=tags,
