@@ -140,7 +140,7 @@ def pareto_command(args: argparse.Namespace) -> int:
     if not args.no_mlflow:
         parents = log_to_mlflow(table, set(replicate_run_ids(front)), uri, files)
         print(f"Logged {', '.join(f.name for f in files)} to parent run(s) {', '.join(parents) or '(none)'}; "
-              f"tagged {front.num_rows} front run(s) {PARETO_TAG}=true (filter in the MLflow UI: "
+              f"tagged the {len(replicate_run_ids(front))} run(s) of {front.num_rows} front configuration(s) {PARETO_TAG}=true (filter in the MLflow UI: "
               f"tags.`{PARETO_TAG}` = 'true').")
     mask = pareto_mask(table, objectives)
     print(f"Wrote {out}/front.parquet, front.csv, pareto.png, summary.md ({int(mask.sum())} front trials of {table.num_rows}).")

@@ -143,7 +143,7 @@ def _error_bars(ax: Any, table: pa.Table, x_obj: Objective, y_obj: Objective, xs
         drawn |= bool(horizontal.any() or vertical.any())
     if not drawn:
         return []
-    return [Line2D([], [], color="#555555", linewidth=1.5, label="95 % test-set bootstrap interval (each axis)")]
+    return [Line2D([], [], color="#555555", linewidth=1.5, label="95 % interval, each axis (test-set bootstrap; over seeds: of their mean)")]
 
 
 def _title(ax: Any, table: pa.Table, title: str | None, default: str) -> None:

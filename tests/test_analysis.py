@@ -522,7 +522,7 @@ def test_summary_and_plot_show_the_intervals(store):
     assert "| disco | noisy_arl |" in text
     ax = plot_pareto(table, OBJ2).axes[0]
     labels = [item.get_text() for item in ax.get_legend().get_texts()]
-    assert any("bootstrap interval" in label for label in labels)
+    assert any(label.startswith("95 % interval") and "bootstrap" in label for label in labels)
     segments = [c for c in ax.collections if type(c).__name__ == "LineCollection"]
     assert sum(len(c.get_segments()) for c in segments) == 2 * sum(np.isfinite(np.asarray(table.column("privacy/leak_acc").to_pylist(), dtype=float)))
 
