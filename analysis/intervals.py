@@ -1,14 +1,14 @@
 """What the analysis knows of each number's noise: the 95 % test-set bootstrap interval the
 trainable logs beside every final metric (`<key>:ci95_lo`, `<key>:ci95_hi`; see
-`trainables.bootstrap`). Runs from before intervals existed have none: NaN here, and every
-judgement below says "unknown" for them rather than guessing.
+`trainables.bootstrap`). Runs from before intervals existed have none: NaN here.
 
 - `interval(table, metric)`: (low, high) per row.
 - `statistically_tied(table, objectives)`: per row, the first other trial that could
   dominate it within the intervals: on every objective the other's favourable interval end
   is at least as good as this row's unfavourable end (their intervals overlap, or the other
   is plainly better). A front point with such a neighbour is on the front as far as the test
-  set can tell only by the luck of the draw: "statistically tied".
+  set can tell only by the luck of the draw: "statistically tied". A value without an
+  interval counts as exact; with no interval on any objective there is no judgement (None).
 - `hypervolume_differences(table, objectives, reference)`: for each pair of methods, the
   95 % interval of HV(a) - HV(b) over 1,000 redraws in which every trial's objectives are
   drawn from a normal with its interval's SD (width / 3.92), independently across trials.
@@ -17,7 +17,8 @@ judgement below says "unknown" for them rather than guessing.
   the basic (pivot) one, 2 d - the redraws' percentiles, centred on the observed
   difference d. The trials share one test set, so their errors are positively correlated
   and independent redraws overstate the noise of a difference: a pair called "differs"
-  differs at least this clearly. A pair whose interval holds 0 is "tied".
+  differs at least this clearly. A pair whose interval holds 0 is "tied"; a pair with a
+  trial without intervals gets no verdict ("unknown").
 """
 
 from __future__ import annotations
@@ -33,20 +34,20 @@ from analysis.pareto import as_table, objective_values, resolve_reference, value
 from analysis.strength import column
 from trainables.schema import INTERVAL_HIGH, INTERVAL_LOW
 
-LOW, HIGH = INTERVAL_LOW, INTERVAL_HIGH
 NORMAL_WIDTH = 2 * 1.959964  # a 95 % normal interval is this many SDs wide
 
 
 def interval(table: pa.Table, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    return column(table, metric + LOW), column(table, metric + HIGH)
+    """(low, high) per row; NaN where a run has none, all NaN when the table has none."""
+    return column(table, metric + INTERVAL_LOW), column(table, metric + INTERVAL_HIGH)
+
+
+def has_interval(table: pa.Table, metric: str) -> bool:
+    return metric + INTERVAL_LOW in table.column_names and metric + INTERVAL_HIGH in table.column_names
 
 
 def has_intervals(table: pa.Table, objectives: ObjectivesLike) -> bool:
-    return any(metric_interval_present(table, o.metric) for o in parse_objectives(objectives))
-
-
-def metric_interval_present(table: pa.Table, metric: str) -> bool:
-    return metric + LOW in table.column_names and metric + HIGH in table.column_names
+    return any(has_interval(table, o.metric) for o in parse_objectives(objectives))
 
 
 def _ends(table: pa.Table, objective: Objective, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +94,7 @@ def hypervolume_differences(
     point = np.asarray(resolve_reference(table, objectives, reference), dtype=float)
     values = objective_values(table, objectives)
     maximise = [o.maximise for o in objectives]
-    sd = np.stack([(interval(table, o.metric)[1] - interval(table, o.metric)[0]) / NORMAL_WIDTH for o in objectives], axis=1)
+    sd = np.stack([(high - low) / NORMAL_WIDTH for low, high in (interval(table, o.metric) for o in objectives)], axis=1)
     known = np.isfinite(sd).all(axis=1)
     sd = np.where(np.isfinite(sd), sd, 0.0)
     valid = np.all(np.isfinite(values), axis=1)

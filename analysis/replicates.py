@@ -29,12 +29,13 @@ import numpy as np
 import pyarrow as pa
 from scipy import stats
 
-from analysis.intervals import HIGH, LOW
+from analysis.intervals import has_interval, interval
 from analysis.labels import describe_params, swept_params
 from analysis.objectives import ObjectivesLike, parse_objectives
 from analysis.pareto import as_table, objective_values, pareto_mask
 from analysis.runs import REPLICATE_COLUMNS
-from trainables.schema import is_interval_key
+from analysis.strength import column
+from trainables.schema import INTERVAL_HIGH, INTERVAL_LOW, is_interval_key
 
 SEED_SD = ":seed_sd"
 SEEDS, RUN_IDS = REPLICATE_COLUMNS
@@ -48,10 +49,6 @@ def _group_keys(table: pa.Table) -> list[str]:
     ids = table.column("config_id").to_pylist() if "config_id" in table.column_names else [None] * table.num_rows
     run_ids = table.column("run_id").to_pylist()
     return [config or f"run:{run}" for config, run in zip(ids, run_ids, strict=True)]
-
-
-def _as_floats(table: pa.Table, name: str) -> np.ndarray:
-    return np.asarray([np.nan if v is None else float(v) for v in table.column(name).to_pylist()], dtype=float)
 
 
 def mean_interval(values: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> tuple[float, float, float, float]:
@@ -97,10 +94,8 @@ def group_replicates(table: Any) -> pa.Table:
     columns[SEEDS] = pa.array([len(rows) for rows in groups.values()], pa.int64())
     columns[RUN_IDS] = pa.array([",".join(run_ids[r] for r in rows) for rows in groups.values()], pa.string())
     for name in metrics:
-        values = _as_floats(table, name)
-        has_interval = name + LOW in table.column_names and name + HIGH in table.column_names
-        low = _as_floats(table, name + LOW) if has_interval else np.full(table.num_rows, np.nan)
-        high = _as_floats(table, name + HIGH) if has_interval else np.full(table.num_rows, np.nan)
+        values = column(table, name)
+        low, high = interval(table, name)
         means, sds, lows, highs = [], [], [], []
         for rows in groups.values():
             present = [r for r in rows if math.isfinite(values[r])]
@@ -110,9 +105,9 @@ def group_replicates(table: Any) -> pa.Table:
             lows.append(lo)
             highs.append(hi)
         columns[name] = pa.array(means, pa.float64())
-        if has_interval or any(math.isfinite(v) for v in lows):
-            columns[name + LOW] = pa.array(lows, pa.float64())
-            columns[name + HIGH] = pa.array(highs, pa.float64())
+        if has_interval(table, name) or any(math.isfinite(v) for v in lows):
+            columns[name + INTERVAL_LOW] = pa.array(lows, pa.float64())
+            columns[name + INTERVAL_HIGH] = pa.array(highs, pa.float64())
         if any(math.isfinite(v) for v in sds):
             columns[name + SEED_SD] = pa.array(sds, pa.float64())
     return pa.table(columns).replace_schema_metadata(table.schema.metadata)
@@ -148,7 +143,7 @@ def confirmation_table(table: Any, objectives: ObjectivesLike) -> tuple[str, int
         group = grouped_rows[key]
         cells = []
         for index, objective in enumerate(objectives):
-            mean, lo, hi = group[objective.metric], group.get(objective.metric + LOW), group.get(objective.metric + HIGH)
+            mean, lo, hi = group[objective.metric], group.get(objective.metric + INTERVAL_LOW), group.get(objective.metric + INTERVAL_HIGH)
             shown = f"{mean:.4f}" + (f" [{lo:.4f}, {hi:.4f}]" if lo is not None and hi is not None and math.isfinite(lo) else "")
             cells.append(f"{single_values[row, index]:.4f} | {shown}")
         survives = mean_front[key]

@@ -105,45 +105,42 @@ def summary_markdown(table: Any, objectives: ObjectivesLike = None, reference: A
     order = np.flatnonzero(combined)
     first = objectives[0]
     order = order[np.argsort(values[order, 0] * (-1 if first.maximise else 1), kind="stable")]
-    extras = _strength_columns(table, objectives) + _noise_columns(table, objectives)
+    tied = statistically_tied(table, objectives) if has_intervals(table, objectives) else None
+    extras = _strength_columns(table, objectives) + _noise_columns(table, records, tied)
     lines += ["", "## Combined front", "",
               "| method | " + " | ".join([o.metric for o in objectives] + [name for name, _ in extras]) + " | params | run |",
               "|---|" + "---:|" * (len(objectives) + len(extras)) + "---|---|"]
+    bounds = [interval(table, o.metric) for o in objectives]
     for row in order:
         record = records[row]
-        numbers = " | ".join([_with_interval(table, o.metric, row, values[row, i]) for i, o in enumerate(objectives)]
+        numbers = " | ".join([_with_interval(values[row, i], low[row], high[row]) for i, (low, high) in enumerate(bounds)]
                              + [cells[row] for _, cells in extras])
         lines.append(f"| {record['method']} | {numbers} | {describe_params(record, swept) or '—'} | {record['run_id'][:12]} |")
     lines += _strength_notes(table, objectives, combined, extras)
-    lines += _noise_notes(table, objectives, combined, point)
+    lines += _noise_notes(table, objectives, combined, point, tied)
     return "\n".join(lines) + "\n"
 
 
-def _with_interval(table: pa.Table, metric: str, row: int, value: float) -> str:
-    low, high = (ends[row] for ends in interval(table, metric))
+def _with_interval(value: float, low: float, high: float) -> str:
     return f"{value:.4f} [{low:.4f}, {high:.4f}]" if np.isfinite(low) and np.isfinite(high) else f"{value:.4f}"
 
 
-def _noise_columns(table: pa.Table, objectives) -> list[tuple[str, list[str]]]:
+def _noise_columns(table: pa.Table, records: list[dict[str, Any]], tied: list[int | None] | None) -> list[tuple[str, list[str]]]:
     """Seeds behind each point (replicates grouped), and whether another trial could
-    dominate it within the 95 % intervals."""
+    dominate it within the 95 % intervals (`tied`: None when the runs have no intervals)."""
     columns: list[tuple[str, list[str]]] = []
     if "seeds" in table.column_names and max(table.column("seeds").to_pylist(), default=1) > 1:
         columns.append(("seeds", [str(n) for n in table.column("seeds").to_pylist()]))
-    if not has_intervals(table, objectives):
+    if tied is None:
         return columns
-    records = table.to_pylist()
-    cells = []
-    for other in statistically_tied(table, objectives):
-        cells.append("clear" if other is None else f"tied: {records[other]['method']} {records[other]['run_id'][:8]}")
+    cells = ["clear" if other is None else f"tied: {records[other]['method']} {records[other]['run_id'][:8]}" for other in tied]
     return [*columns, ("within intervals", cells)]
 
 
-def _noise_notes(table: pa.Table, objectives, combined: np.ndarray, point) -> list[str]:
-    if not has_intervals(table, objectives):
+def _noise_notes(table: pa.Table, objectives, combined: np.ndarray, point, tied: list[int | None] | None) -> list[str]:
+    if tied is None:
         return ["", "- No intervals: these runs predate the test-set bootstrap (`<metric>:ci95_lo/hi`); "
                 "differences between points may be noise."]
-    tied = statistically_tied(table, objectives)
     front_tied = sum(tied[row] is not None for row in np.flatnonzero(combined))
     lines = ["", "- Values are point estimates [95 % interval: the test-set bootstrap for one seed; for several seeds, "
              f"that of their mean, `analysis.replicates`]. {front_tied} of {int(combined.sum())} "

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from analysis.errors import AnalysisInputError
 from analysis.objectives import Objective, parse_objectives
 from trainables.schema import CONFIG_ID_TAG, REPLICATE_TAG
+from trainables.tracking import search_all_runs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_COLUMNS = ("experiment", "run_id", "run_name", "parent_run_id", "launch", "method", "status", "start_time",
@@ -91,16 +92,6 @@ def _experiment(client: Any, name: str, uri: str) -> Any:
     return experiment
 
 
-def _search(client: Any, experiment_id: str, filter_string: str) -> list[Any]:
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string, max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
 def _filter(base: str, launch: str | None) -> str:
     if launch is None:
         return base
@@ -158,7 +149,7 @@ def load_runs(
     records: list[dict[str, Any]] = []
     for name in names:
         exp = _experiment(client, name, uri)
-        for run in _search(client, exp.experiment_id, _filter(TRIAL_FILTER, launch)):
+        for run in search_all_runs(client, [exp.experiment_id], _filter(TRIAL_FILTER, launch)):
             if run.info.status not in statuses:
                 continue
             tags = run.data.tags
@@ -260,7 +251,7 @@ def sweep_runs(experiment: str, tracking_uri: str | None = None, launch: str | N
     """The parent (sweep) runs of an experiment, newest first."""
     client, uri = _client(tracking_uri)
     exp = _experiment(client, experiment, uri)
-    runs = _search(client, exp.experiment_id, _filter(SWEEP_FILTER, launch))
+    runs = search_all_runs(client, [exp.experiment_id], _filter(SWEEP_FILTER, launch))
     return sorted(runs, key=lambda r: r.info.start_time or 0, reverse=True)
 
 

@@ -22,11 +22,11 @@ import sys
 from sweeps.spec import SweepSpec
 from trainables.errors import InputError
 from trainables.schema import ASSIGNMENT_TAG, CONFIG_ID_TAG, REPLICATE_TAG
-from trainables.tracking import configuration_id, with_retries
+from trainables.tracking import configuration_id, search_all_runs, with_retries
 
 
 def finished_configurations(spec: SweepSpec, uri: str) -> tuple[dict[str, dict], int]:
-    """{config id: {"assignment", "replicates" (done), "method"}} of the experiment's finished
+    """{config id: {"assignment", "replicates" (done)}} of the experiment's finished
     trial runs, and the number of finished runs without a config id (from before replicates)."""
     from mlflow.tracking import MlflowClient
 
@@ -35,15 +35,7 @@ def finished_configurations(spec: SweepSpec, uri: str) -> tuple[dict[str, dict],
     if experiment is None:
         raise InputError(f"confirm: experiment {spec.experiment!r} has no runs in {uri}; run the sweep first "
                          f"(python -m sweeps run SPEC) with the same spec and --set overrides.")
-    runs, token = [], None
-    while True:
-        page = with_retries(lambda t=token: client.search_runs(
-            [experiment.experiment_id], "tags.`privsweep.role` = 'trial' and attributes.status = 'FINISHED'",
-            max_results=1000, page_token=t))
-        runs.extend(page)
-        token = page.token
-        if not token:
-            break
+    runs = search_all_runs(client, [experiment.experiment_id], "tags.`privsweep.role` = 'trial' and attributes.status = 'FINISHED'")
     configurations: dict[str, dict] = {}
     untagged = 0
     for run in runs:

@@ -58,6 +58,17 @@ def with_retries(call: Callable[[], T], attempts: int = 8) -> T:
     raise AssertionError("unreachable")
 
 
+def search_all_runs(client: MlflowClient, experiment_ids: list[str], filter_string: str) -> list[Any]:
+    """Every run matching `filter_string`, page by page (MLflow returns 1,000 at most a page)."""
+    runs, token = [], None
+    while True:
+        page = with_retries(lambda t=token: client.search_runs(experiment_ids, filter_string, max_results=1000, page_token=t))
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in config.items():
