@@ -4,7 +4,8 @@ leakage above the floor that perfect utility forces.
 
 - `unconverged(table, metric)`: True where the attacker that sets `metric` (the one whose
   per-attacker value equals the aggregate) stopped at the epoch cap
-  (`attack/converged/<attacker>` = 0): that privacy number is a lower bound on the
+  (`attack/converged/<attacker>` = 0; in a table of seed means, below 1: some seed hit
+  it): that privacy number is a lower bound on the
   leakage. The white-box attacker trains nothing and never counts as unconverged; a table
   without convergence columns (runs from before the metric existed) is all False.
 - `PROXY_OF`: the proxy key that sits beside each fresh privacy metric.
@@ -41,7 +42,7 @@ def unconverged(table: pa.Table, metric: str) -> np.ndarray:
         attacker = name.removeprefix(prefix)
         converged = column(table, f"attack/converged/{family}/{attacker}")
         sets_it = column(table, name) == aggregate
-        flags |= sets_it & (converged == 0)
+        flags |= sets_it & (converged < 1)  # a seed mean below 1: some seed hit the cap
     return flags
 
 

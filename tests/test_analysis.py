@@ -596,3 +596,16 @@ def test_confirmation_table_says_which_single_seed_front_points_survive():
     text, survivors, total = confirmation_table(pa.Table.from_pylist(worse), OBJ2)
     assert total == 3 and survivors == 2  # A's seed 0 was lucky: its mean (.733, .70) is dominated by C
     assert "| 0.8000 | 0.7333 [" in text and "| 3 | no |" in text
+
+
+def test_a_configuration_is_a_lower_bound_when_any_seed_hit_the_cap():
+    """Seed means: one of three seeds' strongest attacker hit the cap (converged mean 2/3)."""
+    from analysis.replicates import group_replicates
+    from analysis.strength import unconverged
+
+    rows = [{"run_id": f"r{i}", "run_name": "r", "method": "m", "experiment": "x", "status": "FINISHED",
+             "config_id": "A", "replicate": str(i), "utility/acc": 0.9, "privacy/leak_acc": 0.6,
+             "privacy/leak_acc/mlp": 0.6, "attack/converged/leak/mlp": float(i != 2)} for i in range(3)]
+    grouped = group_replicates(pa.Table.from_pylist(rows))
+    assert grouped.column("attack/converged/leak/mlp").to_pylist() == [pytest.approx(2 / 3)]
+    assert unconverged(grouped, "privacy/leak_acc").tolist() == [True]
