@@ -26,7 +26,13 @@ from analysis.objectives import DEFAULT_OBJECTIVES, Objective, parse_objectives
 from analysis.pareto import objective_values, pareto_front, pareto_mask, resolve_reference
 from analysis.replicates import replicate_run_ids
 from analysis.report import summary_markdown
-from analysis.runs import load_objectives, load_runs, resolve_tracking_uri, save_parquet
+from analysis.runs import (
+    launch_progress,
+    load_objectives,
+    load_runs,
+    resolve_tracking_uri,
+    save_parquet,
+)
 
 T = TypeVar("T")
 PARETO_TAG = "privsweep.pareto"
@@ -116,7 +122,8 @@ def pareto_command(args: argparse.Namespace) -> int:
     front = pareto_front(table, objectives)
     save_parquet(front, out / "front.parquet")
     pacsv.write_csv(front, out / "front.csv")
-    summary = summary_markdown(table, objectives, None if args.reference is None else reference)
+    launches = launch_progress(args.experiment, uri, args.launch)
+    summary = summary_markdown(table, objectives, None if args.reference is None else reference, launches=launches)
     (out / "summary.md").write_text(summary)
 
     from analysis.gallery import plot_gallery

@@ -2,8 +2,8 @@
 
 The launcher's image is a grid: originals in the top row, the strongest decoder's
 reconstructions of the same inputs in the bottom row. The gallery stacks one such image
-per front trial, ordered from most private to least, each titled with the method, the
-objective values and the swept params, so one sees what the privacy numbers mean.
+per front trial, row by row from most private to least, each titled with the method, the
+objective values, its SSIM and the swept params, so one sees what the privacy numbers mean.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from analysis.objectives import ObjectivesLike, parse_objectives
 from analysis.pareto import as_table, objective_values, pareto_mask
 from analysis.plots import axes_objectives
 from analysis.runs import resolve_tracking_uri, table_tracking_uri
+from analysis.strength import SSIM
 
 RECONSTRUCTIONS = "reconstructions.png"
 
@@ -92,13 +93,17 @@ def plot_gallery(
         ax.text(0.5, 0.5, "no trials with finite objective values", ha="center", va="center")
         return fig
     grid = fig.subplots(lines, columns, squeeze=False)
-    axes = [grid[i % lines, i // lines] for i in range(len(rows))]  # down the first column, then the second
+    axes = [grid[i // columns, i % columns] for i in range(len(rows))]  # row by row, the way it reads
     for index in range(len(rows), grid.size):
-        grid[index % lines, index // lines].axis("off")
+        grid[index // columns, index % columns].axis("off")
     for ax, row in zip(axes, rows, strict=True):
         record = records[row]
         picture = load_artifact_image(record["run_id"], uri, artifact)
-        numbers = "  ".join(f"{short_metric(o.metric)}={values[row, i]:.3f}" for i, o in enumerate(objectives))
+        shown = {o.metric: values[row, i] for i, o in enumerate(objectives)}
+        ssim = record.get(SSIM)
+        if SSIM not in shown and ssim is not None and math.isfinite(ssim):  # what the reader sees: how alike
+            shown[SSIM] = ssim
+        numbers = "  ".join(f"{short_metric(metric)}={value:.3f}" for metric, value in shown.items())
         ax.set_title(f"{record.get('method')}  {describe_params(record, swept)}\n{numbers}", fontsize=9, loc="left")
         if picture is None:
             ax.text(0.5, 0.5, f"no {artifact} for run {record['run_id'][:8]}", ha="center", va="center", fontsize=9)
@@ -106,9 +111,7 @@ def plot_gallery(
             ax.set_yticks([])
             continue
         ax.imshow(picture, interpolation="nearest")
-        height = picture.shape[0]
-        ax.set_yticks([height * 0.25, height * 0.75], ["original", "reconstructed"], fontsize=8)
-        ax.set_xticks([])
-    order = "most private first" if len(objectives) >= 2 else ""
-    fig.suptitle(f"Reconstructions at the front ({order}; strongest decoder)", fontsize=11)
+        ax.axis("off")
+    order = "\n(most private first, in reading order)" if len(objectives) >= 2 else ""
+    fig.suptitle(f"Reconstructions at the front: originals above, the strongest attacker's below{order}", fontsize=10)
     return fig

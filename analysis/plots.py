@@ -7,7 +7,9 @@ strength is drawn too: a red cross on a trial whose strongest attacker hit its e
 (its privacy number is a lower bound), a hollow marker joined to a front point where the
 method's own adversary reported a different number (proxy beside fresh), and the leakage
 floor (what perfect utility forces) as a dashed line. Each trial's 95 % test-set bootstrap
-interval is drawn on both axes where the runs logged one (bold on the combined front).
+interval is drawn on both axes where the runs logged one (bold on the combined front), and
+each combined-front point is labelled with its swept values. The axes fit the data; a
+chance rate or floor outside it is noted at the edge it lies beyond, not drawn.
 `plot_pareto_3d`: the same axes with colour = a third objective. `plot_front` picks one.
 Figures are `matplotlib.figure.Figure` objects (no pyplot state): save with `fig.savefig`.
 """
@@ -75,30 +77,74 @@ def _better_corner(ax: Any, x_obj: Objective, y_obj: Objective) -> None:
             fontsize=11, fontweight="bold", color="#2a7f2a")
 
 
-def _chance_lines(ax: Any, table: pa.Table, x_obj: Objective, y_obj: Objective) -> list[Line2D]:
-    handles = []
-    for objective, chance_metric, vertical, label in (
-        (x_obj, "privacy/leak_chance", True, "private-attribute chance (perfect privacy)"),
-        (y_obj, "utility/chance", False, "task chance rate"),
-    ):
-        if not objective.metric.startswith(("privacy/leak_acc", "utility/acc")) or chance_metric not in table.column_names:
+REFERENCE_STYLES = {  # one style per reference line, so the legend tells them apart
+    "privacy/leak_chance": {"color": "#777777", "linestyle": ":", "linewidth": 1.4},
+    "utility/chance": {"color": "#4a6fa5", "linestyle": "-.", "linewidth": 1.2},
+    FLOOR: {"color": "#b03030", "linestyle": "--", "linewidth": 1.2},
+}
+
+
+def _median(table: pa.Table, metric: str) -> float | None:
+    values = column(table, metric)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else None
+
+
+def _limits(values: list[np.ndarray], margin: float = 0.07) -> tuple[float, float] | None:
+    """The data's range, widened by `margin` of it on each side (None without finite data)."""
+    finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.array([])
+    if not finite.size:
+        return None
+    low, high = float(finite.min()), float(finite.max())
+    pad = margin * (high - low) if high > low else max(abs(high) * 0.05, 0.01)
+    return low - pad, high + pad
+
+
+def _reference_lines(ax: Any, table: pa.Table, x_obj: Objective, y_obj: Objective,
+                     x_limits: tuple[float, float] | None, y_limits: tuple[float, float] | None) -> list[Line2D]:
+    """Chance rates and the leakage floor: a line where it falls inside the data's range,
+    else a note at the edge it lies beyond (the axes stay fitted to the data: a chance line
+    far below would squash the front into the top of the plot)."""
+    lines = []
+    if x_obj.metric.startswith("privacy/leak_acc"):
+        lines += [("privacy/leak_chance", True, "private-attribute chance (perfect privacy)"),
+                  (FLOOR, True, "leakage floor (task label alone)")]
+    if y_obj.metric.startswith("utility/acc"):
+        lines.append(("utility/chance", False, "task chance rate"))
+    handles, notes = [], {"left": [], "right": [], "below": [], "above": []}
+    for metric, vertical, label in lines:
+        value, limits = _median(table, metric), x_limits if vertical else y_limits
+        if value is None or limits is None:
             continue
-        values = np.asarray(table.column(chance_metric).to_pylist(), dtype=float)
-        values = values[np.isfinite(values)]
-        if not values.size:
+        style = REFERENCE_STYLES[metric]
+        if limits[0] <= value <= limits[1]:
+            (ax.axvline if vertical else ax.axhline)(value, **style)
+            handles.append(Line2D([], [], label=f"{label}: {value:.2f}", **style))
             continue
-        value = float(np.median(values))
-        style = {"color": "#888888", "linestyle": ":", "linewidth": 1.2}
-        (ax.axvline if vertical else ax.axhline)(value, **style)
-        handles.append(Line2D([], [], label=f"{label}: {value:.2f}", **style))
-    floors = column(table, FLOOR)
-    floors = floors[np.isfinite(floors)]
-    if x_obj.metric.startswith("privacy/leak_acc") and floors.size:
-        value = float(np.median(floors))
-        style = {"color": "#b03030", "linestyle": "--", "linewidth": 1.2}
-        ax.axvline(value, **style)
-        handles.append(Line2D([], [], label=f"leakage floor (task label alone): {value:.2f}", **style))
+        side = ("left" if value < limits[0] else "right") if vertical else ("below" if value < limits[0] else "above")
+        notes[side].append((f"{label.split(' (')[0]} {value:.2f}", style["color"]))
+        handles.append(Line2D([], [], label=f"{label}: {value:.2f}, off the axes ({side})", **style))
+    # Stacked under the "better" label: no trial sits in the corner beyond the front.
+    x, y = (0.03 if not x_obj.maximise else 0.97), (0.97 if y_obj.maximise else 0.03)
+    arrows = {"left": "←", "right": "→", "below": "↓", "above": "↑"}
+    entries = [(f"{arrows[side]} {text}", colour) for side, found in notes.items() for text, colour in found]
+    for index, (text, colour) in enumerate(entries, start=1):
+        ax.text(x, y - 0.055 * index if y > 0.5 else y + 0.055 * index, text, transform=ax.transAxes,
+                ha="left" if x < 0.5 else "right", va="top" if y > 0.5 else "bottom", fontsize=8.5, color=colour)
     return handles
+
+
+def _front_labels(ax: Any, table: pa.Table, xs: np.ndarray, ys: np.ndarray, front: np.ndarray) -> None:
+    """Each combined-front point's swept values (`σ=1.3 λ=0.02 split=2`)."""
+    swept = swept_params(table)
+    if not swept:
+        return
+    records = table.select(swept).to_pylist()
+    for row in np.flatnonzero(front):
+        text = describe_params(records[row], swept)
+        if text:
+            ax.annotate(text, (xs[row], ys[row]), xytext=(6, -10), textcoords="offset points", fontsize=7.5,
+                        color="#222222", zorder=8)
 
 
 def _attack_strength(ax: Any, table: pa.Table, x_obj: Objective, xs: np.ndarray, ys: np.ndarray, valid: np.ndarray,
@@ -208,9 +254,16 @@ def plot_pareto(
                     ha="right", fontsize=10, fontweight="bold", zorder=8)
         handles.append(Line2D([], [], linestyle="none", marker="*", markersize=16, markerfacecolor="#ffd400",
                               markeredgecolor="black", label=f"no defense ({baseline!r})"))
-    handles += _chance_lines(ax, table, x_obj, y_obj)
+    x_low, x_high = interval(table, x_obj.metric)
+    y_low, y_high = interval(table, y_obj.metric)
+    proxy_key = PROXY_OF.get(x_obj.metric)
+    proxies = column(table, proxy_key) if proxy_key else np.full(len(xs), np.nan)
+    x_limits = _limits([xs[valid], x_low[valid], x_high[valid], proxies[valid & combined]])
+    y_limits = _limits([ys[valid], y_low[valid], y_high[valid]])
+    handles += _reference_lines(ax, table, x_obj, y_obj, x_limits, y_limits)
     handles += _error_bars(ax, table, x_obj, y_obj, xs, ys, valid, combined, [colours[m] for m in methods])
     handles += _attack_strength(ax, table, x_obj, xs, ys, valid, combined, [colours[m] for m in methods])
+    _front_labels(ax, table, xs, ys, combined & valid)
     hidden = int((~valid).sum())
     if hidden:
         handles.append(Line2D([], [], linestyle="none", label=f"{hidden} trial(s) without finite values: not shown"))
@@ -218,7 +271,9 @@ def plot_pareto(
     ax.set_xlabel(axis_label(x_obj, "← " if not x_obj.maximise else "→ "), fontsize=11)
     ax.set_ylabel(axis_label(y_obj, "↑ " if y_obj.maximise else "↓ "), fontsize=11)
     ax.grid(True, alpha=0.25)
-    ax.margins(0.07)
+    if x_limits is not None and y_limits is not None:
+        ax.set_xlim(*x_limits)
+        ax.set_ylim(*y_limits)
     _better_corner(ax, x_obj, y_obj)
     _title(ax, table, title, "Privacy–utility Pareto front")
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9,

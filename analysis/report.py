@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import shlex
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from analysis.pareto import (
     pareto_mask,
     resolve_reference,
 )
-from analysis.runs import table_experiments
+from analysis.runs import LaunchProgress, table_experiments
 from analysis.strength import FLOOR, LEAK, PROXY_OF, above_floor, column, unconverged
 
 
@@ -77,8 +78,27 @@ def _cell(value: Any) -> str:
     return format_value(value) if not isinstance(value, float) else f"{value:.3f}"
 
 
-def summary_markdown(table: Any, objectives: ObjectivesLike = None, reference: Any = None, *, title: str | None = None) -> str:
-    """summary.md: objectives and reference, a row per method, then the combined front."""
+def launch_lines(launches: Sequence[LaunchProgress]) -> list[str]:
+    """How much of what the launches planned finished, and each launch that stopped short."""
+    planned = [p for p in launches if p.planned_runs is not None]
+    if not planned:
+        return []
+    lines = [f"{sum(p.finished_runs for p in planned)} of {sum(p.planned_runs for p in planned)} planned runs finished."]
+    for p in launches:
+        if not p.complete:
+            of = f" of {p.planned_runs} planned" if p.planned_runs is not None else ""
+            command = "confirm" if p.kind == "confirm" else "run"
+            lines.append(f"- launch `{p.launch}` ({p.kind}) is {p.status}: {p.finished_runs}{of} runs finished; "
+                         f"continue it with `python -m sweeps {command} SPEC --resume`.")
+    return lines
+
+
+def summary_markdown(
+    table: Any, objectives: ObjectivesLike = None, reference: Any = None, *, title: str | None = None,
+    launches: Sequence[LaunchProgress] = (),
+) -> str:
+    """summary.md: objectives and reference, how much of the `launches` finished, a row per
+    method, then the combined front."""
     table = as_table(table)
     objectives = parse_objectives(objectives)
     point = resolve_reference(table, objectives, reference)
@@ -93,6 +113,7 @@ def summary_markdown(table: Any, objectives: ObjectivesLike = None, reference: A
     note = f" ({int((~valid).sum())} with a missing or NaN objective, on no front)" if (~valid).any() else ""
     lines.append(f"{table.num_rows} trials{note}; {int(combined.sum())} on the combined front; "
                  f"combined hypervolume {hypervolume(table, objectives, point):.4f}.")
+    lines += launch_lines(launches)
     lines += ["", "## Per method", "",
               "| method | trials | front size | on combined front | hypervolume | best Δ | best Δ params | best Δ run |",
               "|---|---:|---:|---:|---:|---:|---|---|"]

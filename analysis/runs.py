@@ -1,6 +1,6 @@
 """MLflow runs of a sweep -> one Arrow table, one row per trial.
 
-Layout read (DESIGN.md, written by the sweep launcher): one experiment per sweep; one parent
+Layout read (docs/design.md, written by the sweep launcher): one experiment per sweep; one parent
 run per launch (`privsweep.role=sweep`, `privsweep.launch`, `privsweep.objectives`); one
 child run per trial (`privsweep.role=trial`, `privsweep.method`, `privsweep.launch`,
 `mlflow.parentRunId`), params = the flattened trial config, metrics = the final metrics.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import pyarrow.parquet as pq
 
 from analysis.errors import AnalysisInputError
 from analysis.objectives import Objective, parse_objectives
-from trainables.schema import CONFIG_ID_TAG, REPLICATE_TAG
+from trainables.schema import CONFIG_ID_TAG, PLANNED_RUNS_TAG, REPLICATE_TAG
 from trainables.tracking import search_all_runs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -264,3 +265,44 @@ def load_objectives(
         if tag:
             return parse_objectives(tag)
     return None
+
+
+@dataclass(frozen=True)
+class LaunchProgress:
+    """One launch of a sweep: its parent run's status, the child runs it set out to finish
+    (None for a launch from before the launcher recorded it) and how many did."""
+
+    experiment: str
+    launch: str
+    kind: str
+    status: str
+    planned_runs: int | None
+    finished_runs: int
+
+    @property
+    def complete(self) -> bool:  # failed trials of a finished launch are failed, not still to run
+        return self.status == "FINISHED"
+
+
+def launch_progress(
+    experiment: str | Sequence[str], tracking_uri: str | None = None, launch: str | None = None
+) -> list[LaunchProgress]:
+    """Every launch of the experiment(s), oldest first (`LaunchProgress`)."""
+    client, uri = _client(tracking_uri)
+    progress = []
+    for name in [experiment] if isinstance(experiment, str) else list(experiment):
+        exp = _experiment(client, name, uri)
+        finished: dict[str, int] = {}
+        for run in search_all_runs(client, [exp.experiment_id], _filter(TRIAL_FILTER, launch) + " and attributes.status = 'FINISHED'"):
+            key = run.data.tags.get("privsweep.launch", "")
+            finished[key] = finished.get(key, 0) + 1
+        parents = sorted(search_all_runs(client, [exp.experiment_id], _filter(SWEEP_FILTER, launch)),
+                         key=lambda r: r.info.start_time or 0)
+        for parent in parents:
+            tags = parent.data.tags
+            planned = tags.get(PLANNED_RUNS_TAG)
+            progress.append(LaunchProgress(
+                exp.name, tags.get("privsweep.launch", ""), tags.get("privsweep.kind", "sweep"), parent.info.status,
+                int(planned) if planned else None, finished.get(tags.get("privsweep.launch", ""), 0),
+            ))
+    return progress

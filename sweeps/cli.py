@@ -1,4 +1,4 @@
-"""Command line: `python -m sweeps validate|trial|run|confirm|ui`.
+"""Command line: `python -m sweeps validate|trial|run|confirm|reference|ui`.
 
 Exit codes: 0 success, 2 invalid input (one paragraph naming the field or file and the
 fix, never a traceback), 1 anything else.
@@ -49,15 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("--seeds", type=int, default=3, help="seeds each configuration should have in all (default 3)")
     confirm.add_argument("--front-only", action="store_true", help="only the configurations on the front of the seed means")
     confirm.add_argument("--resume", action="store_true", help="continue the last interrupted confirm launch")
+    commands.add_parser("reference", help="print the spec reference (docs/spec-reference.md) from the spec models")
     ui = commands.add_parser("ui", help="open the MLflow UI on the default store (127.0.0.1)")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=int, default=5000, help="the UI's port on 127.0.0.1 (default 5000)")
     return parser
 
 
 def cmd_validate(args) -> int:
+    """Every check `run` makes before it starts Ray, except those that need the data files
+    (a cluster spec is validated where its dataset is not)."""
+    from sweeps.launcher import check_objectives
     from sweeps.spec import load_spec
 
     spec = load_spec(args.spec, args.set, args.smoke)
+    check_objectives(spec)
     resolved = spec.model_dump(mode="json", by_alias=True)
     space = spec.space()
     resolved["search_space"] = {
@@ -104,13 +109,21 @@ def cmd_confirm(args) -> int:
     return confirm(args)
 
 
+def cmd_reference(args) -> int:
+    from sweeps.reference import spec_reference
+
+    print(spec_reference(), end="")
+    return 0
+
+
 def cmd_ui(args) -> int:
     from sweeps.tracking import open_ui
 
     return open_ui(args.port)
 
 
-COMMANDS = {"validate": cmd_validate, "trial": cmd_trial, "run": cmd_run, "confirm": cmd_confirm, "ui": cmd_ui}
+COMMANDS = {"validate": cmd_validate, "trial": cmd_trial, "run": cmd_run, "confirm": cmd_confirm,
+            "reference": cmd_reference, "ui": cmd_ui}
 
 
 def main(argv: list[str] | None = None) -> int:

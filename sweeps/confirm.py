@@ -131,8 +131,8 @@ def confirm(args) -> int:
             raise InputError("confirm --resume: Tune saved nothing to resume in the last confirm launch; run confirm without --resume.")
         reopen_parent_run(current.tracking_uri, current.parent_run_id)
     else:
-        current = new_launch(spec, kind="confirm")
         runs = sum(len(job["replicates"]) for job in jobs)
+        current = new_launch(spec, len(jobs), runs, kind="confirm")
         print(f"confirm launch {current.launch}: {len(jobs)} configuration(s), {runs} new seed run(s), "
               f"{spec.search.max_concurrent} at a time", file=sys.stderr)
         tuner = tune.Tuner(

@@ -4,6 +4,11 @@ A launch lives in `<home>/ray_results/<experiment>/<launch>/` with a `launch.jso
 names its MLflow parent run and Optuna study; `--resume` continues the newest unfinished
 launch of the experiment (same folder, parent run and study); without `--resume` every
 run is a new launch in a new folder.
+
+SIGTERM and SIGHUP (a `timeout`, `ray job stop`, a closed terminal) stop a launch the way
+Ctrl-C does: Tune, which catches SIGINT while it fits, stops the running trials and saves
+its state; the launcher then ends their child runs and the parent run as KILLED and prints
+the command that resumes the launch.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -41,6 +48,7 @@ class Launch:
     spec: dict
     status: str = "running"
     kind: str = "sweep"  # or "confirm" (`sweeps confirm`): each resumes only its own kind
+    planned: int = 0  # Tune trials it sets out to finish (0: a launch from before it was recorded)
 
     @property
     def folder(self) -> Path:
@@ -188,15 +196,16 @@ def optuna_storage() -> str:
     return f"sqlite:///{home() / 'optuna.db'}"
 
 
-def new_launch(spec: SweepSpec, kind: str = "sweep") -> Launch:
+def new_launch(spec: SweepSpec, planned: int, planned_runs: int, kind: str = "sweep") -> Launch:
+    """A new launch of `planned` Tune trials, which between them run `planned_runs` child runs."""
     from sweeps.tracking import experiment_id, start_parent_run, tracking_uri
 
     uri = tracking_uri(spec)
     experiment = experiment_id(uri, spec.experiment)
     name = time.strftime("%Y-%m-%d_%H-%M-%S") + "_" + uuid.uuid4().hex[:6]
-    parent = start_parent_run(uri, experiment, spec, name, kind)
+    parent = start_parent_run(uri, experiment, spec, name, kind, planned_runs)
     launch = Launch(name, spec.experiment, experiment, uri, parent, f"{spec.experiment}/{name}",
-                    spec.model_dump(mode="json", by_alias=True), kind=kind)
+                    spec.model_dump(mode="json", by_alias=True), kind=kind, planned=planned)
     launch.save()
     return launch
 
@@ -206,26 +215,35 @@ def summarise(results, spec: SweepSpec, launch: Launch, wall_s: float, with_fron
 
     finished = [r for r in results if r.error is None and r.metrics and r.metrics.get(FINAL_KEY)]
     failed = [r for r in results if r.error is not None]
+    planned = launch.planned or len(results)
     compute_s = sum(r.metrics.get("time_total_s", 0.0) for r in finished)
     concurrency = min(spec.search.max_concurrent, max(len(finished), 1))
     overhead = wall_s / (compute_s / concurrency) if compute_s else math.nan
-    print(f"\n{len(finished)} trial(s) finished, {len(failed)} failed in {wall_s:.0f} s "
+    print(f"\n{len(finished)} of {planned} planned trial(s) finished, {len(failed)} failed in {wall_s:.0f} s "
           f"(overhead: wall / (trial time / concurrency) = {overhead:.2f})", file=sys.stderr)
     if with_front:
         print_front(launch, spec)
-    return {"sweep/finished": len(finished), "sweep/failed": len(failed), "sweep/wall_s": wall_s, "sweep/overhead": overhead}
+    return {"sweep/finished": len(finished), "sweep/failed": len(failed), "sweep/planned": planned,
+            "sweep/wall_s": wall_s, "sweep/overhead": overhead}
 
 
 def print_front(launch: Launch, spec: SweepSpec) -> None:
+    """Print the launch's front and make it the parent run's description in MLflow."""
+    from sweeps.tracking import UI_PORT, describe_parent_run, ui_url
+
     command = f"python -m analysis pareto --experiment {launch.experiment} --tracking-uri {launch.tracking_uri}"
     try:
         from analysis import front_summary, load_runs
 
         table = load_runs(launch.experiment, tracking_uri=launch.tracking_uri, launch=launch.launch, group=True)
-        print(front_summary(table, [(o.metric, o.mode) for o in spec.objectives], with_command=False), file=sys.stderr)
+        text = front_summary(table, [(o.metric, o.mode) for o in spec.objectives], with_command=False)
+        print(text, file=sys.stderr)
+        describe_parent_run(launch.tracking_uri, launch.parent_run_id,
+                            f"{text}\nPlots, summary.md and the gallery of the whole experiment:\n\n    {command}\n")
     except Exception as error:  # the summary is a convenience; the sweep's results are safe in MLflow
         log.warning("could not summarise the front: %s", error)
-    print(f"MLflow: {launch.tracking_uri} (experiment {launch.experiment!r}); UI: python -m sweeps ui", file=sys.stderr)
+    print(f"MLflow: {launch.tracking_uri} (experiment {launch.experiment!r}); UI: python -m sweeps ui, then "
+          f"{ui_url(UI_PORT, launch.experiment_id)}", file=sys.stderr)
     print(f"Plot the front: {command}", file=sys.stderr)
 
 
@@ -243,6 +261,7 @@ def launch(args) -> int:
         num_samples = min(num_samples, grid_size(space))
     if args.resume:
         current = Launch.latest_unfinished(spec.experiment)
+        current.planned = current.planned or num_samples
         reopen_parent_run(current.tracking_uri, current.parent_run_id)
     else:
         from sweeps.tracking import experiment_id, tracking_uri
@@ -250,31 +269,68 @@ def launch(args) -> int:
         experiment_id(tracking_uri(spec), spec.experiment)  # a dead remote server fails here, before Ray starts
     dataset = load_sweep_data(spec)
     init_ray(spec)
-    current = current if args.resume else new_launch(spec)
+    current = current if args.resume else new_launch(spec, num_samples, num_samples * spec.search.replicates)
     print(f"launch {current.launch}: {num_samples} trial(s), {spec.search.max_concurrent} at a time, "
           f"folder {current.folder}", file=sys.stderr)
     tuner = build_tuner(spec, space, current, dataset, num_samples, args.resume)
     return run_launch(tuner, spec, current, f"python -m sweeps run {args.spec} --resume")
 
 
+class StopSignals:
+    """While active, SIGTERM and SIGHUP act as Ctrl-C (SIGINT), which Tune handles during
+    `fit` by stopping its trials and saving its state; `received` is the first signal."""
+
+    FORWARDED = (signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self):
+        self.received: int | None = None
+        self.previous: dict[int, object] = {}
+
+    def on_signal(self, signum, frame) -> None:
+        self.received = self.received or signum
+        signal.raise_signal(signal.SIGINT)
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live there only
+            self.previous = {s: signal.signal(s, self.on_signal) for s in self.FORWARDED}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.received or signal.SIGINT)
+
+
 def run_launch(tuner, spec: SweepSpec, current: Launch, resume_command: str, print_front: bool = True) -> int:
-    """Fit the launch's Tuner, summarise it and end its parent run (FINISHED, or KILLED on
-    Ctrl-C with the command that resumes it, or FAILED)."""
-    from sweeps.tracking import end_parent_run
+    """Fit the launch's Tuner, summarise it and end its parent run: FINISHED; KILLED, with
+    its unfinished child runs, when a stop signal cut it short (then print the command that
+    resumes it); or FAILED."""
+    from sweeps.tracking import end_parent_run, kill_unfinished_children
 
     start = time.monotonic()
     status = "FAILED"
     metrics: dict[str, float] = {}
-    try:
-        results = tuner.fit()
-        metrics = summarise(results, spec, current, time.monotonic() - start, with_front=print_front)
-        status = "FINISHED"
-        current.status = "finished"
-        current.save()
-        return 0 if metrics["sweep/finished"] > 0 else 1
-    except KeyboardInterrupt:
-        status = "KILLED"
-        print(f"interrupted: continue with `{resume_command}`", file=sys.stderr)
-        return 130
-    finally:
-        end_parent_run(current.tracking_uri, current.parent_run_id, status, metrics)
+    with StopSignals() as stop:
+        try:
+            try:
+                results = tuner.fit()
+                metrics = summarise(results, spec, current, time.monotonic() - start, with_front=print_front)
+            except KeyboardInterrupt:  # a second signal, or one outside Tune's handler
+                metrics = {}
+            if not metrics or metrics["sweep/finished"] + metrics["sweep/failed"] < metrics["sweep/planned"]:
+                status = "KILLED"
+                print(f"interrupted: continue with `{resume_command}`", file=sys.stderr)
+                return stop.exit_code
+            status = "FINISHED"
+            current.status = "finished"
+            current.save()
+            return 0 if metrics["sweep/finished"] > 0 else 1
+        finally:
+            if status != "FINISHED":
+                killed = kill_unfinished_children(current.tracking_uri, current.experiment_id, current.parent_run_id)
+                if killed:
+                    print(f"{killed} unfinished trial run(s) marked KILLED in MLflow; --resume reopens them", file=sys.stderr)
+            end_parent_run(current.tracking_uri, current.parent_run_id, status, metrics)

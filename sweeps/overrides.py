@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import typing
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
 
 from trainables.config import set_path
-from trainables.errors import InputError
+from trainables.errors import InputError, did_you_mean
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
@@ -19,6 +20,19 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             return candidate
     return None
+
+
+def model_at(schema: type[BaseModel], location: Sequence[str | int]) -> type[BaseModel] | None:
+    """The section model at `location` (field names; list indices are skipped), or None
+    inside a free-form mapping (params, dataset.options)."""
+    model: type[BaseModel] | None = schema
+    for part in location:
+        if isinstance(part, int):
+            continue
+        if model is None or part not in model.model_fields:
+            return None
+        model = _model_in(model.model_fields[part].annotation)
+    return model
 
 
 def check_path(schema: type[BaseModel], path: str) -> None:
@@ -30,7 +44,8 @@ def check_path(schema: type[BaseModel], path: str) -> None:
             return  # inside a free-form mapping (params, dataset.options)
         if part not in model.model_fields:
             where = ".".join(walked) or "the spec"
-            raise InputError(f"{path}: no such field; {where} has fields {sorted(model.model_fields)}.")
+            raise InputError(f"{path}: no such field{did_you_mean(part, model.model_fields)}; "
+                             f"{where} has fields {sorted(model.model_fields)}.")
         walked.append(part)
         model = _model_in(model.model_fields[part].annotation)
 

@@ -306,6 +306,44 @@ def test_plots(store, tmp_path):
     gallery.savefig(tmp_path / "g.png")
 
 
+def test_pareto_axes_fit_the_data_and_chance_lines_off_it_are_noted_at_the_edge(store):
+    """The task chance (0.5 here) sits far below every utility (0.65-0.95) and the private
+    chance (0.3) left of every leakage (0.41-0.95): the axes stay fitted to the data, both
+    rates are noted at the edge (not drawn), in different styles, and every combined-front
+    point carries its swept values."""
+    from analysis.plots import REFERENCE_STYLES, plot_pareto
+
+    table = load_runs("synthetic_sweep", store["uri"])
+    table = table.append_column("utility/chance", pa.array([0.5] * table.num_rows, pa.float64()))
+    ax = plot_pareto(table, OBJ2).axes[0]
+    low, high = ax.get_ylim()
+    assert 0.6 < low < 0.65 and 0.95 < high < 1.0
+    assert not [line for line in ax.get_lines() if list(line.get_ydata()) == [0.5, 0.5]]  # no chance line drawn
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert "task chance rate: 0.50, off the axes (below)" in labels
+    assert "↓ task chance rate 0.50" in [text.get_text() for text in ax.texts]
+    assert "private-attribute chance (perfect privacy): 0.30, off the axes (left)" in labels
+    assert 0.3 < ax.get_xlim()[0] < 0.41  # not stretched to the chance rate
+    task, private = REFERENCE_STYLES["utility/chance"], REFERENCE_STYLES["privacy/leak_chance"]
+    assert (task["color"], task["linestyle"]) != (private["color"], private["linestyle"])
+    annotations = [text.get_text() for text in ax.texts if "=" in text.get_text()]
+    assert len(annotations) == len(front_run_ids(store["info"]))
+    assert "λ=0.01 σ=0.5 split=2" in annotations
+
+
+def test_gallery_reads_row_by_row_most_private_first_and_shows_ssim(store):
+    from analysis.gallery import plot_gallery
+
+    table = load_runs("synthetic_sweep", store["uri"])
+    gallery = plot_gallery(table, OBJ2)
+    panels = [ax for ax in gallery.axes if ax.images]
+    positions = [(round(-ax.get_position().y0, 3), round(ax.get_position().x0, 3)) for ax in panels]
+    leakages = [float(ax.get_title(loc="left").split("leak=")[1].split()[0]) for ax in panels]
+    reading = [leak for _, leak in sorted(zip(positions, leakages, strict=True))]
+    assert reading == sorted(leakages)  # in reading order, the most private (least leakage) first
+    assert all("SSIM=" in ax.get_title(loc="left") for ax in panels)
+
+
 def test_interactive_plot(store, tmp_path):
     pytest.importorskip("plotly")
     from analysis.plots import plot_interactive
@@ -346,6 +384,25 @@ def test_cli_writes_outputs_logs_and_tags(store, tmp_path, capsys):
     assert pareto_tagged(uri, info["experiment_id"]) == front_run_ids(info)
     for parent in info["parents"].values():
         assert {"pareto.png", "front.csv", "summary.md"} <= {a.path for a in client.list_artifacts(parent)}
+
+
+def test_summary_says_how_much_of_the_planned_launches_finished(tmp_path, capsys):
+    """A launch records the runs it planned; summary.md counts the finished ones and names
+    a launch that stopped short with the command that continues it."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    info = write_synthetic_sweep(uri, "planned_sweep")
+    client = MlflowClient(uri)
+    client.set_tag(info["parents"]["L1"], "privsweep.planned_runs", "11")  # 10 finished, 1 failed
+    client.set_tag(info["parents"]["L2"], "privsweep.planned_runs", "4")  # 2 finished, 1 running, 1 never started
+    client.set_terminated(info["parents"]["L2"], "KILLED")
+    out = tmp_path / "out"
+    assert main(["pareto", "--experiment", "planned_sweep", "--tracking-uri", uri, "--out", str(out), "--no-mlflow"]) == 0
+    summary = (out / "summary.md").read_text()
+    assert "12 of 15 planned runs finished." in summary
+    assert "launch `L2` (sweep) is KILLED: 2 of 4 planned runs finished; continue it with " \
+           "`python -m sweeps run SPEC --resume`." in summary
+    assert "`L1` (sweep)" not in summary  # it finished; its failed trial is failed, not unfinished
+    capsys.readouterr()
 
 
 def test_cli_objectives_and_launch(store, tmp_path, capsys):

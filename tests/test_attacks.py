@@ -1,4 +1,4 @@
-"""The attack protocol is honest (DESIGN.md, "Evaluation protocol"), and the summary metrics
+"""The attack protocol is honest (docs/design.md, "Evaluation protocol"), and the summary metrics
 are the documented aggregates of the per-attacker ones.
 
 A spy wraps the real `noisy_arl` method and records every `release` call: which split the

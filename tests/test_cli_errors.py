@@ -1,5 +1,5 @@
 """Bad input at the command line: exit code 2, a message naming the field or file, never a
-traceback (DESIGN.md, "Exit codes")."""
+traceback (docs/design.md, "Exit codes")."""
 
 from __future__ import annotations
 
@@ -214,3 +214,35 @@ def test_process_exit_code_is_2_for_missing_data(sweeps_cli, write_spec, tmp_pat
     assert "Traceback" not in result.stderr
     assert str(empty / "MNIST" / "raw") in result.stderr
     assert result.stdout == ""
+
+
+def test_validate_rejects_a_misspelled_objective_as_run_does(capsys, write_spec):
+    raw = {**tiny_raw(), "objectives": [{"metric": "utility/acc", "mode": "max"},
+                                        {"metric": "privacy/leak_accuracy", "mode": "min"}]}
+    fails_with_input_error(capsys, ["validate", str(write_spec(raw))], "objectives[1].metric",
+                           "privacy/leak_accuracy", "did you mean `privacy/leak_acc`?")
+
+
+@pytest.mark.parametrize(("where", "typo", "meant"), [
+    ((), "serach", "search"),
+    (("train",), "epoch", "epochs"),
+    (("attacks", "whitebox"), "stpes", "steps"),
+])
+def test_unknown_spec_key_gets_a_did_you_mean(capsys, write_spec, where, typo, meant):
+    raw = tiny_raw()
+    section = raw
+    for part in where:
+        section = section.setdefault(part, {})
+    section[typo] = 1
+    fails_with_input_error(capsys, ["validate", str(write_spec(raw))], ".".join((*where, typo)),
+                           f"did you mean `{meant}`?")
+
+
+def test_unknown_set_path_gets_a_did_you_mean(capsys, write_spec):
+    fails_with_input_error(capsys, ["validate", str(write_spec()), "--set", "train.ephocs=3"], "train.ephocs",
+                           "did you mean `epochs`?")
+
+
+def test_spec_path_that_is_a_directory_says_so(capsys, tmp_path):
+    (tmp_path / "quickstart.yaml").write_text("name: q\n")
+    fails_with_input_error(capsys, ["validate", str(tmp_path)], "is a directory", "quickstart.yaml")

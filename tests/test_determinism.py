@@ -1,4 +1,4 @@
-"""`seed` fixes everything (DESIGN.md, protocol point 5), and a checkpointed trial ends with
+"""`seed` fixes everything (docs/design.md, protocol point 5), and a checkpointed trial ends with
 the same metrics as an uninterrupted one."""
 
 from __future__ import annotations

@@ -89,7 +89,10 @@ def test_disco_phase2_adversary_gradient_never_reaches_the_client(adversary):
 
 def test_disco_client_trained_in_phase2_gets_only_the_task_gradient():
     # lr 0: the step leaves the weights as they were, so the gradients can be recomputed
-    method = make("disco", {"client_phase2": True}, lr=0.0).train()
+    method = make("disco", {"client_phase2": True}).train()
+    for optimizer in method.optimizers.values():
+        for group in optimizer.param_groups:
+            group["lr"] = 0.0
     enter_phase2(method)
     x, y_task, y_private = batch()
     method.train_step(x, y_task, y_private)
@@ -267,3 +270,13 @@ def test_dp_methods_run_the_whole_backbone_on_the_server_and_clean_training(name
     x, _, _ = batch(4)
     assert torch.equal(method.train().release(x), x)  # clean images in training
     assert not torch.equal(method.eval().release(x), x)  # the mechanism at release
+
+
+def test_disco_trains_at_the_papers_sgd_rate_not_the_shared_adam_rate():
+    """App. A: SGD with momentum at 0.01, whatever train.lr (an Adam rate elsewhere) is."""
+    rates = {optimizer.param_groups[0]["lr"] for optimizer in make("disco", lr=1e-3).optimizers.values()}
+    assert rates == {0.01}
+    assert {o.param_groups[0]["lr"] for o in make("disco", {"lr": 0.05}).optimizers.values()} == {0.05}
+    adam = make("disco", {"optimizer": "adam"}, lr=1e-3)
+    assert {type(o).__name__ for o in adam.optimizers.values()} == {"Adam"}
+    assert {o.param_groups[0]["lr"] for o in adam.optimizers.values()} == {1e-3}

@@ -192,6 +192,20 @@ def test_pp_every_defender_steps_on_detached_features_and_step_three_leaves_them
     assert all(changed_entries(d, snapshot(f)) & param_names(d) for d, f in zip(method.defenders, fresh.defenders, strict=True))
 
 
+def test_pp_defenders_train_at_ten_times_the_model_rate_unless_set_and_take_defender_steps(monkeypatch):
+    """§V-B: defenders at 1e-3, the model at 1e-4; `defender_steps` updates per batch."""
+    method = _pp({"defenders": 2}, lr=1e-4)
+    rates = {name: optimizer.param_groups[0]["lr"] for name, optimizer in method.optimizers.items()}
+    assert rates == {"client": 1e-4, "server": 1e-4, "defender_deconv": pytest.approx(1e-3), "defender_fc": pytest.approx(1e-3)}
+    assert _pp({"defender_lr": 5e-3}, lr=1e-4).optimizers["defender_deconv"].param_groups[0]["lr"] == 5e-3
+    method = _pp({"defenders": 2, "defender_steps": 3})
+    updated = []
+    real_step = pp_module.step
+    monkeypatch.setattr(pp_module, "step", lambda loss, optimizers, *modules: (updated.append(modules), real_step(loss, optimizers, *modules)))
+    method.train_step(*batch())
+    assert updated == [(method.defenders[0],)] * 3 + [(method.defenders[1],)] * 3 + [(method.client, method.server)]
+
+
 @pytest.mark.parametrize("best", [1, 0])
 def test_pp_model_gradient_flows_through_the_best_defender_only(monkeypatch, best):
     method = _pp({"defenders": 3, "lambda": 1.0}, lr=0.0)  # lr 0: gradients can be recomputed after the step

@@ -71,7 +71,7 @@ def test_ray_job_submit_runs_the_smoke_quickstart(local_head, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "succeeded" in result.stdout.lower()
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("quickstart_noisy_arl")
+    experiment = client.get_experiment_by_name("quickstart_noisy_arl/smoke")  # --smoke keeps to its own experiment
     found = client.search_runs([experiment.experiment_id])
     trials = [r for r in found if r.data.tags.get("privsweep.role") == "trial"]
     assert [r.info.status for r in trials] == ["FINISHED", "FINISHED"]

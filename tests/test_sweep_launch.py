@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import optuna
@@ -120,6 +121,51 @@ def test_resume_after_sigkill_finishes_every_trial_once(home, tmp_path):
     assert states.count(optuna.trial.TrialState.COMPLETE) == 6
 
 
+def test_sigterm_ends_unfinished_runs_killed_and_resume_reopens_them(home, tmp_path):
+    """SIGTERM to the driver alone (what `timeout` sends) stops the launch like Ctrl-C: no
+    child run stays RUNNING, the parent is KILLED, the resume command is printed with how
+    many planned trials finished; --resume then finishes the killed runs in place."""
+    spec = write_spec(tmp_path, "stopped", search={"sampler": "random", "num_samples": 4, "max_concurrent": 2, "seed": 0})
+    driver = subprocess.Popen([sys.executable, "-m", "sweeps", "run", str(spec)], cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:  # a trial started after one finished: seconds from its end
+            children = runs(home, "stopped", "trial")
+            ended = [r.info.end_time for r in children if r.info.status == "FINISHED"]
+            if ended and any(r.info.status == "RUNNING" and r.info.start_time > max(ended) for r in children):
+                break
+            assert driver.poll() is None, driver.stderr.read()
+            time.sleep(0.2)
+        else:
+            pytest.fail("no trial started after another finished")
+        driver.send_signal(signal.SIGTERM)
+        stderr = driver.communicate(timeout=120)[1]
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    assert driver.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert f"python -m sweeps run {spec} --resume" in stderr
+    assert "of 4 planned trial(s) finished" in stderr
+    children = runs(home, "stopped", "trial")
+    statuses = [r.info.status for r in children]
+    assert "RUNNING" not in statuses and "KILLED" in statuses, statuses
+    killed = {r.info.run_id for r in children if r.info.status == "KILLED"}
+    [parent] = runs(home, "stopped", "sweep")
+    assert parent.info.status == "KILLED"
+    assert parent.data.tags["privsweep.planned_runs"] == "4"
+
+    result = sweeps("run", str(spec), "--resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "4 of 4 planned trial(s) finished" in result.stderr
+    children = runs(home, "stopped", "trial")
+    assert len(children) == 4 and all(r.info.status == "FINISHED" for r in children)
+    assert killed <= {r.info.run_id for r in children}  # reopened in place, not duplicated
+    [parent] = runs(home, "stopped", "sweep")
+    assert parent.info.status == "FINISHED"
+
+
 def test_failing_trial_is_failed_everywhere_and_the_others_finish(home, tmp_path):
     # alexnet collapses 16x16 images: a bad hyperparameter combination found only at trial time
     # (split 0 exists for every backbone, so the spec itself validates).
@@ -146,10 +192,14 @@ def test_mlflow_layout_of_a_launch(home, tmp_path):
     children = runs(home, "layout", "trial")
     assert len(children) == 2
     assert json.loads(parent.data.tags["privsweep.objectives"])[0] == {"metric": "utility/acc", "mode": "max"}
+    # MLflow 3's model-training view, not its GenAI one; the parent's description is the front
+    assert client(home).get_experiment_by_name("layout").tags["mlflow.experimentKind"] == "custom_model_development"
+    note = parent.data.tags["mlflow.note.content"]
+    assert "| method |" in note and "python -m analysis pareto --experiment layout" in note
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.tags["privsweep.method"] == "noisy_arl"
-        assert child.info.run_name.startswith("noisy_arl σ=")
+        assert child.info.run_name.startswith("σ=") and child.info.run_name.endswith(" · noisy_arl")  # swept values first
         assert float(child.data.params["params.sigma"]) == pytest.approx(float(child.info.run_name.split("σ=")[1].split()[0]), rel=1e-2)
         for key in ("utility/acc", "privacy/leak_acc", "recon/ssim", "client/gflops", "time/train_s"):
             assert key in child.data.metrics
@@ -190,6 +240,31 @@ def test_unreachable_tracking_server_exits_2(home, tmp_path):
     assert not (home / "ray_results").exists()
 
 
+def test_sweeps_ui_prints_its_url_once_it_answers_and_frees_the_port_on_sigterm(home):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ui = subprocess.Popen([sys.executable, "-m", "sweeps", "ui", "--port", str(port)], cwd=REPO,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        for line in ui.stderr:
+            if f"MLflow UI on http://127.0.0.1:{port}" in line:
+                break
+            assert time.monotonic() < deadline and ui.poll() is None, line
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=5) as page:  # answering when printed
+            assert page.status == 200
+        ui.send_signal(signal.SIGTERM)  # to `sweeps ui` alone, not its group
+        assert ui.wait(timeout=60) == 0
+    finally:
+        if ui.poll() is None:
+            os.killpg(ui.pid, signal.SIGKILL)
+    with socket.socket() as s:  # nothing listens there any more (REUSEADDR: the closed connection's TIME_WAIT is fine)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen()
+
+
 def test_smoke_fits_a_gpu_spec_to_this_machine_unless_set_explicitly():
     spec = load_spec(REPO / "sweeps" / "noisy_arl.yaml", smoke=True)
     assert spec.resources.cpu == 1
@@ -201,15 +276,32 @@ def test_smoke_fits_a_gpu_spec_to_this_machine_unless_set_explicitly():
     assert load_spec(REPO / "sweeps" / "adv_recon.yaml", smoke=True).dataset.options["image_size"] == 32  # loader default 64
 
 
+def test_smoke_experiment_is_apart_even_from_an_explicit_experiment():
+    assert load_spec(REPO / "sweeps" / "noisy_arl.yaml").experiment == "noisy_arl_cifar10"
+    assert load_spec(REPO / "sweeps" / "noisy_arl.yaml", smoke=True).experiment == "noisy_arl_cifar10/smoke"
+    named = load_spec(REPO / "sweeps" / "noisy_arl.yaml", ["tracking.experiment=mine"], smoke=True)
+    assert named.experiment == "mine/smoke"
+
+
 @pytest.mark.parametrize("spec", sorted(p.name for p in (REPO / "sweeps").glob("*.yaml")))
-def test_every_shipped_spec_passes_run_smoke(home, tmp_path, spec):
+def test_every_shipped_spec_passes_run_smoke_in_its_own_experiment(home, tmp_path, spec):
+    """Every shipped spec runs with --smoke, and its tiny trials (which look far more private
+    than real ones) land in `<name>/smoke`: the real experiment's front stays as it was."""
+    from analysis import load_runs, pareto_mask
+    from analysis.synthetic import front_run_ids, write_synthetic_sweep
+
     raw = yaml.safe_load((REPO / "sweeps" / spec).read_text())
+    real = write_synthetic_sweep(f"sqlite:///{home / 'mlflow.db'}", raw["name"])
     # Datasets that cannot be downloaded here run on a small folder in their real format.
     root = tmp_path / "dataset"
     overrides = ["--set", f"dataset.root={root}"] if write_smoke_dataset(raw["dataset"]["name"], root) else []
     result = sweeps("run", f"sweeps/{spec}", "--smoke", *overrides)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len([r for r in runs(home, raw["name"], "trial") if r.info.status == "FINISHED"]) == 2
+    assert len([r for r in runs(home, raw["name"] + "/smoke", "trial") if r.info.status == "FINISHED"]) == 2
+    table = load_runs(raw["name"], f"sqlite:///{home / 'mlflow.db'}")
+    front = set(table.filter(pareto_mask(table)).column("run_id").to_pylist())
+    assert front == front_run_ids(real)
+    assert len(runs(home, raw["name"], "trial")) == len(real["trials"])
 
 
 def test_replicates_are_sibling_runs_whose_mean_the_searcher_is_told_and_confirm_adds_seeds(home, tmp_path):

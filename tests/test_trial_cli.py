@@ -15,6 +15,8 @@ from PIL import Image
 
 from sweeps.cli import main
 from sweeps.spec import SMOKE_TRAIN_SIZE
+from trainables.artifacts import RECONSTRUCTIONS_DPI, reconstruction_figure
+from trainables.attacks.suite import AttackReport
 from trainables.config import TrialConfig
 from trainables.metrics import lpips_unavailable_reason
 from trainables.models import SplitArchitecture
@@ -95,13 +97,28 @@ def test_out_folder_holds_the_artifacts(quickstart_run):
         image.load()
         gallery = config.attacks.gallery
         assert gallery > 0
-        # torchvision grid: originals above reconstructions, 28-px tiles with 2-px padding
-        assert image.size == (gallery * 30 + 2, 2 * 30 + 2)
+        # the labelled figure: its width grows with the gallery (0.7 in per image, at least 4.5 in)
+        assert image.size == (round(max(4.5, 0.7 * gallery + 0.7) * RECONSTRUCTIONS_DPI), round(2.4 * RECONSTRUCTIONS_DPI))
 
     state = torch.load(out / "client.pt", weights_only=True)
     client = SplitArchitecture(config.model.backbone, config.model.split, (1, 28, 28)).client()
     client.load_state_dict(state)  # strict: exactly the client network, nothing of the server
     assert all(torch.isfinite(v.float()).all() for v in state.values())
+
+
+def test_the_reconstructions_figure_names_the_attacker_and_each_image_ssim():
+    originals = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    reconstructions = torch.stack([originals[0], torch.zeros(1, 28, 28), originals[2].flip(-1)])
+    report = AttackReport({"recon/ssim": 0.4321}, originals, reconstructions, "whitebox")
+    figure = reconstruction_figure(report)
+    axes = [ax for ax in figure.axes if ax.images]
+    assert len(axes) == 6  # originals above reconstructions
+    rows = sorted({round(ax.get_position().y0, 3) for ax in axes}, reverse=True)
+    top = [ax for ax in axes if round(ax.get_position().y0, 3) == rows[0]]
+    assert top[0].get_ylabel() == "original"
+    labels = [ax.get_xlabel() for ax in axes if round(ax.get_position().y0, 3) == rows[1]]
+    assert labels[0] == "SSIM 1.00" and float(labels[1].split()[1]) < 0.1  # identical, then blank
+    assert "whitebox" in figure._suptitle.get_text() and "0.432" in figure._suptitle.get_text()
 
 
 SPECS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "sweeps").glob("*.yaml"))

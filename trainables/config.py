@@ -17,20 +17,26 @@ class Strict(BaseModel):
 
 
 class DatasetConfig(Strict):
-    name: str
+    name: str = Field(description="dataset registry key (fashion_mnist, colored_fashion_mnist, cifar10, celeba, fairface, mnist, synthetic)")
     task: str = Field(description="attribute the deployed server predicts")
     private: str = Field(description="attribute the adversary tries to leak")
     train_size: int | None = Field(None, ge=1, description="first N of a fixed shuffle of the train split; null = all")
     test_size: int | None = Field(None, ge=1, description="first N of a fixed shuffle of the test split; null = all")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="held out of train for per-epoch validation")
-    root: str | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
+    root: str | None = Field(None, description="folder holding the dataset files; null = $PRIVSWEEP_DATA (default ~/.cache/privsweep/data)")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the dataset's loader, e.g. image_size (CelebA, FairFace) or correlation (colored_fashion_mnist)"
+    )
 
 
 class ModelConfig(Strict):
-    backbone: str = "small_cnn"
-    split: int | str = 2
-    stem: Literal["cifar", "imagenet"] | None = None
+    backbone: str = Field("small_cnn", description="backbone registry key (small_cnn, pp_cnn, resnet18, vgg11/16/19, mobilenet_v2, alexnet)")
+    split: int | str = Field(
+        2, description="where the client ends: 0 = the image itself (nothing on the client), a block number (small_cnn 1-4, resnet18 1-4 = after layer1-4) or a named point (vgg pool1..pool5)"
+    )
+    stem: Literal["cifar", "imagenet"] | None = Field(
+        None, description="resnet18 only: cifar (3x3 conv, no max-pool: for 32 px images) or imagenet (7x7 conv + max-pool); null = the backbone's default"
+    )
 
     @field_validator("split")
     @classmethod
@@ -42,11 +48,11 @@ class ModelConfig(Strict):
 
 
 class TrainConfig(Strict):
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    epochs: int = Field(10, ge=1, description="defense training epochs over the train split")
+    batch_size: int = Field(128, ge=1, description="defense training batch size")
+    lr: float = Field(1e-3, gt=0, description="learning rate of defense training (Adam unless a method says otherwise in its docstring)")
+    seed: int = Field(0, description="seeds data order, initialisation, defense randomness and every attacker: same seed, same CPU metrics")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when this machine has a GPU, else cpu")
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16 autocasts defense training (about 2x on CPUs with AVX512-BF16 and on GPUs); attacks stay fp32"
     )
@@ -89,7 +95,7 @@ class AttackConfig(Strict):
     decoder_min_improvement: float = Field(
         5e-3, ge=0, description="relative validation-MSE reduction that counts as an improvement (decoders)"
     )
-    batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(256, ge=1, description="batch size of the learned attackers and the retrained utility model")
     lr: float | None = Field(
         None, gt=0, description="peak Adam learning rate of every learned attacker; null = each attacker's own measured rate (its registry entry)"
     )
@@ -119,13 +125,15 @@ class AttackConfig(Strict):
 
 
 class TrialConfig(Strict):
-    name: str = "trial"
-    method: str
-    dataset: DatasetConfig
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    params: dict[str, Any] = Field(default_factory=dict)
-    attacks: AttackConfig = Field(default_factory=AttackConfig)
+    name: str = Field("trial", description="the sweep's name: its MLflow experiment unless tracking.experiment is set")
+    method: str = Field(description="method registry key (docs/design.md, Methods), e.g. noisy_arl, disco, none")
+    dataset: DatasetConfig = Field(description="the data, and which attribute is the task and which is private")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="the backbone and where it is split between client and server")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="defense training")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="the method's own hyperparameters (sigma, lambda, rho, ...), validated by the method's params model"
+    )
+    attacks: AttackConfig = Field(default_factory=AttackConfig, description="the attack suite run on the frozen defense, and how its numbers are reported")
 
 
 def set_path(raw: dict, path: str, value: Any) -> None:

@@ -1,10 +1,11 @@
-"""The final metric keys a trial config produces (DESIGN.md), to check objectives up front."""
+"""The final metric keys a trial config produces (docs/metrics.md), to check objectives up front."""
 
 from __future__ import annotations
 
 from trainables.attacks.suite import ratio_suffix
 from trainables.bootstrap import interval_keys
 from trainables.config import TrialConfig
+from trainables.errors import did_you_mean
 from trainables.metrics import HIGHER_IS_BETTER, lpips_unavailable_reason
 
 BASE_KEYS = (
@@ -43,4 +44,5 @@ def unknown_metric_reason(metric: str, config: TrialConfig) -> str | None:
         )
     if metric.startswith("recon/lpips") and lpips_unavailable_reason():
         return f"{metric} cannot be computed here: {lpips_unavailable_reason()}"
-    return f"{metric} is not a final metric of this spec; final metrics are {sorted(final_metric_keys(config))}"
+    keys = sorted(final_metric_keys(config))
+    return f"{metric} is not a final metric of this spec{did_you_mean(metric, keys)}; final metrics are {keys}"

@@ -1,6 +1,6 @@
 """MLflow from the trial's side: the store location, a retrying client, a trial's child run.
 
-Layout (DESIGN.md): one experiment per sweep name; one parent run per launch
+Layout (docs/design.md): one experiment per sweep name; one parent run per launch
 (`privsweep.role=sweep`); one child run per trial and seed replicate (`mlflow.parentRunId`,
 `privsweep.role=trial`, `privsweep.method`, `privsweep.launch`, `privsweep.trial_id`,
 `privsweep.replicate`), params = the flattened trial config, metrics logged in batches,
@@ -81,15 +81,16 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def run_name(method: str, assignment: Mapping[str, Any]) -> str:
-    """`noisy_arl σ=2.1 λ=0.01 split=3`: the method and its swept values."""
-    parts = [method]
+    """`σ=2.1 λ=0.01 split=3 · noisy_arl`: the swept values first (MLflow's run column cuts a
+    long name at its end, and the method is the same for most runs of an experiment)."""
+    parts = []
     for path, value in assignment.items():
         if path == "method":
             continue
         name = path.rsplit(".", 1)[-1]
         shown = f"{value:.3g}" if isinstance(value, float) else str(value)
         parts.append(f"{GREEK.get(name, name)}={shown}")
-    return " ".join(parts)
+    return " ".join(parts) + f" · {method}" if parts else method
 
 
 # Config fields that do not change a trial's results: left out of its configuration id.

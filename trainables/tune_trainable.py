@@ -131,7 +131,7 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
     config = replicate_config(base, replicate)
     trial_id = tune.get_context().get_trial_id()
     shown = {k: v for k, v in assignment.items() if CONDITIONAL_SEPARATOR not in k}
-    name = run_name(config.method, shown) + (f" seed={config.train.seed}" if replicate else "")
+    name = run_name(config.method, {**shown, **({"train.seed": config.train.seed} if replicate else {})})
     tags = {CONFIG_ID_TAG: config_id, ASSIGNMENT_TAG: json.dumps(assignment)}  # in the searcher's order: run names keep it
     run = TrialRun.open(
         context.tracking_uri, context.experiment_id, context.parent_run_id, trial_id, context.launch,
@@ -167,6 +167,9 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
         run.log(metrics, step=trial.epoch)
         run.finish()
         return metrics
+    except (KeyboardInterrupt, SystemExit):  # Tune stopped the trial (its launch was interrupted): resumable
+        run.finish("KILLED")
+        raise
     except BaseException as error:
         run.fail(error)
         raise

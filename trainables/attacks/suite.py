@@ -1,6 +1,6 @@
 """Attack a frozen defense with the whole suite and evaluate everything on the test split.
 
-The evaluation protocol of DESIGN.md: the obfuscator is frozen; the leakage attackers, the
+The evaluation protocol of docs/design.md: the obfuscator is frozen; the leakage attackers, the
 reconstruction decoders and a retrained utility model are trained on released z of the
 attacker data (`attacks.data`: the defense's own train split, the strong attacker who knows
 the training data, or a share of it held out of defense training) and evaluated on the test
@@ -78,6 +78,7 @@ class AttackReport:
     metrics: dict[str, float]
     originals: torch.Tensor  # gallery images from the test split
     reconstructions: torch.Tensor  # the strongest reconstruction attacker's reconstructions of them
+    decoder: str  # that attacker (by recon/ssim)
     # per learned attacker, its validation score after each attack epoch (accuracy, or minus the
     # MSE for decoders): logged as the curves `val/attack/<attacker>` (step = attack epoch)
     curves: dict[str, list[float]] = field(default_factory=dict)
@@ -160,7 +161,7 @@ def evaluate(method: Method, attackers: dict[str, Attacker], test: ReleasedSplit
 
 
 def summarise(evaluation: Evaluation, data: AttackData) -> tuple[dict[str, Statistic], str]:
-    """The DESIGN.md metric keys as statistics of the per-example records; returns them and
+    """The metric keys of docs/metrics.md as statistics of the per-example records; returns them and
     the reconstruction attacker with the best SSIM."""
     task, private = data.names
     task_classes, private_classes = data.classes
@@ -221,11 +222,11 @@ def check_release_ratios(method_cls: type[Method], cfg: AttackConfig) -> None:
 
 def _attack_once(
     method: Method, data: AttackData, cfg: AttackConfig, seed: int, gallery: torch.Tensor
-) -> tuple[dict[str, Statistic], dict[str, float], torch.Tensor, dict[str, list[float]]]:
+) -> tuple[dict[str, Statistic], dict[str, float], torch.Tensor, str, dict[str, list[float]]]:
     """Train a fresh suite on `method.release` as it is now and evaluate it; returns the
     final metrics as statistics, the attackers' bookkeeping metrics (`attack/...`), the
     strongest reconstruction attacker's reconstructions of the `gallery` images (the first
-    test images) and the validation curves."""
+    test images), that attacker's name and the validation curves."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     random = method.release_is_random()
@@ -257,7 +258,8 @@ def _attack_once(
     else:
         with torch.no_grad():
             reconstructions = attackers[f"recon/{strongest}"].net(method.release(gallery)).clamp(0, 1)
-    return statistics, bookkeeping, reconstructions, {name: attacker.val_scores for name, attacker in attackers.items()}
+    curves = {name: attacker.val_scores for name, attacker in attackers.items()}
+    return statistics, bookkeeping, reconstructions, strongest, curves
 
 
 def run_attack_suite(method: Method, data: AttackData, cfg: AttackConfig, seed: int) -> AttackReport:
@@ -269,15 +271,15 @@ def run_attack_suite(method: Method, data: AttackData, cfg: AttackConfig, seed: 
     method.eval()
     method.requires_grad_(False)
     gallery = data.test.images_at(slice(0, cfg.gallery))
-    statistics, metrics, reconstructions, curves = _attack_once(method, data, cfg, seed, gallery)
+    statistics, metrics, reconstructions, decoder, curves = _attack_once(method, data, cfg, seed, gallery)
     for ratio in cfg.release_ratios or []:
         context = method.at_release_ratio(ratio)
         if context is None:
             raise InputError(f"attacks.release_ratios: {type(method).__name__} cannot be released at R={ratio}.")
         with context:
-            at_ratio, bookkeeping, _, _ = _attack_once(method, data, cfg, seed, gallery)
+            at_ratio, bookkeeping, _, _, _ = _attack_once(method, data, cfg, seed, gallery)
         statistics.update({f"{key}{ratio_suffix(ratio)}": value for key, value in at_ratio.items()})
         metrics.update({f"{key}{ratio_suffix(ratio)}": value for key, value in bookkeeping.items()})
     metrics.update(point_values(statistics))
     metrics.update(bootstrap_intervals(statistics, cfg.bootstrap, seed))
-    return AttackReport(metrics, gallery.contiguous().cpu(), reconstructions.detach().contiguous().cpu(), curves)
+    return AttackReport(metrics, gallery.contiguous().cpu(), reconstructions.detach().contiguous().cpu(), decoder, curves)
