@@ -166,6 +166,22 @@ def test_sigterm_ends_unfinished_runs_killed_and_resume_reopens_them(home, tmp_p
     assert parent.info.status == "FINISHED"
 
 
+def test_a_configuration_proposed_again_is_not_trained_again(home, tmp_path):
+    """The searcher proposes the one configuration three times: it trains once (one child
+    run), and the other two trials report that run's results to the searcher."""
+    spec = write_spec(tmp_path, "repeated", search_space={"sigma": {"choice": [0.5]}},
+                      search={"sampler": "random", "num_samples": 3, "max_concurrent": 1, "seed": 0})
+    result = sweeps("run", str(spec))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "3 of 3 planned trial(s) finished" in result.stderr
+    children = runs(home, "repeated", "trial")
+    assert len(children) == 1 and children[0].info.status == "FINISHED"
+    trials = study(home, launch_record(home, "repeated")["study"]).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    told = children[0].data.metrics
+    assert all(t.values == [told["utility/acc"], told["privacy/leak_acc"]] for t in trials)
+
+
 def test_failing_trial_is_failed_everywhere_and_the_others_finish(home, tmp_path):
     # alexnet collapses 16x16 images: a bad hyperparameter combination found only at trial time
     # (split 0 exists for every backbone, so the spec itself validates).

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from trainables.schema import REPLICATE_TAG
+from trainables.schema import CONFIG_ID_TAG, REPLICATE_TAG
 
 T = TypeVar("T")
 
@@ -111,12 +111,33 @@ def to_metrics(values: Mapping[str, float], step: int) -> list[Metric]:
     return [Metric(key, float(value), now, step) for key, value in values.items()]
 
 
+def finished_twin(tracking_uri: str, experiment_id: str, launch: str, config_id: str, seed: int) -> TrialRun | None:
+    """A FINISHED run of the launch (before or after a resume) of the same configuration and
+    seed: its results are what a new run of it would give (a seed fixes everything). Earlier
+    launches do not count: the code may have changed since, and their numbers with it."""
+    client = MlflowClient(tracking_uri)
+    query = (f"tags.`{CONFIG_ID_TAG}` = '{config_id}' and params.`train.seed` = '{seed}' "
+             f"and tags.`privsweep.launch` = '{launch}' and attributes.status = 'FINISHED'")
+    found = with_retries(lambda: client.search_runs([experiment_id], query, max_results=1))
+    return TrialRun(client, found[0].info.run_id, "FINISHED") if found else None
+
+
 class TrialRun:
     """The MLflow child run of one trial; reused when a trial is restarted or resumed."""
 
-    def __init__(self, client: MlflowClient, run_id: str):
+    def __init__(self, client: MlflowClient, run_id: str, status: str = "RUNNING"):
         self.client = client
         self.run_id = run_id
+        self.status = status  # as found; not kept up to date
+
+    @classmethod
+    def find(cls, tracking_uri: str, experiment_id: str, trial_id: str, launch: str, replicate: int = 0) -> TrialRun | None:
+        """The run of (trial, launch, replicate) if there is one (see `open`)."""
+        client = MlflowClient(tracking_uri)
+        query = f"tags.`privsweep.trial_id` = '{trial_id}' and tags.`privsweep.launch` = '{launch}'"
+        found = with_retries(lambda: client.search_runs([experiment_id], query, max_results=100))
+        existing = [r for r in found if r.data.tags.get(REPLICATE_TAG, "0") == str(replicate)]
+        return cls(client, existing[0].info.run_id, existing[0].info.status) if existing else None
 
     @classmethod
     def open(
@@ -136,14 +157,11 @@ class TrialRun:
         run that finished stays FINISHED (`final_metrics` then returns its results); replicate
         0 is also a run from before replicates (no replicate tag), so such a launch resumes."""
         client = MlflowClient(tracking_uri)
-        query = f"tags.`privsweep.trial_id` = '{trial_id}' and tags.`privsweep.launch` = '{launch}'"
-        found = with_retries(lambda: client.search_runs([experiment_id], query, max_results=100))
-        existing = [r for r in found if r.data.tags.get(REPLICATE_TAG, "0") == str(replicate)]
-        if existing:
-            run = cls(client, existing[0].info.run_id)
-            if existing[0].info.status != "FINISHED":
-                with_retries(lambda: client.update_run(run.run_id, status="RUNNING"))
-            return run
+        existing = cls.find(tracking_uri, experiment_id, trial_id, launch, replicate)
+        if existing is not None:
+            if existing.status != "FINISHED":
+                with_retries(lambda: client.update_run(existing.run_id, status="RUNNING"))
+            return existing
         tags = {
             **(tags or {}),
             "mlflow.parentRunId": parent_run_id,

@@ -12,7 +12,12 @@ metrics and artifacts; after the last replicate it reports their mean with
 `privsweep/final = 1`. Every report carries every objective (NaN until the final one), so
 no trial can break the searcher by omitting a key. A replicate restarted from a checkpoint
 continues from its last epoch in the same MLflow run; one restarted after it had already
-finished contributes its logged results instead of re-running.
+finished contributes its logged results instead of re-running. A configuration and seed
+that already finished in this launch (before or after a resume) is not trained again: the
+trial reports that run's results, so the searcher learns them and no second run of it
+enters the front (two trials proposing it at the same moment both train; earlier launches
+do not count, as the code may have changed since). Seed replicates are different seeds,
+so they always run.
 
 Each epoch's state is first written (atomically) to the launch's
 `trial_state/<trial id>[-r<replicate>].pt`
@@ -28,6 +33,7 @@ a resume elsewhere falls back to Tune's checkpoint.)
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
@@ -41,8 +47,10 @@ from trainables.artifacts import write_artifacts
 from trainables.config import CONDITIONAL_SEPARATOR, TrialConfig, with_assignment
 from trainables.data import Dataset
 from trainables.schema import ASSIGNMENT_TAG, CONFIG_ID_TAG
-from trainables.tracking import TrialRun, configuration_id, flatten, run_name
+from trainables.tracking import TrialRun, configuration_id, finished_twin, flatten, run_name
 from trainables.trial import Trial, load_checkpoint
+
+log = logging.getLogger(__name__)
 
 FINAL_KEY = "privsweep/final"
 REPLICATES_KEY = "privsweep/replicates"  # in the final report: how many seeds its mean is over
@@ -133,6 +141,12 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
     shown = {k: v for k, v in assignment.items() if CONDITIONAL_SEPARATOR not in k}
     name = run_name(config.method, {**shown, **({"train.seed": config.train.seed} if replicate else {})})
     tags = {CONFIG_ID_TAG: config_id, ASSIGNMENT_TAG: json.dumps(assignment)}  # in the searcher's order: run names keep it
+    if TrialRun.find(context.tracking_uri, context.experiment_id, trial_id, context.launch, replicate) is None:
+        twin = finished_twin(context.tracking_uri, context.experiment_id, context.launch, config_id, config.train.seed)
+        if twin is not None:  # the searcher proposed a finished configuration again: tell it the stored result
+            log.info("%s (seed %d) already finished in run %s: its results are reused, nothing is trained",
+                     name, config.train.seed, twin.run_id)
+            return twin.final_metrics()
     run = TrialRun.open(
         context.tracking_uri, context.experiment_id, context.parent_run_id, trial_id, context.launch,
         config.method, name, flatten(config.model_dump(mode="json", by_alias=True)), replicate=replicate, tags=tags,
