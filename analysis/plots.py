@@ -140,11 +140,13 @@ def _front_labels(ax: Any, table: pa.Table, xs: np.ndarray, ys: np.ndarray, fron
     if not swept:
         return
     records = table.select(swept).to_pylist()
+    middle = (np.nanmin(xs[front]) + np.nanmax(xs[front])) / 2 if front.any() else 0.0
     for row in np.flatnonzero(front):
         text = describe_params(records[row], swept)
-        if text:
-            ax.annotate(text, (xs[row], ys[row]), xytext=(6, -10), textcoords="offset points", fontsize=7.5,
-                        color="#222222", zorder=8)
+        if text:  # right of the point, or left of it in the right half (so it stays inside the axes)
+            right_half = xs[row] > middle
+            ax.annotate(text, (xs[row], ys[row]), xytext=(-6 if right_half else 6, -10), textcoords="offset points",
+                        ha="right" if right_half else "left", fontsize=7.5, color="#222222", zorder=8)
 
 
 def _attack_strength(ax: Any, table: pa.Table, x_obj: Objective, xs: np.ndarray, ys: np.ndarray, valid: np.ndarray,
