@@ -45,7 +45,7 @@ def sweep(tmp_path_factory):
 
 def test_sweep_prints_the_front_and_where_to_look(sweep):
     _, uri, _, stderr = sweep
-    assert "5 trial(s) finished, 0 failed" in stderr
+    assert "5 of 5 planned trial(s) finished, 0 failed" in stderr
     assert f"python -m analysis pareto --experiment {EXPERIMENT}" in stderr
     assert uri in stderr
 
