@@ -1,6 +1,6 @@
 """`python -m analysis pareto --experiment NAME [--tracking-uri URI] [--out DIR] [--objectives ...]`
 
-Writes front.parquet, front.csv, pareto.png, summary.md (and gallery.png when the runs have
+Writes front.parquet, front.csv, pareto.png, hypervolume.png, summary.md (and gallery.png when the runs have
 reconstructions, pareto.html with --html) to --out, prints the summary, logs pareto.png,
 front.csv and summary.md to the sweep's parent run(s) and tags the combined front's child
 runs `privsweep.pareto=true` (removing the tag from the other trials it read). Seed
@@ -127,11 +127,12 @@ def pareto_command(args: argparse.Namespace) -> int:
     (out / "summary.md").write_text(summary)
 
     from analysis.gallery import plot_gallery
-    from analysis.plots import plot_front, plot_interactive
+    from analysis.plots import plot_front, plot_hypervolume, plot_interactive
 
     figure = plot_front(table, objectives, reference=None if args.reference is None else reference)
     figure.savefig(out / "pareto.png", dpi=150)
-    files = [out / "pareto.png", out / "front.csv", out / "summary.md"]
+    plot_hypervolume(table, objectives, reference=reference).savefig(out / "hypervolume.png", dpi=120)
+    files = [out / "pareto.png", out / "hypervolume.png", out / "front.csv", out / "summary.md"]
     gallery = plot_gallery(table, objectives, tracking_uri=uri)
     if any(ax.images for ax in gallery.axes):
         gallery.savefig(out / "gallery.png", dpi=120)
@@ -150,7 +151,7 @@ def pareto_command(args: argparse.Namespace) -> int:
               f"tagged the {len(replicate_run_ids(front))} run(s) of {front.num_rows} front configuration(s) {PARETO_TAG}=true (filter in the MLflow UI: "
               f"tags.`{PARETO_TAG}` = 'true').")
     mask = pareto_mask(table, objectives)
-    print(f"Wrote {out}/front.parquet, front.csv, pareto.png, summary.md ({int(mask.sum())} front trials of {table.num_rows}).")
+    print(f"Wrote {out}/front.parquet, front.csv, pareto.png, hypervolume.png, summary.md ({int(mask.sum())} front trials of {table.num_rows}).")
     return 0
 
 

@@ -245,3 +245,24 @@ def hypervolumes(
         str(group): hypervolume(table.filter(pa.array(groups == group)), objectives, point)
         for group in sorted({g for g in groups.tolist() if g is not None}, key=str)
     }
+
+
+def hypervolume_curves(
+    table: Any, objectives: ObjectivesLike = None, reference: Any = None, by: str = "method"
+) -> dict[str, np.ndarray]:
+    """Hypervolume after each completed trial, in the table's order (`load_runs`: start
+    time): `"all"` is the combined front's after trials 1..n; each method's entry is its own
+    front's after the same n trials of the sweep (flat while other methods run), all against
+    one reference, so the curves share the axis "trials completed"."""
+    table = as_table(table)
+    objectives = parse_objectives(objectives)
+    point = resolve_reference(table, objectives, reference)
+    values = objective_values(table, objectives)
+    maximise = [o.maximise for o in objectives]
+    groups = _groups(table, by)
+    names = sorted({g for g in groups.tolist() if g is not None}, key=str)
+    curves = {"all": np.array([values_hypervolume(values[: n + 1], maximise, point) for n in range(len(values))])}
+    for name in names:
+        rows = groups == name
+        curves[str(name)] = np.array([values_hypervolume(values[: n + 1][rows[: n + 1]], maximise, point) for n in range(len(values))])
+    return curves

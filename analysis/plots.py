@@ -11,6 +11,8 @@ interval is drawn on both axes where the runs logged one (bold on the combined f
 each combined-front point is labelled with its swept values. The axes fit the data; a
 chance rate or floor outside it is noted at the edge it lies beyond, not drawn.
 `plot_pareto_3d`: the same axes with colour = a third objective. `plot_front` picks one.
+`plot_hypervolume`: hypervolume against trials completed, combined and per method: how fast
+the sweep found its front, and whether it was still finding it at the end.
 Figures are `matplotlib.figure.Figure` objects (no pyplot state): save with `fig.savefig`.
 """
 
@@ -22,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from analysis.intervals import interval
 from analysis.labels import (
@@ -33,7 +36,14 @@ from analysis.labels import (
     swept_params,
 )
 from analysis.objectives import Objective, ObjectivesLike, parse_objectives
-from analysis.pareto import as_table, hypervolumes, objective_values, pareto_mask
+from analysis.pareto import (
+    as_table,
+    hypervolume_curves,
+    hypervolumes,
+    objective_values,
+    pareto_mask,
+    resolve_reference,
+)
 from analysis.runs import table_experiments
 from analysis.strength import FLOOR, PROXY_OF, column, unconverged
 
@@ -355,6 +365,39 @@ def plot_front(table: Any, objectives: ObjectivesLike = None, **kwargs: Any) -> 
         kwargs.pop("reference", None)
         return plot_pareto_3d(table, objectives, **kwargs)
     return plot_pareto(table, objectives, **kwargs)
+
+
+def plot_hypervolume(table: Any, objectives: ObjectivesLike = None, *, reference: Any = None, title: str | None = None,
+                     baseline: str = BASELINE) -> Figure:
+    """Hypervolume (all objectives, one reference point) after each completed trial, in the
+    order the trials started: the combined front thick grey, each method's own front on top."""
+    table = as_table(table)
+    objectives = parse_objectives(objectives)
+    point = resolve_reference(table, objectives, reference)
+    curves = hypervolume_curves(table, objectives, point)
+    # each value holds from its trial to the next; the last one to the right edge
+    trials = np.append(np.arange(1, table.num_rows + 1), table.num_rows + 0.5)
+    fig = Figure(figsize=(9, 5), layout="constrained")
+    ax = fig.add_subplot()
+    methods = [m for m in curves if m != "all"]
+    colours = method_colours(methods)
+    ax.step(trials, np.append(curves["all"], curves["all"][-1:]), where="post", color="0.75", linewidth=5,
+            label=f"combined: {curves['all'][-1]:.3f}", zorder=1)
+    for method in sorted(methods, key=lambda m: (m != baseline, m)):
+        ax.step(trials, np.append(curves[method], curves[method][-1:]), where="post", color=colours[method],
+                linewidth=1.6, label=f"{method}: {curves[method][-1]:.3f}", zorder=2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trials completed (in the order they started)", fontsize=11)
+    ax.set_ylabel("hypervolume (higher is better)", fontsize=11)
+    ax.set_xlim(0.5, max(table.num_rows, 1) + 0.5)
+    ax.grid(True, alpha=0.25)
+    reference_text = ", ".join(f"{o.metric}={p:g}" for o, p in zip(objectives, point, strict=True))
+    _title(ax, table, title, "Hypervolume over trials")
+    ax.text(0.0, -0.16, f"objectives {', '.join(str(o) for o in objectives)}; reference {reference_text}",
+            transform=ax.transAxes, fontsize=8, color="0.35")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9, title="final hypervolume",
+              title_fontsize=9, alignment="left")
+    return fig
 
 
 def plot_interactive(table: Any, objectives: ObjectivesLike = None, path: Any = None) -> Any:

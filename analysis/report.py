@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analysis.controls import control_lines
 from analysis.intervals import has_intervals, hypervolume_differences, interval, statistically_tied
 from analysis.labels import describe_params, format_value, swept_params
 from analysis.objectives import ObjectivesLike, parse_objectives
@@ -98,7 +99,7 @@ def summary_markdown(
     launches: Sequence[LaunchProgress] = (),
 ) -> str:
     """summary.md: objectives and reference, how much of the `launches` finished, a row per
-    method, then the combined front."""
+    method, the combined front, then each method beside its same-budget control."""
     table = as_table(table)
     objectives = parse_objectives(objectives)
     point = resolve_reference(table, objectives, reference)
@@ -139,6 +140,7 @@ def summary_markdown(
         lines.append(f"| {record['method']} | {numbers} | {describe_params(record, swept) or '—'} | {record['run_id'][:12]} |")
     lines += _strength_notes(table, objectives, combined, extras)
     lines += _noise_notes(table, objectives, combined, point, tied)
+    lines += control_lines(table)
     return "\n".join(lines) + "\n"
 
 

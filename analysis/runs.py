@@ -6,7 +6,8 @@ child run per trial (`privsweep.role=trial`, `privsweep.method`, `privsweep.laun
 `mlflow.parentRunId`), params = the flattened trial config, metrics = the final metrics.
 
 Table columns: the run columns in `RUN_COLUMNS` (`config_id` and `replicate`: the seed
-replicates of one configuration share a `config_id`; null for runs from before replicates),
+replicates of one configuration share a `config_id`; null for runs from before replicates;
+`control`: the run's same-budget control as JSON, `analysis.controls`),
 then every param under its dotted key
 (`params.sigma`, `model.split`, ...; values parsed back to int/float/bool where the whole
 column parses), then every final metric under its MLflow key (`utility/acc`, ...; float64,
@@ -30,12 +31,12 @@ import pyarrow.parquet as pq
 
 from analysis.errors import AnalysisInputError
 from analysis.objectives import Objective, parse_objectives
-from trainables.schema import CONFIG_ID_TAG, PLANNED_RUNS_TAG, REPLICATE_TAG
+from trainables.schema import CONFIG_ID_TAG, CONTROL_TAG, PLANNED_RUNS_TAG, REPLICATE_TAG
 from trainables.tracking import search_all_runs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_COLUMNS = ("experiment", "run_id", "run_name", "parent_run_id", "launch", "method", "status", "start_time",
-               "config_id", "replicate")
+               "config_id", "replicate", "control")
 REPLICATE_COLUMNS = ("seeds", "run_ids")  # added by analysis.replicates.group_replicates
 FINISHED = ("FINISHED",)
 FAILED = ("FAILED", "KILLED")
@@ -168,6 +169,7 @@ def load_runs(
                     "start_time": run.info.start_time,
                     "config_id": tags.get(CONFIG_ID_TAG),
                     "replicate": tags.get(REPLICATE_TAG),
+                    "control": tags.get(CONTROL_TAG),
                 },
                 "params": params,
                 "metrics": metrics,

@@ -16,6 +16,12 @@ the point values: "monotone" (the stronger setting's interval lies wholly below 
 weaker's), "inverted" (wholly above) or "tied" (they overlap). Rows are also streamed as
 JSON lines on stderr.
 
+Same-budget controls: a method that declares a `control` (`Method.control`; DISCO:
+`random_pruning`) is also run beside it at each value of the shared knob in
+`CONTROL_SETTINGS` (DISCO at R 0.4 and 0.6, rho 0.1, split 2), one row pair per value, with a
+verdict on leakage and on SSIM by the intervals ("method lower", "control lower", "tied").
+`--controls-only` runs just that table.
+
 The reference is `none` at the method's own release point: split 2 for feature-level
 methods, split "0" (the raw image released, the whole backbone on the server) for the
 image-level ones (`input_noise`, `dp_laplace`, `dp_pixelation`), whose attackers see images.
@@ -61,6 +67,13 @@ SETTINGS: dict[str, tuple[str, dict, dict]] = {
     "adv_recon": ("λ1", {"lambda1": 0.1}, {"lambda1": 10.0}),
     "deep_obfuscator": ("λ1", {"lambda1": 1.0}, {"lambda1": 10.0}),
 }
+
+# method -> (its other params, the shared knob, the knob's values) for the same-budget control
+# table; rho 0.1 is DISCO's setting that weighs privacy most of the two above.
+CONTROL_SETTINGS: dict[str, tuple[dict, str, tuple[float, ...]]] = {
+    "disco": ({"rho": 0.1}, "pruning_ratio", (0.4, 0.6)),
+}
+CONTROL_COLUMNS = ("utility/acc", "privacy/leak_acc", "recon/ssim", "recon/ssim/whitebox", "time/attack_s")
 
 Cell = list[dict[str, float]]  # one metrics dict per seed
 
@@ -118,6 +131,38 @@ def summary(cell: Cell, column: str) -> str:
     return f"{mean:.4f} [{low:.4f}, {high:.4f}]" if math.isfinite(low) else f"{mean:.4f}"
 
 
+def lower_of(method: str, cell: Cell, control: str, control_cell: Cell, column: str) -> str:
+    """Which of the two is lower on `column` beyond the noise (disjoint intervals), or tied."""
+    _, low, high = interval(cell, column)
+    _, control_low, control_high = interval(control_cell, column)
+    if not all(math.isfinite(v) for v in (low, high, control_low, control_high)):
+        return "unknown"
+    if high < control_low:
+        return f"{method} lower"
+    if low > control_high:
+        return f"{control} lower"
+    return "tied"
+
+
+def control_table(methods: list[str], args: argparse.Namespace) -> None:
+    """Each method beside its same-budget control at every value of the shared knob."""
+    print(f"\nsame-budget controls; seeds {args.seeds}; mean [95 % interval of the mean]\n")
+    print("| R | method | " + " | ".join((*CONTROL_COLUMNS, "attackers converged")) + " | leakage | SSIM |")
+    print("|---|---|" + "---|" * (len(CONTROL_COLUMNS) + 3))
+    for method in methods:
+        control = method_class(method).control
+        own, knob, values = CONTROL_SETTINGS[method]
+        for value in values:
+            cell = run_seeds(method, {**own, knob: value}, args)
+            control_cell = run_seeds(control.method, {knob: value}, args)
+            verdicts = [lower_of(method, cell, control.method, control_cell, c) for c in (LEAK, "recon/ssim")]
+            for name, params, seeds in ((method, own, cell), (control.method, {}, control_cell)):
+                shown = ", ".join(f"{k}={v}" for k, v in params.items())
+                cells = [summary(seeds, c) for c in (*CONTROL_COLUMNS, "attackers converged")]
+                tail = " | ".join(verdicts) if name == method else " | "
+                print(f"| {value} | {name}{' (' + shown + ')' if shown else ''} | " + " | ".join(cells) + f" | {tail} |", flush=True)
+
+
 def verdict(weaker: Cell, stronger: Cell) -> str:
     """Does the stronger setting leak less, beyond the noise?"""
     _, weak_low, weak_high = interval(weaker, LEAK)
@@ -144,7 +189,12 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="full train/test splits instead of the 10k/2k slice")
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True, help="run `none` too")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra spec override, e.g. attacks.epochs=5")
+    parser.add_argument("--controls-only", action="store_true", help="only the same-budget control table")
     args = parser.parse_args()
+    with_controls = [m for m in args.methods if m in CONTROL_SETTINGS]
+    if args.controls_only:
+        control_table(with_controls, args)
+        return 0
     splits = {method: release_split(method) for method in args.methods}
     baseline_splits = sorted(set(splits.values()), reverse=True) if args.baseline else []
     baselines = {split: run_seeds("none", {}, args, split) for split in baseline_splits}
@@ -162,6 +212,7 @@ def main() -> int:
             print_row(method, ", ".join(f"{k}={v}" for k, v in params.items()), cell, verdicts[method] if params is stronger else "")
     for name in ("monotone", "inverted", "tied", "unknown"):
         print(f"{name}: {', '.join(m for m, v in verdicts.items() if v == name) or 'none'}")
+    control_table(with_controls, args)
     return 0
 
 

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     _spec_arguments(confirm)
     confirm.add_argument("--seeds", type=int, default=3, help="seeds each configuration should have in all (default 3)")
     confirm.add_argument("--front-only", action="store_true", help="only the configurations on the front of the seed means")
+    confirm.add_argument("--controls", action="store_true",
+                         help="also run each configuration's same-budget control (DISCO: random_pruning at the same R and split)")
     confirm.add_argument("--resume", action="store_true", help="continue the last interrupted confirm launch")
     commands.add_parser("reference", help="print the spec reference (docs/spec-reference.md) from the spec models")
     ui = commands.add_parser("ui", help="open the MLflow UI on the default store (127.0.0.1)")

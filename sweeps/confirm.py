@@ -10,6 +10,13 @@ and running `confirm` again only runs the replicates still missing. At the end i
 each single-seed front configuration's value beside its mean over the seeds, and how many
 stay on the front of the means (`analysis.replicates.confirmation_table`).
 
+`--controls` also runs, beside every chosen configuration of a method that declares a
+same-budget control (`Method.control`: DISCO -> `random_pruning` at the same pruning ratio),
+the control at the same shared params and otherwise the same assignment (split, data,
+schedule), under `--seeds` seeds, so the summary can put each pair side by side
+(`analysis.controls`). Controls shared by several configurations (DISCO at two rho, one R)
+run once.
+
 The spec and `--set` overrides must be those the sweep ran with: a configuration whose
 config id the spec no longer reproduces is an input error, never a silent new configuration.
 """
@@ -59,8 +66,24 @@ def front_configurations(spec: SweepSpec, uri: str) -> set[str]:
     return {ids[row] for row in range(grouped.num_rows) if front[row] and ids[row]}
 
 
-def plan(spec: SweepSpec, uri: str, seeds: int, front_only: bool) -> list[dict]:
-    """The jobs still to run: {"assignment", "replicates" (missing indices)} per configuration."""
+def control_assignment(spec: SweepSpec, assignment: dict) -> dict | None:
+    """The assignment of the configuration's same-budget control, or None when its method has none."""
+    from trainables.methods import method_class
+    from trainables.trial import validate_params
+
+    config = spec.trial_config(assignment)
+    control = method_class(config.method).control
+    if control is None:
+        return None
+    params = validate_params(config.method, config.params)
+    shared = {f"params.{name}": getattr(params, name) for name in control.shared}
+    kept = {key: value for key, value in assignment.items() if not key.startswith("params.") and key != "method"}
+    return {"method": control.method, **kept, **shared}
+
+
+def plan(spec: SweepSpec, uri: str, seeds: int, front_only: bool, controls: bool = False) -> list[dict]:
+    """The jobs still to run: {"assignment", "replicates" (missing indices)} per configuration
+    (and per same-budget control with `controls`)."""
     configurations, untagged = finished_configurations(spec, uri)
     if untagged:
         print(f"confirm: {untagged} finished run(s) have no privsweep.config_id (they predate seed replicates) "
@@ -81,7 +104,24 @@ def plan(spec: SweepSpec, uri: str, seeds: int, front_only: bool) -> list[dict]:
         missing = sorted(set(range(seeds)) - entry["replicates"])
         if missing:
             jobs.append({"assignment": entry["assignment"], "replicates": missing})
+    if controls:
+        jobs += control_jobs(spec, [configurations[c]["assignment"] for c in sorted(chosen)], configurations, seeds)
     return jobs
+
+
+def control_jobs(spec: SweepSpec, assignments: list[dict], configurations: dict[str, dict], seeds: int) -> list[dict]:
+    """The control runs still missing for these configurations' assignments, one job per control."""
+    jobs: dict[str, dict] = {}
+    for assignment in assignments:
+        control = control_assignment(spec, assignment)
+        if control is None:
+            continue
+        config_id = configuration_id(spec.trial_config(control).model_dump(mode="json", by_alias=True))
+        done = configurations.get(config_id, {}).get("replicates", set())
+        missing = sorted(set(range(seeds)) - done)
+        if missing and config_id not in jobs:
+            jobs[config_id] = {"assignment": control, "replicates": missing}
+    return list(jobs.values())
 
 
 def print_confirmation(spec: SweepSpec, uri: str) -> None:
@@ -118,7 +158,7 @@ def confirm(args) -> int:
     if args.resume:
         current = Launch.latest_unfinished(spec.experiment, kind="confirm")
     else:
-        jobs = plan(spec, uri, args.seeds, args.front_only)
+        jobs = plan(spec, uri, args.seeds, args.front_only, args.controls)
         if not jobs:
             print(f"confirm: every chosen configuration already has {args.seeds} finished seed(s).", file=sys.stderr)
             print_confirmation(spec, uri)

@@ -372,7 +372,7 @@ def test_cli_writes_outputs_logs_and_tags(store, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["pareto", "--experiment", "synthetic_sweep", "--tracking-uri", uri, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    for name in ("front.parquet", "front.csv", "pareto.png", "summary.md"):
+    for name in ("front.parquet", "front.csv", "pareto.png", "hypervolume.png", "summary.md"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     summary = (out / "summary.md").read_text()
     assert summary in printed
@@ -383,7 +383,7 @@ def test_cli_writes_outputs_logs_and_tags(store, tmp_path, capsys):
     assert len((out / "front.csv").read_text().strip().splitlines()) == 1 + 8
     assert pareto_tagged(uri, info["experiment_id"]) == front_run_ids(info)
     for parent in info["parents"].values():
-        assert {"pareto.png", "front.csv", "summary.md"} <= {a.path for a in client.list_artifacts(parent)}
+        assert {"pareto.png", "hypervolume.png", "front.csv", "summary.md"} <= {a.path for a in client.list_artifacts(parent)}
 
 
 def test_summary_says_how_much_of_the_planned_launches_finished(tmp_path, capsys):
@@ -666,3 +666,75 @@ def test_a_configuration_is_a_lower_bound_when_any_seed_hit_the_cap():
     grouped = group_replicates(pa.Table.from_pylist(rows))
     assert grouped.column("attack/converged/leak/mlp").to_pylist() == [pytest.approx(2 / 3)]
     assert unconverged(grouped, "privacy/leak_acc").tolist() == [True]
+
+
+# ---------------------------------------------------------------- same-budget controls
+
+DISCO_CONTROL = json.dumps({"method": "random_pruning", "shared": ["params.pruning_ratio"]})
+
+
+def control_table() -> pa.Table:
+    """DISCO at R .4 split 2 (leak .70 ±.01, SSIM .50 ±.05), its control at the same R and
+    split (leak .80 ±.01, SSIM .52 ±.05), a random_pruning run at another split, and DISCO
+    at R .6 with no control run."""
+    rows = [
+        ("d1", "disco", DISCO_CONTROL, 0.4, 1.0, 2, 0.90, 0.70, 0.50),
+        ("c1", "random_pruning", None, 0.4, None, 2, 0.91, 0.80, 0.52),
+        ("c2", "random_pruning", None, 0.4, None, 3, 0.92, 0.60, 0.40),
+        ("d2", "disco", DISCO_CONTROL, 0.6, 1.0, 2, 0.85, 0.65, 0.45),
+    ]
+    records = []
+    for run, method, control, ratio, rho, split, acc, leak, ssim in rows:
+        record = {"run_id": run, "run_name": run, "method": method, "experiment": "x", "status": "FINISHED", "control": control,
+                  "params.pruning_ratio": ratio, "params.rho": rho, "model.split": split, "train.seed": 0}
+        for name, value, half in (("utility/acc", acc, 0.01), ("privacy/leak_acc", leak, 0.01), ("recon/ssim", ssim, 0.05)):
+            record.update({name: value, f"{name}:ci95_lo": value - half, f"{name}:ci95_hi": value + half})
+        records.append(record)
+    return pa.Table.from_pylist(records)
+
+
+def test_each_method_row_is_paired_with_its_control_at_the_same_shared_params_and_split():
+    from analysis.controls import control_pairs
+
+    pairs = control_pairs(control_table())
+    assert [(p["row"], p["control_row"], p["control"]) for p in pairs] == [(0, 1, "random_pruning"), (3, None, "random_pruning")]
+
+
+def test_summary_puts_each_method_beside_its_control_with_a_verdict_by_the_intervals():
+    from analysis.report import summary_markdown
+
+    text = summary_markdown(control_table(), ["utility/acc:max", "privacy/leak_acc:min"])
+    section = text.split("## Same-budget controls", 1)[1]
+    row = next(line for line in section.splitlines() if line.startswith("| disco vs random_pruning"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "0.900 [0.890, 0.910] / 0.910 [0.900, 0.920]"
+    assert cells[3] == "0.700 [0.690, 0.710] / 0.800 [0.790, 0.810]"
+    assert cells[-2:] == ["disco", "tied"]  # leakage: disjoint intervals; SSIM: .50 ±.05 against .52 ±.05
+    assert "1 configuration(s) have no run of their control" in section and "R=0.6" in section
+    assert "python -m sweeps confirm SPEC --controls" in section
+    assert "Same-budget controls" not in summary_markdown(replicate_table(), ["utility/acc:max", "privacy/leak_acc:min"])
+
+
+
+# ---------------------------------------------------------------- hypervolume over trials
+
+
+def test_hypervolume_curves_are_each_prefix_of_trials_hypervolume_combined_and_per_method():
+    from analysis.pareto import hypervolume, hypervolume_curves
+
+    table = control_table()  # four trials of two methods, in start order
+    objectives = ["utility/acc:max", "privacy/leak_acc:min"]
+    reference = [0.0, 1.0]
+    curves = hypervolume_curves(table, objectives, reference)
+    assert set(curves) == {"all", "disco", "random_pruning"}
+    methods = table.column("method").to_pylist()
+    for n in range(1, table.num_rows + 1):
+        prefix = table.slice(0, n)
+        assert curves["all"][n - 1] == pytest.approx(hypervolume(prefix, objectives, reference))
+        for method in ("disco", "random_pruning"):
+            rows = pa.array([m == method for m in methods[:n]])
+            assert curves[method][n - 1] == pytest.approx(hypervolume(prefix.filter(rows), objectives, reference))
+    assert np.all(np.diff(curves["all"]) >= 0) and curves["all"][-1] > curves["all"][0]
+    assert curves["disco"][1] == curves["disco"][0]  # trial 2 is random_pruning's: disco's front is unchanged
+    # (.90, .70) then (.91, .80): the second adds only the strip above .90
+    assert curves["all"][1] == pytest.approx(0.90 * 0.30 + 0.01 * 0.20)

@@ -93,5 +93,6 @@ def test_notebook_runs_headless_on_the_sweep(sweep, monkeypatch):
     for cell in notebook.cells:
         if cell.cell_type == "code":
             assert not [o for o in cell.outputs if o.output_type == "error"], cell.source
-    [plot] = [c for c in notebook.cells if "pareto-plot" in c.get("metadata", {}).get("tags", [])]
-    assert any("image/png" in output.get("data", {}) for output in plot.outputs)
+    for tag in ("pareto-plot", "hypervolume-plot"):
+        [plot] = [c for c in notebook.cells if tag in c.get("metadata", {}).get("tags", [])]
+        assert any("image/png" in output.get("data", {}) for output in plot.outputs), tag

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from sweeps.spec import load_spec
+from trainables.data.batches import TensorSplit
 from trainables.methods import METHODS, MethodContext
 from trainables.models import SplitArchitecture
 
@@ -32,8 +33,15 @@ def build(name: str, seed: int):
     cls = METHODS[name]
     arch = SplitArchitecture("small_cnn", "2", SHAPE, {})
     method = cls(MethodContext(arch, TASK_CLASSES, PRIVATE_CLASSES, 1e-3), cls.Params(**PARAMS.get(name, {})))
+    method.start_training(train_split(), BATCH)
     method.start_epoch(0, EPOCHS, STEPS_PER_EPOCH)
     return method
+
+
+def train_split() -> TensorSplit:
+    """What the trainer hands over before the first step: the defense's train split."""
+    generator = torch.Generator().manual_seed(77)
+    return TensorSplit(torch.randint(0, 256, (BATCH * STEPS_PER_EPOCH, *SHAPE), generator=generator, dtype=torch.uint8), {})
 
 
 def batch(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

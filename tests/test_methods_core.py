@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from trainables.methods import MethodContext, method_class
 from trainables.models import SplitArchitecture
+from trainables.trial import Trial
 
 IMAGE = (3, 16, 16)
 TASK_CLASSES, PRIVATE_CLASSES = 3, 4
@@ -86,7 +87,7 @@ def test_noisy_arl_train_step_is_algorithm_1(lam):
     g_obf = torch.autograd.grad(task_loss - lam * leak_loss, list(reference.client.parameters()))
 
     assert losses["task_loss"] == pytest.approx(task_loss.item(), rel=1e-5)
-    assert losses["adv_loss"] == pytest.approx(leak_loss.item(), rel=1e-5)
+    assert losses["proxy_ce"] == pytest.approx(leak_loss.item(), rel=1e-5)
     for name, expected in (("server", g_task), ("adversary", g_adv), ("client", g_obf)):
         got = grads(getattr(method, name))
         assert len(got) == len(expected) > 0
@@ -275,3 +276,21 @@ def test_random_pruning_release_zeroes_whole_channels_of_the_client_features(mod
         assert (equal | zero).all()
         assert (zero & (fi != 0).any(dim=(1, 2))).sum() <= channels - round((1 - ratio) * channels)
         assert ((zi != 0).any(dim=(1, 2))).sum() <= round((1 - ratio) * channels)
+
+
+def test_the_trainer_logs_every_loss_a_method_reports_under_its_own_name(make_config):
+    """`train/<name>` for each name `train_step` returns, each the mean over the epoch's steps;
+    no method-independent `train/adv_loss` any more."""
+    trial = Trial(make_config(method="noisy_arl", params={"sigma": 0.5, "lambda": 0.1}))
+    reported: list[dict[str, float]] = []
+    step = trial.method.train_step
+
+    def recording(*batch):
+        reported.append(step(*batch))
+        return reported[-1]
+
+    trial.method.train_step = recording
+    metrics = trial.train_epoch()
+    assert {k for k in metrics if k.startswith("train/")} == {"train/task_loss", "train/proxy_ce"}
+    for name in ("task_loss", "proxy_ce"):
+        assert metrics[f"train/{name}"] == pytest.approx(sum(r[name] for r in reported) / len(reported))

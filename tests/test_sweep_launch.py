@@ -383,3 +383,23 @@ def test_replicates_are_sibling_runs_whose_mean_the_searcher_is_told_and_confirm
     missing = sweeps("confirm", str(write_spec(tmp_path, "never_ran")), "--seeds", "2")
     assert missing.returncode == 2 and "run the sweep first" in missing.stderr
     assert len(runs(home, "replicated", "trial")) == 6
+
+
+def test_confirm_controls_plans_each_disco_configurations_random_pruning_twin_once():
+    """DISCO at two rho and one R share one control; the control keeps the split, takes the
+    R (DISCO's default 0.6 when the assignment did not sample it) and drops DISCO's other
+    knobs; seeds already run are not planned again; a method without a control has none."""
+    from sweeps.confirm import control_assignment, control_jobs
+    from trainables.tracking import configuration_id
+
+    spec = load_spec(REPO / "sweeps" / "compare_fashion_mnist.yaml")
+    disco = [{"method": "disco", "params.rho": rho, "params.pruning_ratio": 0.4, "model.split": 3} for rho in (0.1, 10.0)]
+    control = {"method": "random_pruning", "model.split": 3, "params.pruning_ratio": 0.4}
+    assert control_assignment(spec, disco[0]) == control
+    assert control_assignment(spec, {"method": "disco", "model.split": 1})["params.pruning_ratio"] == 0.6
+    assert control_assignment(spec, {"method": "noisy_arl", "params.sigma": 1.0}) is None
+    control_id = configuration_id(spec.trial_config(control).model_dump(mode="json", by_alias=True))
+    assert control_jobs(spec, disco, {}, seeds=2) == [{"assignment": control, "replicates": [0, 1]}]
+    done = {control_id: {"assignment": control, "replicates": {0}}}
+    assert control_jobs(spec, disco, done, seeds=2) == [{"assignment": control, "replicates": [1]}]
+    assert control_jobs(spec, disco, done, seeds=1) == []

@@ -51,7 +51,7 @@ class LinearClient(Method):
         return z[:, :2]
 
     def train_step(self, x, y_task, y_private):
-        return {"task_loss": 0.0, "adv_loss": 0.0}
+        return {"task_loss": 0.0}
 
     def client_network(self) -> nn.Module:
         return nn.Identity()

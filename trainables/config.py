@@ -100,7 +100,10 @@ class AttackConfig(Strict):
         None, gt=0, description="peak Adam learning rate of every learned attacker; null = each attacker's own measured rate (its registry entry)"
     )
     schedule: Literal["plateau", "constant"] = Field(
-        "plateau", description="attacker learning rate after the one-epoch warm-up: halved on every stale validation epoch, or constant"
+        "plateau", description="attacker learning rate after the one-epoch warm-up: halved after decay_patience stale validation epochs in a row, or constant"
+    )
+    decay_patience: int = Field(
+        2, ge=1, description="stale validation epochs in a row before the plateau schedule halves an attacker's rate (then the count restarts)"
     )
     precision: Literal["fp32", "bf16"] = Field(
         "fp32",

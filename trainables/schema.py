@@ -14,4 +14,5 @@ def is_interval_key(key: str) -> bool:
 CONFIG_ID_TAG = "privsweep.config_id"  # shared by the seed replicates of one configuration
 REPLICATE_TAG = "privsweep.replicate"  # r: the run used train.seed + r
 ASSIGNMENT_TAG = "privsweep.assignment"  # the searcher's assignment, JSON: what `sweeps confirm` re-runs
+CONTROL_TAG = "privsweep.control"  # JSON {"method", "shared": [params.<name>]}: the run's same-budget control
 PLANNED_RUNS_TAG = "privsweep.planned_runs"  # on a launch's parent run: the child runs it set out to finish

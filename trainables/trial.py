@@ -160,6 +160,7 @@ class Trial:
         self.method = build_method(config, self.data.image_shape, self.data.classes).to(
             self.device, memory_format=torch.channels_last
         )
+        self.method.start_training(self.data.train, config.train.batch_size)
         self.epoch = 0
         self.train_seconds = 0.0
         self.history: list[dict[str, float]] = []
@@ -174,22 +175,22 @@ class Trial:
         start = time.perf_counter()
         self.method.train()
         batch_size = self.config.train.batch_size
-        sums = {"task_loss": 0.0, "adv_loss": 0.0}
-        steps = 0
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
         self.method.start_epoch(self.epoch, self.config.train.epochs, self.data.train.num_batches(batch_size))
         batches = self.data.train.batches(batch_size, self.data.names, self._shuffle_generator())
         desc = f"train epoch {self.epoch + 1}/{self.config.train.epochs}"
         for x, y_task, y_private in tqdm(batches, total=self.data.train.num_batches(batch_size), desc=desc, leave=False, disable=None):
             with self._autocast():
                 losses = self.method.train_step(x, y_task, y_private)
-            for key in sums:
-                sums[key] += losses[key]
-            steps += 1
+            for key, value in losses.items():  # any named losses; each averaged over the steps that report it
+                sums[key] = sums.get(key, 0.0) + value
+                counts[key] = counts.get(key, 0) + 1
         if not all(np.isfinite(v) for v in sums.values()):
             raise FloatingPointError(f"training diverged at epoch {self.epoch + 1}: losses {sums}")
         self.epoch += 1
         self.train_seconds += time.perf_counter() - start
-        metrics = {"train/task_loss": sums["task_loss"] / steps, "train/adv_loss": sums["adv_loss"] / steps}
+        metrics = {f"train/{key}": total / counts[key] for key, total in sums.items()}
         metrics.update(self.validate())
         self.history.append(metrics)
         return metrics

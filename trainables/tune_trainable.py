@@ -46,7 +46,8 @@ from ray import tune
 from trainables.artifacts import write_artifacts
 from trainables.config import CONDITIONAL_SEPARATOR, TrialConfig, with_assignment
 from trainables.data import Dataset
-from trainables.schema import ASSIGNMENT_TAG, CONFIG_ID_TAG
+from trainables.methods import method_class
+from trainables.schema import ASSIGNMENT_TAG, CONFIG_ID_TAG, CONTROL_TAG
 from trainables.tracking import TrialRun, configuration_id, finished_twin, flatten, run_name
 from trainables.trial import Trial, load_checkpoint
 
@@ -141,6 +142,9 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
     shown = {k: v for k, v in assignment.items() if CONDITIONAL_SEPARATOR not in k}
     name = run_name(config.method, {**shown, **({"train.seed": config.train.seed} if replicate else {})})
     tags = {CONFIG_ID_TAG: config_id, ASSIGNMENT_TAG: json.dumps(assignment)}  # in the searcher's order: run names keep it
+    control = method_class(config.method).control
+    if control is not None:
+        tags[CONTROL_TAG] = json.dumps({"method": control.method, "shared": [f"params.{name}" for name in control.shared]})
     if TrialRun.find(context.tracking_uri, context.experiment_id, trial_id, context.launch, replicate) is None:
         twin = finished_twin(context.tracking_uri, context.experiment_id, context.launch, config_id, config.train.seed)
         if twin is not None:  # the searcher proposed a finished configuration again: tell it the stored result

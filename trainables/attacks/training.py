@@ -6,10 +6,12 @@ learning-rate schedule and stopping rule:
 
 - warm-up: the learning rate rises linearly from 0 to the attacker's peak over the first
   epoch's steps (Adam at a high peak rate without warm-up diverged for the mirror decoder);
-- plateau decay: after the warm-up the rate stays at its peak, and each epoch whose
-  validation score does not beat the best so far by `attacks.min_improvement` (relative,
-  classifiers) or `attacks.decoder_min_improvement` (decoders) halves it (torch's
-  ReduceLROnPlateau with patience 0, factor 0.5);
+- plateau decay: after the warm-up the rate stays at its peak; an epoch is stale when its
+  validation score does not beat the score of the last significant improvement by
+  `attacks.min_improvement` (relative, classifiers) or `attacks.decoder_min_improvement`
+  (decoders), and every `attacks.decay_patience`-th stale epoch in a row halves the rate
+  (torch's ReduceLROnPlateau, factor 0.5, which also compares against the last significant
+  best, so slow steady gains add up and count);
 - early stopping: an attacker stops after `attacks.patience` such epochs in a row
   (`attack/converged/<attacker>` = 1) or at the cap `attacks.epochs` (= 0: its numbers are a
   lower bound and analysis flags them); `attack/epochs_run/<attacker>` says how many epochs
@@ -27,11 +29,19 @@ Patience 5, measured against a 40-epoch constant-rate reference on the same froz
 server_arch attacker after 11 epochs at leakage .8445 against the reference's .864; at
 patience 5 it ran 19 epochs to .856. Noisy releases make the validation score noisy, so
 three stale epochs in a row come too early. (`none` at splits 1 and 2 was within .008 of
-the reference at patience 3 already.)
+the reference at patience 3 already.) Even so, the mirror decoder stopped at SSIM .801
+against the reference's .826 on that release, with two faults of the stale rule: (1) each
+small gain became the new best, so 0.3 % gains an epoch never added up to the 0.5 %
+threshold (the same .801 after 27 epochs once fixed alone), and (2) halving on every stale
+epoch annealed the rate to 1/32 within about ten epochs of slow progress. With both fixed
+(gains against the last significant best; `decay_patience` 2) the default suite reached
+leakage .8635 and SSIM .818 against .864 and .826, 630 s of attack phase (under CPU
+contention), but the mirror and fc decoders ran to the 30-epoch cap there: on noisy releases
+the SSIM is within the benchmark's tolerance and still flagged a lower bound.
 Why this and not cosine over a fixed budget: the number of epochs an attacker needs differs
 by an order of magnitude between attackers and defenses, so a schedule tied to the cap either
 anneals too early (cap small) or wastes most of the budget (cap large); decaying on plateau
-anneals exactly when an attacker stops improving, and the stop follows three halvings.
+anneals when an attacker stops improving, and the stop follows two halvings.
 Peak rates are per attacker, measured on the quickstart's released features (the registry
 entries of `trainables.attacks.leakage` and `trainables.attacks.decoders` give the numbers);
 `attacks.lr` sets one rate for all, `attacks.schedule: constant` turns the decay off.
@@ -67,6 +77,8 @@ class Attacker:
     converged: bool = field(default=False, init=False)  # stopped on patience: it trains no more
     scale: float = field(default=1.0, init=False)  # plateau decay applied to the peak rate
     best_score: float = field(default=float("-inf"), init=False)
+    # the score of the last significant improvement: small gains add up against it
+    reference_score: float = field(default=float("-inf"), init=False)
     best_state: dict | None = field(default=None, init=False, repr=False)
     stale_epochs: int = field(default=0, init=False)
     val_scores: list[float] = field(default_factory=list, init=False)  # one per scored epoch
@@ -97,16 +109,15 @@ class Attacker:
             return
         self.val_scores.append(score)
         if score > self.best_score:
-            first = self.best_state is None
-            threshold = cfg.decoder_min_improvement if self.target == "image" else cfg.min_improvement
-            significant = first or score > self.best_score + threshold * abs(self.best_score)
             self.best_score, self.kept_epoch = score, epoch
             self.best_state = {key: value.detach().clone() for key, value in self.net.state_dict().items()}
-            if significant:
-                self.stale_epochs = 0
-                return
+        threshold = cfg.decoder_min_improvement if self.target == "image" else cfg.min_improvement
+        first = self.reference_score == float("-inf")
+        if first or score > self.reference_score + threshold * abs(self.reference_score):
+            self.reference_score, self.stale_epochs = score, 0
+            return
         self.stale_epochs += 1
-        if cfg.schedule == "plateau":
+        if cfg.schedule == "plateau" and self.stale_epochs % cfg.decay_patience == 0:
             self.scale *= PLATEAU_FACTOR
         if self.stale_epochs >= cfg.patience:
             self.converged = True

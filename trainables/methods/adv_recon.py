@@ -6,26 +6,30 @@ is partitioned into the protector's private share X1 and the adversary's share X
 (`adversary_fraction`, the paper's 40k of 200k CelebA images = 0.2). Each `train_step`
 alternates, as in Fig. 2:
 
-  (a) on the batch's X2 examples, Enc and f fixed:
+  (a) on a full batch drawn from X2, Enc and f fixed:
         Dec  minimises  L_p^a + mu1 * L_adv^a + mu2 * L_perc^a           (Eq. 1, 2, 4, 5)
         D    maximises  log D(X) + log(1 - D(Dec(Z)))   (only when mu1 > 0)
   (b) on the batch's X1 examples, Dec (and D, g) fixed:
         Enc, f minimise  L_u - lambda1 * L_p - lambda2 * L_perc            (Eq. 6-9)
 
-with L_p = mean ||Dec(Z) - X||^2 (per-pixel mean), L_perc = mean ||g(Dec(Z)) - g(X)||^2
-(per-feature mean), L_u the task cross-entropy.
+with L_p = mean ||Dec(Z) - X||^2 (per-pixel mean), L_perc the perceptual loss below, L_u the
+task cross-entropy.
 
-The X1/X2 partition. The trainer hands the method shuffled batches without example ids, so a
-per-example assignment is made from the example itself: a fixed random hash of its 8-bit
-pixels (the images arrive as uint8 / 255, so x * 255 recovers them exactly) decides whether
-it belongs to X2 (`adversary_share`). The assignment is deterministic, independent of batch
-composition, order and epoch, so X1 and X2 stay disjoint over the whole training run, as in
-the paper, and the realised share is `adversary_fraction` up to sampling noise. (Splitting
-each batch by position would put every example in X2 in some epochs and X1 in others; passing
-example indices would change the trainer protocol of every method.) Identical images get the
-same assignment. Dec never sees X1 and Enc/f never train on X2: Enc computes X2's features
-without gradient and its batch-norm statistics are left untouched by them; Dec is evaluated
-on X1 only inside step (b), in train mode with its batch-norm statistics restored afterwards.
+The X1/X2 partition. A fixed random hash of each example's 8-bit pixels (the images arrive
+as uint8 / 255, so x * 255 recovers them exactly) decides whether it belongs to X2
+(`adversary_share`). The assignment is deterministic, independent of batch composition,
+order and epoch, so X1 and X2 stay disjoint over the whole training run, as in the paper, and
+the realised share is `adversary_fraction` up to sampling noise. Identical images get the
+same assignment. The trainer hands the method its train split once (`start_training`): the
+X2 examples of it are the decoder's pool, and step (a) takes a full train-size batch from
+that pool on every step (a fresh permutation of the pool per pass through it, seeded by the
+pass number, so a resumed trial draws the same batches). Step (b) uses the X1 examples of the
+trainer's batch; its X2 examples are not used there. Why a pool: taking the X2 examples that
+happen to be in each batch gave the decoder about 26 of 128 examples a step (at 0.2), a noisy
+simulated adversary that saw X2 at a fifth of the rate it could. Dec never sees X1 and Enc/f
+never train on X2: Enc computes X2's features without gradient and its batch-norm statistics
+are left untouched by them; Dec is evaluated on X1 only inside step (b), in train mode with
+its batch-norm statistics restored afterwards.
 
 Choices the paper leaves open or contradicts itself on, made here:
 - Eq. 7 and 8 write L_p / L_perc as expectations over X1, while the text and Fig. 2 train
@@ -43,19 +47,22 @@ Choices the paper leaves open or contradicts itself on, made here:
   stride-2 deconv + BN + ReLU per factor of two), which is Fig. 6's structure.
 - f: the paper's "two fully connected layers" after ResNet-50; here the server of the split
   (the rest of the backbone + the platform's head), like every method.
-- g: "the conv1 to conv5 layers of the VGG network": torchvision VGG16 `features` up to
-  relu5_3 (before the last pool), ImageNet weights `vgg16-397923af.pth` from the torch hub
-  cache; grey images are repeated to 3 channels and ImageNet-normalised, no resizing. g is
-  frozen and not part of the checkpoint. The weights are never downloaded here: with
+- g: "the conv1 to conv5 layers of the VGG network" (Eq. 4): torchvision VGG16 `features`
+  cut after relu1_2, relu2_2, relu3_3, relu4_3 and relu5_3; L_perc is the sum over these
+  five stages of weight 1/5 times the stage's per-feature mean squared distance (the paper
+  gives no weights; per-feature means make every stage count equally whatever its size).
+  Images whose shorter side is below 64 px are resized bilinearly to 64 px before g (at
+  28 px unresized, relu5_3 would be a 512 x 1 x 1 vector; at 64 px it is 4 x 4). ImageNet
+  weights `vgg16-397923af.pth` from the torch hub cache; grey images are repeated to 3
+  channels and ImageNet-normalised. g is frozen and not part of the checkpoint. The weights are never downloaded here: with
   lambda2 > 0 or mu2 > 0 and no weights, construction raises InputError (never a silent
   substitute). The params themselves stay valid, so a spec validates on a machine without
   the weights and runs where they are.
 - Update granularity: one Dec/D step then one Enc/f step per `train_step` (the paper's
-  "alternative update ... and so forth"); a batch with no X2 (or no X1) example skips (a)
-  (or (b)). Separate Adam optimisers at `train.lr` (the paper's optimiser is in its
+  "alternative update ... and so forth"); a batch with no X1 example skips (b). Separate Adam optimisers at `train.lr` (the paper's optimiser is in its
   supplement, not in the text).
 - No private-attribute proxy adversary (the method needs no private labels), so
-  `val/proxy_leak_acc` is absent; `adv_loss` is Dec's pixel loss L_p^a on X2.
+  `val/proxy_leak_acc` is absent; `decoder_mse` is Dec's pixel loss L_p^a on its X2 batch.
 - Multi-label (40 CelebA attributes, BCE) utility is out of scope: single-label CE on
   `dataset.task`.
 """
@@ -69,13 +76,16 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
+from trainables.data.batches import TensorSplit
 from trainables.errors import InputError
 from trainables.methods.base import Method, MethodContext, NoParams, ReleasesClientFeatures
 from trainables.methods.recon_common import keeping_buffers, make_optimizer, parameters_of, step
 from trainables.models.reversed_decoder import mirrored_decoder
 
 VGG16_WEIGHTS = "vgg16-397923af.pth"
-VGG16_CONV5 = 30  # features[:30] ends with relu5_3
+VGG16_STAGE_ENDS = (4, 9, 16, 23, 30)  # features[a:b] ends with relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
+PERCEPTUAL_MIN_SIZE = 64
+SHARE_CHUNK = 4096  # examples hashed at a time when the train split is partitioned
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HASH_SEED = 20200207
@@ -95,8 +105,25 @@ def vgg16_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / VGG16_WEIGHTS
 
 
-def perceptual_network() -> nn.Module:
-    """VGG16 conv1_1..relu5_3 with ImageNet weights from the hub cache, frozen; InputError if absent."""
+class PerceptualStages(nn.Module):
+    """g: the five stages of a VGG16 `features` stack, frozen; returns each stage's output."""
+
+    def __init__(self, features: nn.Sequential):
+        super().__init__()
+        starts = (0, *VGG16_STAGE_ENDS[:-1])
+        self.stages = nn.ModuleList(features[a:b] for a, b in zip(starts, VGG16_STAGE_ENDS, strict=True))
+        self.eval().requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outputs = []
+        for stage in self.stages:
+            x = stage(x)
+            outputs.append(x)
+        return outputs
+
+
+def perceptual_network() -> PerceptualStages:
+    """VGG16's five stages with ImageNet weights from the hub cache, frozen; InputError if absent."""
     from torchvision.models import vgg16
 
     path = vgg16_weights_path()
@@ -110,9 +137,7 @@ def perceptual_network() -> nn.Module:
         )
     net = vgg16(weights=None)
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    features = net.features[:VGG16_CONV5].eval()
-    features.requires_grad_(False)
-    return features
+    return PerceptualStages(net.features)
 
 
 class Discriminator(nn.Module):
@@ -150,6 +175,10 @@ class AdvRecon(ReleasesClientFeatures, Method):
             if module is not None:
                 self.optimizers[name] = make_optimizer(parameters_of(module), ctx.lr)
         self._hash_weights: dict[tuple[int, torch.device], torch.Tensor] = {}
+        self.register_buffer("decoder_steps", torch.zeros((), dtype=torch.int64))  # batches drawn from X2
+        self._pool: torch.Tensor | None = None  # X2's uint8 images, from `start_training`
+        self._pool_batch = 0
+        self._pool_order: tuple[int, torch.Tensor] | None = None  # (pass, permutation)
 
     def proxy_decoders(self) -> dict[str, nn.Module]:
         return {"decoder": self.decoder}
@@ -169,13 +198,38 @@ class AdvRecon(ReleasesClientFeatures, Method):
         code = (pixels * self._weights(pixels.shape[1], pixels.device)).sum(1) % HASH_MODULUS
         return code.double() / HASH_MODULUS < self.params.adversary_fraction
 
+    def start_training(self, train: TensorSplit, batch_size: int) -> None:
+        shares = [self.adversary_share(train.images_at(slice(i, i + SHARE_CHUNK))) for i in range(0, len(train), SHARE_CHUNK)]
+        self._pool = train.images[torch.cat(shares)]
+        if len(self._pool) == 0:
+            raise InputError("params.adversary_fraction: no training example fell into X2; raise it or dataset.train_size.")
+        self._pool_batch = min(batch_size, len(self._pool))
+
+    def decoder_batch(self) -> torch.Tensor:
+        """The next full batch of X2 images in [0, 1]: pass k through the pool is a
+        permutation seeded by k, cut into whole batches."""
+        if self._pool is None:
+            raise RuntimeError("adv_recon trains its decoder on X2 batches of its own: call start_training(train, batch_size) first")
+        per_pass = len(self._pool) // self._pool_batch
+        step = int(self.decoder_steps)
+        pass_number, position = divmod(step, per_pass)
+        if self._pool_order is None or self._pool_order[0] != pass_number:
+            generator = torch.Generator().manual_seed(HASH_SEED + pass_number)
+            self._pool_order = (pass_number, torch.randperm(len(self._pool), generator=generator).to(self._pool.device))
+        index = self._pool_order[1][position * self._pool_batch : (position + 1) * self._pool_batch]
+        self.decoder_steps += 1
+        return self._pool[index].float().div_(255).contiguous(memory_format=torch.channels_last)
+
     # ------------------------------------------------------------------ losses
 
-    def perceptual_features(self, images: torch.Tensor) -> torch.Tensor:
+    def perceptual_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         (net,) = self._perceptual
         net.to(images.device)
         with torch.autocast(images.device.type, enabled=False):
             images = images.float()
+            shorter = min(images.shape[-2:])
+            if shorter < PERCEPTUAL_MIN_SIZE:
+                images = F.interpolate(images, scale_factor=PERCEPTUAL_MIN_SIZE / shorter, mode="bilinear", align_corners=False)
             if images.shape[1] == 1:
                 images = images.repeat(1, 3, 1, 1)
             mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -183,9 +237,11 @@ class AdvRecon(ReleasesClientFeatures, Method):
             return net((images - mean) / std)
 
     def perceptual_loss(self, reconstruction: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 4 over g's five stages: the mean of the per-stage, per-feature MSEs."""
         with torch.no_grad():
-            target = self.perceptual_features(x)
-        return F.mse_loss(self.perceptual_features(reconstruction), target)
+            targets = self.perceptual_features(x)
+        stages = zip(self.perceptual_features(reconstruction), targets, strict=True)
+        return torch.stack([F.mse_loss(got, want) for got, want in stages]).mean()
 
     @staticmethod
     def pixel_loss(reconstruction: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -231,7 +287,7 @@ class AdvRecon(ReleasesClientFeatures, Method):
         return task_loss.item()
 
     def train_step(self, x: torch.Tensor, y_task: torch.Tensor, y_private: torch.Tensor) -> dict[str, float]:
-        adversary = self.adversary_share(x)
-        adv_loss = self.adversary_update(x[adversary]) if adversary.any() else 0.0
-        task_loss = self.protector_update(x[~adversary], y_task[~adversary]) if (~adversary).any() else 0.0
-        return {"task_loss": task_loss, "adv_loss": adv_loss}
+        decoder_mse = self.adversary_update(self.decoder_batch())
+        protector = ~self.adversary_share(x)
+        task_loss = self.protector_update(x[protector], y_task[protector]) if protector.any() else 0.0
+        return {"task_loss": task_loss, "decoder_mse": decoder_mse}

@@ -4,6 +4,9 @@ A method owns its networks and optimizers. The trainer only calls `train_step` o
 of the train split; the attack suite only calls `release` on a frozen method; the deployed
 utility is `serve(release(x))`. Adding a method never touches either of them. Optional
 hooks with safe defaults:
+- `start_training`: the trainer hands over the defense's train split once, before the first
+  step, for methods that draw batches of their own (adv_recon's decoder trains on full
+  batches of its share X2);
 - `start_epoch`: the trainer announces each epoch, for methods with a training schedule;
 - `at_release_ratio`: an inference-time pruning ratio the attack suite can set on the frozen
   method (`attacks.release_ratios`);
@@ -16,6 +19,10 @@ hooks with safe defaults:
 - `proxy_leak` / `proxy_decoders`: the method's own training-time adversaries, which the
   suite evaluates frozen on test (`privacy/proxy_leak_acc`, `recon/proxy_ssim`) beside the
   fresh attackers, to show a defense that only fools its own adversary.
+A class may also declare its same-budget `control` (`SameBudgetControl`): the baseline that
+spends the same budget without the method's learning (DISCO: `random_pruning` at the same
+pruning ratio and split). Its runs are tagged with it, `sweeps confirm --controls` runs the
+control beside every finished configuration, and the analysis summary pairs the two.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 from torch.nn import functional as F
 
+from trainables.data.batches import TensorSplit
 from trainables.models import SplitArchitecture
 
 
@@ -52,10 +60,20 @@ class MethodContext:
         return self.arch.input_shape
 
 
+@dataclass(frozen=True)
+class SameBudgetControl:
+    """`method` run at the same values of the `shared` params (and the same split, data and
+    schedule): what the declaring method must beat for its learning to count."""
+
+    method: str
+    shared: tuple[str, ...]
+
+
 class Method(nn.Module, ABC):
     """One defense. `Params` is its pydantic hyperparameter model (the tunable knobs)."""
 
     Params: ClassVar[type[BaseModel]] = NoParams
+    control: ClassVar[SameBudgetControl | None] = None
 
     def __init__(self, ctx: MethodContext, params: BaseModel):
         super().__init__()
@@ -69,7 +87,9 @@ class Method(nn.Module, ABC):
 
     @abstractmethod
     def train_step(self, x: torch.Tensor, y_task: torch.Tensor, y_private: torch.Tensor) -> dict[str, float]:
-        """One optimisation step on a train batch; returns `task_loss` and `adv_loss`."""
+        """One optimisation step on a train batch; returns `task_loss` (the deployed task's
+        cross-entropy) and any other losses under names that say what they are
+        (`proxy_ce`, `defender_distance`, ...): the trainer logs each epoch mean as `train/<name>`."""
 
     @abstractmethod
     def release(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,6 +118,11 @@ class Method(nn.Module, ABC):
     @abstractmethod
     def client_network(self) -> nn.Module:
         """Every module that is deployed on the client (for its size in MB)."""
+
+    def start_training(self, train: TensorSplit, batch_size: int) -> None:
+        """Called by the trainer once, before the first `train_step` (and again when a trial
+        is rebuilt to resume), with the split the defense trains on (on the trial's device)
+        and the train batch size; methods that draw batches of their own keep what they need."""
 
     def start_epoch(self, epoch: int, epochs: int, steps_per_epoch: int) -> None:
         """Called by the trainer before training epoch `epoch` (0-based) of `epochs`, each of
@@ -214,10 +239,10 @@ class AdversarialSplitMethod(Method):
     def train_step(self, x: torch.Tensor, y_task: torch.Tensor, y_private: torch.Tensor) -> dict[str, float]:
         z = self.release(x)
         task_loss = F.cross_entropy(self.server(z), y_task)
-        adv_loss = F.cross_entropy(self.adversary(reverse_gradient(z, self.adversary_weight())), y_private)
+        proxy_ce = F.cross_entropy(self.adversary(reverse_gradient(z, self.adversary_weight())), y_private)
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
-        (task_loss + adv_loss).backward()
+        (task_loss + proxy_ce).backward()
         for optimizer in self.optimizers.values():
             optimizer.step()
-        return {"task_loss": task_loss.item(), "adv_loss": adv_loss.item()}
+        return {"task_loss": task_loss.item(), "proxy_ce": proxy_ce.item()}

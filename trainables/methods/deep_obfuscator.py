@@ -56,7 +56,7 @@ Choices the paper leaves open or contradicts itself on, made here:
 - Multi-label tasks (several binary attributes with BCE, Eq. 1 and 3, the paper's CelebA/LFW
   experiments) are out of scope: single-label cross-entropy on `dataset.task` and
   `dataset.private`.
-- Reported losses: `task_loss` = L(C), `adv_loss` = L(AC) on every batch (computed without
+- Reported losses: `task_loss` = L(C), `adversary_ce` = L(AC) on every batch (computed without
   gradient in the stages that do not use it).
 """
 
@@ -143,35 +143,35 @@ class DeepObfuscator(Method):
             fixed = z.detach()
             ar1, _ = self.reconstruction_losses(x, self.reconstructor(fixed))
             step(ar1, [opt["reconstructor"]], self.reconstructor)
-            adv_loss = F.cross_entropy(self.adversary_classifier(fixed), y_private)
-            step(adv_loss, [opt["adversary_classifier"]], self.adversary_classifier)
+            adversary_ce = F.cross_entropy(self.adversary_classifier(fixed), y_private)
+            step(adversary_ce, [opt["adversary_classifier"]], self.adversary_classifier)
         elif stage == "defend_reconstruction":
             z = self.obfuscator(x)
             with keeping_buffers(self.classifier, self.reconstructor):
                 task_loss = F.cross_entropy(self.classifier(z), y_task)
                 ar1, ar2 = self.reconstruction_losses(x, self.reconstructor(z))
             step(task_loss + self.params.lambda2 * (ar2 - ar1), [opt["obfuscator"]], self.obfuscator)
-            adv_loss = self._monitor(self.adversary_classifier, z.detach(), y_private)
+            adversary_ce = self._monitor(self.adversary_classifier, z.detach(), y_private)
         elif stage == "defend_leakage":
             z = self.obfuscator(x)
             with keeping_buffers(self.classifier, self.adversary_classifier):
                 task_loss = F.cross_entropy(self.classifier(z), y_task)
-                adv_loss = F.cross_entropy(self.adversary_classifier(z), y_private)
-            step(task_loss - self.params.lambda1 * adv_loss, [opt["obfuscator"]], self.obfuscator)
+                adversary_ce = F.cross_entropy(self.adversary_classifier(z), y_private)
+            step(task_loss - self.params.lambda1 * adversary_ce, [opt["obfuscator"]], self.obfuscator)
         elif stage == "attack":
             z = self._fixed_features(x)
             ar1, _ = self.reconstruction_losses(x, self.reconstructor(z))
             step(ar1, [opt["reconstructor"]], self.reconstructor)
-            adv_loss = F.cross_entropy(self.adversary_classifier(z), y_private)
-            step(adv_loss, [opt["adversary_classifier"]], self.adversary_classifier)
+            adversary_ce = F.cross_entropy(self.adversary_classifier(z), y_private)
+            step(adversary_ce, [opt["adversary_classifier"]], self.adversary_classifier)
             task_loss = self._monitor(self.classifier, z, y_task)
         else:  # classifier
             z = self._fixed_features(x)
             task_loss = F.cross_entropy(self.classifier(z), y_task)
             step(task_loss, [opt["classifier"]], self.classifier)
-            adv_loss = self._monitor(self.adversary_classifier, z, y_private)
+            adversary_ce = self._monitor(self.adversary_classifier, z, y_private)
         self.step_count += 1
-        return {"task_loss": task_loss.item(), "adv_loss": adv_loss.item()}
+        return {"task_loss": task_loss.item(), "adversary_ce": adversary_ce.item()}
 
     # ------------------------------------------------------------------ deployment
 

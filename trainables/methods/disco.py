@@ -45,7 +45,8 @@ Choices the paper leaves open or contradicts itself on, made here:
   (the score ranking is a selection, not a learned quantity). Training uses the soft mask
   (the paper's "weakly discretized" scores), release the hard one; no straight-through.
 - Adversary in phase 1: none is trained (the paper's phase 1 is client + predictor);
-  `adv_loss` is reported as 0 for phase-1 steps.
+  phase-1 steps report `task_loss` only; phase 2 adds `proxy_loss`, the proxy adversary's
+  L_priv (cross-entropy, or l1 with `adversary: input`).
 - Filter-generating network: App. A uses "ResNet-18 as the base architecture for all four
   networks" with a final fully-connected layer of C outputs: here the server architecture of
   the split (rest of the backbone + pooled linear head) with C outputs, fed z_hat.
@@ -84,7 +85,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainables.errors import InputError
-from trainables.methods.base import Method, MethodContext, NoParams, overriding
+from trainables.methods.base import Method, MethodContext, NoParams, SameBudgetControl, overriding
 from trainables.models import INPUT_SPLIT, SplitArchitecture
 from trainables.models.decoders import MirrorDecoder
 
@@ -172,6 +173,8 @@ class SpatialDecoupler(nn.Module):
 
 class Disco(Method):
     Params = DiscoParams
+    # Is the learned, input-dependent channel choice better than keeping as many channels at random?
+    control = SameBudgetControl("random_pruning", ("pruning_ratio",))
 
     def __init__(self, ctx: MethodContext, params: DiscoParams):
         super().__init__(ctx, params)
@@ -296,7 +299,7 @@ class Disco(Method):
             task_loss.backward()
             self.optimizers["client"].step()
             self.optimizers["server"].step()
-            return {"task_loss": task_loss.item(), "adv_loss": 0.0}
+            return {"task_loss": task_loss.item()}
         return self._phase2_step(x, y_task, y_private)
 
     def _phase2_step(self, x: torch.Tensor, y_task: torch.Tensor, y_private: torch.Tensor) -> dict[str, float]:
@@ -308,14 +311,14 @@ class Disco(Method):
                 features = self.features(x)
         z = self.apply_mask(features, self.mask(features))
         task_loss = F.cross_entropy(self.server(z), y_task)
-        adv_loss = self.adversary_loss(z, x, y_private)
+        proxy_loss = self.adversary_loss(z, x, y_private)
         utility_params = [*self.server.parameters()]
         if train_client:
             utility_params += [*self.pre.parameters(), *self.client.parameters()]
         # Each loss reaches only the parameters it trains: L_priv never reaches the client.
         torch.autograd.backward(task_loss, inputs=utility_params, retain_graph=True)
-        torch.autograd.backward(adv_loss, inputs=list(self.adversary.parameters()), retain_graph=True)
-        torch.autograd.backward(self.params.rho * task_loss - adv_loss, inputs=list(self.filter.parameters()))
+        torch.autograd.backward(proxy_loss, inputs=list(self.adversary.parameters()), retain_graph=True)
+        torch.autograd.backward(self.params.rho * task_loss - proxy_loss, inputs=list(self.filter.parameters()))
         for name in ("filter", "server", "adversary", *(("client",) if train_client else ())):
             self.optimizers[name].step()
-        return {"task_loss": task_loss.item(), "adv_loss": adv_loss.item()}
+        return {"task_loss": task_loss.item(), "proxy_loss": proxy_loss.item()}

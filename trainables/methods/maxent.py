@@ -60,14 +60,14 @@ class MaxEnt(AdversarialSplitMethod):
         z = self.release(x)
         task_loss = F.cross_entropy(self.server(z), y_task)
         adversary_logits = self.adversary(z)
-        adv_loss = F.cross_entropy(adversary_logits, y_private)
+        proxy_ce = F.cross_entropy(adversary_logits, y_private)
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward(task_loss, inputs=list(self.server.parameters()), retain_graph=True)
-        torch.autograd.backward(adv_loss, inputs=list(self.adversary.parameters()), retain_graph=True)
+        torch.autograd.backward(proxy_ce, inputs=list(self.adversary.parameters()), retain_graph=True)
         client_params = list(self.client.parameters())
         if client_params:  # split "0" has no encoder to train
             torch.autograd.backward(self.encoder_loss(task_loss, adversary_logits), inputs=client_params)
         for optimizer in self.optimizers.values():
             optimizer.step()
-        return {"task_loss": task_loss.item(), "adv_loss": adv_loss.item()}
+        return {"task_loss": task_loss.item(), "proxy_ce": proxy_ce.item()}

@@ -50,7 +50,7 @@ Choices the paper leaves open or contradicts itself on, made here:
 - Defender steps per mini-batch (`defender_steps`): Algorithm 1 takes one (default); more
   give a stronger simulated attacker per model step, on the same batch and the same h.
 - No private-attribute proxy adversary (the defenders reconstruct), so `val/proxy_leak_acc`
-  is absent; `adv_loss` is the chosen defender's distance d.
+  is absent; `defender_distance` is the chosen defender's distance d.
 """
 
 from __future__ import annotations
@@ -156,4 +156,4 @@ class PrivacyPartitioning(ReleasesClientFeatures, Method):
         loss = task_loss - self.params.lambda_ * distances[best]
         step(loss, [self.optimizers["client"], self.optimizers["server"]], self.client, self.server)
         self.last_best_defender = self.defender_names[best]
-        return {"task_loss": task_loss.item(), "adv_loss": distances[best].item()}
+        return {"task_loss": task_loss.item(), "defender_distance": distances[best].item()}
