@@ -41,8 +41,7 @@ import numpy as np
 from analysis.replicates import mean_interval
 from sweeps.spec import load_spec
 from trainables.methods import method_class
-from trainables.methods.base import MethodContext
-from trainables.models import INPUT_SPLIT, SplitArchitecture
+from trainables.models import INPUT_SPLIT
 from trainables.trial import Trial
 
 SPEC = Path(__file__).resolve().parent.parent / "sweeps" / "quickstart.yaml"
@@ -80,10 +79,7 @@ Cell = list[dict[str, float]]  # one metrics dict per seed
 
 def release_split(method: str) -> str:
     """The split a method releases at under the spec's split 2 (image-level methods: "0")."""
-    cls, params = method_class(method), SETTINGS[method][1]
-    arch = SplitArchitecture("small_cnn", "2", (1, 28, 28), {})
-    released = cls(MethodContext(arch, 2, 10, 1e-3), cls.Params(**params)).ctx.arch.split
-    return INPUT_SPLIT if released == INPUT_SPLIT else "2"
+    return INPUT_SPLIT if method_class(method).releases == "image" else "2"
 
 
 def run(method: str, params: dict, seed: int, args: argparse.Namespace, split: str = "2") -> dict[str, float]:

@@ -117,3 +117,14 @@ def test_a_paper_method_ships_its_search_space_and_a_valid_spec(name):
     spec = load_spec(REPO / "sweeps" / f"{name}.yaml")
     assert spec.method == name
     assert spec.space().items(), "the spec sweeps nothing"
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_a_method_releases_where_its_class_says(name):
+    """`releases = "image"`: split "0" whatever model.split says, z is the image; else the
+    features at model.split."""
+    method = build(name, 0)
+    if METHODS[name].releases == "image":
+        assert method.ctx.arch.split == "0" and tuple(method.ctx.arch.z_shape) == SHAPE
+    else:
+        assert method.ctx.arch.split == "2"

@@ -13,7 +13,8 @@ from trainables.data import synthetic
 from trainables.data.batches import TensorSplit
 from trainables.errors import InputError
 from trainables.methods import MethodContext, method_class
-from trainables.methods.disco import hard_channel_mask, kept_channels, soft_channel_mask
+from trainables.methods.channel_masks import hard_channel_mask, kept_channels
+from trainables.methods.disco import soft_channel_mask
 from trainables.methods.maxent import prediction_entropy
 from trainables.models import SplitArchitecture
 from trainables.trial import Trial, check_config

@@ -31,7 +31,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainables.data.batches import TensorSplit
-from trainables.models import SplitArchitecture
+from trainables.models import INPUT_SPLIT, SplitArchitecture
 
 
 class NoParams(BaseModel):
@@ -59,6 +59,11 @@ class MethodContext:
     def image_shape(self) -> tuple[int, int, int]:
         return self.arch.input_shape
 
+    def at_input(self) -> MethodContext:
+        """The same context split at "0": nothing on the client, the whole backbone on the server."""
+        arch = SplitArchitecture(self.arch.backbone, INPUT_SPLIT, self.arch.input_shape, self.arch.options)
+        return MethodContext(arch, self.task_classes, self.private_classes, self.lr)
+
 
 @dataclass(frozen=True)
 class SameBudgetControl:
@@ -74,10 +79,13 @@ class Method(nn.Module, ABC):
 
     Params: ClassVar[type[BaseModel]] = NoParams
     control: ClassVar[SameBudgetControl | None] = None
+    # "image": the method releases a randomised image whatever model.split says (its context
+    # is split at "0", the whole backbone on the server); "features": features at model.split
+    releases: ClassVar[Literal["features", "image"]] = "features"
 
     def __init__(self, ctx: MethodContext, params: BaseModel):
         super().__init__()
-        self.ctx = ctx
+        self.ctx = ctx.at_input() if self.releases == "image" else ctx
         self.params = params
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
 
@@ -209,9 +217,10 @@ class AdversarialSplitMethod(Method):
 
     def __init__(self, ctx: MethodContext, params: BaseModel):
         super().__init__(ctx, params)
-        self.client = ctx.arch.client()
-        self.server = ctx.arch.server(ctx.task_classes)
-        self.adversary = ctx.arch.server(ctx.private_classes)
+        arch = self.ctx.arch  # the context the class's `releases` asks for
+        self.client = arch.client()
+        self.server = arch.server(ctx.task_classes)
+        self.adversary = arch.server(ctx.private_classes)
         for name in ("client", "server", "adversary"):
             optimizer = adam(getattr(self, name), ctx.lr)
             if optimizer is not None:

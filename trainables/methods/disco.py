@@ -86,6 +86,7 @@ from torch.nn import functional as F
 
 from trainables.errors import InputError
 from trainables.methods.base import Method, MethodContext, NoParams, SameBudgetControl, overriding
+from trainables.methods.channel_masks import hard_channel_mask, kept_channels
 from trainables.models import INPUT_SPLIT, SplitArchitecture
 from trainables.models.decoders import MirrorDecoder
 
@@ -108,20 +109,6 @@ class DiscoParams(NoParams):
     lr: float | None = Field(
         None, gt=0, description="DISCO's learning rate for all its networks; null = the paper's 0.01 with sgd, train.lr with adam"
     )
-
-
-def kept_channels(channels: int, ratio: float) -> int:
-    """round((1 - R) * C): the channels a release keeps (the same count as random pruning)."""
-    return round((1 - ratio) * channels)
-
-
-def hard_channel_mask(scores: torch.Tensor, ratio: float) -> torch.Tensor:
-    """1 on the top round((1 - R) * C) scores of each row, 0 elsewhere."""
-    keep = kept_channels(scores.shape[1], ratio)
-    mask = torch.zeros_like(scores)
-    if keep > 0:
-        mask.scatter_(1, scores.topk(keep, dim=1).indices, 1.0)
-    return mask
 
 
 def soft_channel_mask(scores: torch.Tensor, ratio: float, temperature: float) -> torch.Tensor:

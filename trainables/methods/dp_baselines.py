@@ -40,11 +40,9 @@ from torch.nn import functional as F
 
 from trainables.methods.base import (
     AdversarialSplitMethod,
-    MethodContext,
     NoParams,
     clamp_straight_through,
 )
-from trainables.models import INPUT_SPLIT, SplitArchitecture
 
 
 class DPLaplaceParams(NoParams):
@@ -69,10 +67,7 @@ def laplace_noise(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
 class _ImageMechanism(AdversarialSplitMethod):
     """Split "0": the release is a randomised image; the whole backbone is the server."""
 
-    def __init__(self, ctx: MethodContext, params: NoParams):
-        arch = ctx.arch
-        image_arch = SplitArchitecture(arch.backbone, INPUT_SPLIT, arch.input_shape, arch.options)
-        super().__init__(MethodContext(image_arch, ctx.task_classes, ctx.private_classes, ctx.lr), params)
+    releases = "image"
 
     def mechanism(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

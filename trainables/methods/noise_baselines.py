@@ -17,12 +17,10 @@ from pydantic import Field
 
 from trainables.methods.base import (
     AdversarialSplitMethod,
-    MethodContext,
     NoParams,
     clamp_straight_through,
 )
 from trainables.methods.noisy_arl import add_gaussian_noise
-from trainables.models import INPUT_SPLIT, SplitArchitecture
 
 
 class SigmaParams(NoParams):
@@ -41,11 +39,7 @@ class ActivationNoise(AdversarialSplitMethod):
 
 class InputNoise(AdversarialSplitMethod):
     Params = SigmaParams
-
-    def __init__(self, ctx: MethodContext, params: SigmaParams):
-        arch = ctx.arch
-        image_arch = SplitArchitecture(arch.backbone, INPUT_SPLIT, arch.input_shape, arch.options)
-        super().__init__(MethodContext(image_arch, ctx.task_classes, ctx.private_classes, ctx.lr), params)
+    releases = "image"
 
     def obfuscate(self, features: torch.Tensor) -> torch.Tensor:
         return add_gaussian_noise(features, self.params.sigma).clamp(0, 1)

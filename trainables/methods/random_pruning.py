@@ -13,16 +13,11 @@ import torch
 from pydantic import Field
 
 from trainables.methods.base import AdversarialSplitMethod, MethodContext, NoParams, overriding
+from trainables.methods.channel_masks import kept_channels, random_channel_mask
 
 
 class PruningParams(NoParams):
     pruning_ratio: float = Field(0.5, ge=0, lt=1, description="fraction R of channels zeroed per release")
-
-
-def random_channel_mask(batch: int, channels: int, ratio: float, device: torch.device) -> torch.Tensor:
-    keep = round((1 - ratio) * channels)
-    ranks = torch.rand(batch, channels, device=device).argsort(dim=1).argsort(dim=1)
-    return (ranks < keep).float()
 
 
 class RandomPruning(AdversarialSplitMethod):
@@ -33,7 +28,7 @@ class RandomPruning(AdversarialSplitMethod):
         self.release_ratio = params.pruning_ratio
 
     def release_is_random(self) -> bool:
-        return round((1 - self.release_ratio) * self.ctx.arch.z_shape[0]) < self.ctx.arch.z_shape[0]
+        return kept_channels(self.ctx.arch.z_shape[0], self.release_ratio) < self.ctx.arch.z_shape[0]
 
     def at_release_ratio(self, ratio: float) -> AbstractContextManager:
         return overriding(self, "release_ratio", ratio)
