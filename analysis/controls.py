@@ -49,9 +49,9 @@ def control_pairs(table: pa.Table) -> list[dict[str, Any]]:
     return pairs
 
 
-def lower(table: pa.Table, metric: str, a: int, b: int) -> int | None:
-    """a or b when that row's interval on `metric` lies wholly below the other's, else None."""
-    low, high = interval(table, metric)
+def lower(bounds: tuple[np.ndarray, np.ndarray], a: int, b: int) -> int | None:
+    """a or b when that row's interval (`bounds` = a metric's (low, high)) lies wholly below the other's, else None."""
+    low, high = bounds
     if not np.all(np.isfinite([low[a], high[a], low[b], high[b]])):
         return None
     if high[a] < low[b]:
@@ -61,11 +61,9 @@ def lower(table: pa.Table, metric: str, a: int, b: int) -> int | None:
     return None
 
 
-def _value(table: pa.Table, metric: str, row: int) -> str:
-    if metric not in table.column_names:
-        return "—"
-    value = column(table, metric)[row]
-    low, high = interval(table, metric)
+def _value(values: np.ndarray, bounds: tuple[np.ndarray, np.ndarray], row: int) -> str:
+    value = values[row]
+    low, high = bounds
     if not np.isfinite(value):
         return "—"
     return f"{value:.3f} [{low[row]:.3f}, {high[row]:.3f}]" if np.isfinite(low[row]) and np.isfinite(high[row]) else f"{value:.3f}"
@@ -80,6 +78,8 @@ def control_lines(table: pa.Table) -> list[str]:
     swept = swept_params(table)
     metrics = [m for m in COMPARED if m in table.column_names]
     privacy = [m for m in PRIVACY if m in metrics]
+    values = {m: column(table, m) for m in metrics}
+    bounds = {m: interval(table, m) for m in metrics}  # once per metric, not per cell
     header = ["method", "params"] + [f"{m}: method / control" for m in metrics] + [f"lower {m}" for m in privacy]
     rows, missing = [], []
     for pair in pairs:
@@ -90,9 +90,9 @@ def control_lines(table: pa.Table) -> list[str]:
             continue
         shown = [*pair["shared"], "model.split", *(c for c in swept if c not in pair["shared"] and c != "model.split")]
         cells = [f"{record['method']} vs {pair['control']}", describe_params(record, shown) or "—"]
-        cells += [f"{_value(table, m, row)} / {_value(table, m, other)}" for m in metrics]
+        cells += [f"{_value(values[m], bounds[m], row)} / {_value(values[m], bounds[m], other)}" for m in metrics]
         for metric in privacy:
-            winner = lower(table, metric, row, other)
+            winner = lower(bounds[metric], row, other)
             cells.append("tied" if winner is None else (record["method"] if winner == row else pair["control"]))
         rows.append("| " + " | ".join(cells) + " |")
     lines = ["", "## Same-budget controls", ""]

@@ -76,7 +76,7 @@ def control_assignment(spec: SweepSpec, assignment: dict) -> dict | None:
     if control is None:
         return None
     params = validate_params(config.method, config.params)
-    shared = {f"params.{name}": getattr(params, name) for name in control.shared}
+    shared = {path: getattr(params, name) for path, name in zip(control.shared_paths, control.shared, strict=True)}
     kept = {key: value for key, value in assignment.items() if not key.startswith("params.") and key != "method"}
     return {"method": control.method, **kept, **shared}
 

@@ -144,7 +144,7 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
     tags = {CONFIG_ID_TAG: config_id, ASSIGNMENT_TAG: json.dumps(assignment)}  # in the searcher's order: run names keep it
     control = method_class(config.method).control
     if control is not None:
-        tags[CONTROL_TAG] = json.dumps({"method": control.method, "shared": [f"params.{name}" for name in control.shared]})
+        tags[CONTROL_TAG] = json.dumps({"method": control.method, "shared": control.shared_paths})
     if TrialRun.find(context.tracking_uri, context.experiment_id, trial_id, context.launch, replicate) is None:
         twin = finished_twin(context.tracking_uri, context.experiment_id, context.launch, config_id, config.train.seed)
         if twin is not None:  # the searcher proposed a finished configuration again: tell it the stored result

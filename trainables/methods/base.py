@@ -73,6 +73,11 @@ class SameBudgetControl:
     method: str
     shared: tuple[str, ...]
 
+    @property
+    def shared_paths(self) -> list[str]:
+        """The shared params as spec paths (`params.<name>`), as assignments and run tables name them."""
+        return [f"params.{name}" for name in self.shared]
+
 
 class Method(nn.Module, ABC):
     """One defense. `Params` is its pydantic hyperparameter model (the tunable knobs)."""
