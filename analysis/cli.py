@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pyarrow.csv as pacsv
@@ -33,9 +32,8 @@ from analysis.runs import (
     resolve_tracking_uri,
     save_parquet,
 )
-
-T = TypeVar("T")
-PARETO_TAG = "privsweep.pareto"
+from trainables.schema import PARETO_TAG, tag_is
+from trainables.tracking import with_retries
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,18 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _retry(call: Callable[[], T], attempts: int = 6) -> T:
-    """SQLite lets one writer in at a time: retry briefly while a running sweep holds the lock."""
-    for attempt in range(attempts):
-        try:
-            return call()
-        except Exception as error:
-            if "locked" not in str(error).lower() or attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * 2**attempt)
-    raise AssertionError("unreachable")
-
-
 def resolve_objectives(args: argparse.Namespace, uri: str) -> tuple[Objective, ...]:
     if args.objectives:
         return parse_objectives(args.objectives)
@@ -84,17 +70,17 @@ def log_to_mlflow(table: Any, front_ids: set[str], uri: str, files: Sequence[Pat
     parents = sorted({p for p in table.column("parent_run_id").to_pylist() if p})
     for parent in parents:
         for path in files:
-            _retry(lambda p=parent, f=path: client.log_artifact(p, str(f)))
+            with_retries(lambda p=parent, f=path: client.log_artifact(p, str(f)))
     for run_id in sorted(front_ids):
-        _retry(lambda r=run_id: client.set_tag(r, PARETO_TAG, "true"))
+        with_retries(lambda r=run_id: client.set_tag(r, PARETO_TAG, "true"))
     # Trials of this table tagged by an earlier, different front lose the tag.
     experiment_ids = [client.get_experiment_by_name(name).experiment_id
                       for name in sorted(set(table.column("experiment").to_pylist()))]
-    tagged = _retry(lambda: client.search_runs(experiment_ids, f"tags.`{PARETO_TAG}` = 'true'", max_results=50000))
+    tagged = with_retries(lambda: client.search_runs(experiment_ids, tag_is(PARETO_TAG, "true"), max_results=50000))
     in_table = set(replicate_run_ids(table))
     for run in tagged:
         if run.info.run_id in in_table and run.info.run_id not in front_ids:
-            _retry(lambda r=run.info.run_id: client.delete_tag(r, PARETO_TAG))
+            with_retries(lambda r=run.info.run_id: client.delete_tag(r, PARETO_TAG))
     return parents
 
 

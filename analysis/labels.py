@@ -1,4 +1,5 @@
-"""Human words for metrics and params, shared by the plots, the gallery and the report."""
+"""Human words for metrics and params (from `trainables.schema`), shared by the plots, the gallery
+and the report."""
 
 from __future__ import annotations
 
@@ -9,32 +10,12 @@ import pyarrow as pa
 
 from analysis.objectives import Objective
 from analysis.runs import REPLICATE_COLUMNS, RUN_COLUMNS
-
-METRIC_LABELS = {
-    "utility/acc": "Utility: task accuracy",
-    "utility/acc_retrained": "Utility: accuracy of a retrained server model",
-    "utility/mcc": "Utility: Matthews correlation",
-    "privacy/leak_acc": "Leakage: strongest attacker's accuracy on the private attribute",
-    "privacy/delta": "Δ = utility − leakage",
-    "recon/ssim": "Reconstruction SSIM (strongest decoder)",
-    "recon/ms_ssim": "Reconstruction MS-SSIM (strongest decoder)",
-    "recon/psnr": "Reconstruction PSNR, dB (strongest decoder)",
-    "recon/l1": "Reconstruction L1 error (strongest decoder)",
-    "recon/mse": "Reconstruction MSE (strongest decoder)",
-    "recon/lpips": "Reconstruction LPIPS (strongest decoder)",
-    "client/gflops": "Client GFLOPs per input",
-    "client/params_mb": "Client parameters, MB",
-    "time/train_s": "Training time, s",
-    "time/attack_s": "Attack time, s",
-}
-SHORT_METRIC = {"utility/acc": "acc", "privacy/leak_acc": "leak", "privacy/delta": "Δ", "recon/ssim": "SSIM",
-                "recon/psnr": "PSNR", "client/gflops": "GFLOPs"}
-SHORT_PARAM = {"sigma": "σ", "lambda": "λ", "lambda1": "λ1", "lambda2": "λ2", "rho": "ρ", "alpha": "α",
-               "epsilon": "ε", "mu1": "μ1", "mu2": "μ2", "pruning_ratio": "R"}
+from trainables.schema import METRICS, PARAM_SYMBOLS, PROXY_METRICS
 
 
 def metric_label(metric: str) -> str:
-    return METRIC_LABELS.get(metric, metric)
+    info = METRICS.get(metric) or PROXY_METRICS.get(metric)
+    return info.label if info is not None else metric
 
 
 def axis_label(objective: Objective, arrow: str = "") -> str:
@@ -46,7 +27,8 @@ def axis_label(objective: Objective, arrow: str = "") -> str:
 
 
 def short_metric(metric: str) -> str:
-    return SHORT_METRIC.get(metric, metric.rsplit("/", 1)[-1])
+    info = METRICS.get(metric)
+    return info.short if info is not None and info.short else metric.rsplit("/", 1)[-1]
 
 
 def param_columns(table: pa.Table) -> list[str]:
@@ -79,5 +61,5 @@ def describe_params(row: dict[str, Any], columns: list[str]) -> str:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue
         name = column.rsplit(".", 1)[-1]
-        parts.append(f"{SHORT_PARAM.get(name, name)}={format_value(value)}")
+        parts.append(f"{PARAM_SYMBOLS.get(name, name)}={format_value(value)}")
     return " ".join(parts)

@@ -26,15 +26,8 @@ import pyarrow.compute as pc
 
 from analysis.errors import AnalysisInputError
 from analysis.objectives import ObjectivesLike, parse_objectives
+from trainables.schema import metric_info
 
-#: Metrics whose values lie in [0, 1] (images in [0, 1] for the reconstruction errors):
-#: their worst value for a minimised objective is 1.0.
-UNIT_INTERVAL_METRICS = (
-    "utility/acc", "utility/acc_retrained", "privacy/leak_acc", "privacy/leak_chance",
-    "recon/ssim", "recon/ms_ssim", "recon/l1", "recon/mse", "recon/lpips",
-)
-#: Worst values of maximised metrics whose range does not start at 0.
-MAX_MODE_FLOOR = {"privacy/delta": -1.0, "utility/mcc": 0.0}
 #: Metric holding the task's chance rate (majority-class rate), if the trainable logs it.
 UTILITY_CHANCE_METRIC = "utility/chance"
 
@@ -52,11 +45,6 @@ def as_table(data: Any) -> pa.Table:
     if pd is not None and isinstance(data, pd.DataFrame):
         return pa.Table.from_pandas(data, preserve_index=False)
     raise TypeError(f"expected a pyarrow.Table or pandas.DataFrame, got {type(data).__name__}")
-
-
-def _base_metric(metric: str) -> str:
-    """`privacy/leak_acc/mlp` -> `privacy/leak_acc` (per-attacker metrics share the bounds)."""
-    return "/".join(metric.split("/")[:2])
 
 
 def objective_values(table: Any, objectives: ObjectivesLike = None) -> np.ndarray:
@@ -145,11 +133,12 @@ def method_fronts(table: Any, objectives: ObjectivesLike = None, by: str = "meth
 def default_reference(table: Any, objectives: ObjectivesLike = None) -> np.ndarray:
     """The default hypervolume reference point: the worst meaningful value of each objective.
 
-    * maximised objectives: 0.0; for `utility/*` accuracies the task's chance rate instead
-      when a `utility/chance` metric is logged (its smallest value in the table); -1.0 for
-      `privacy/delta` (Δ = utility − leakage ranges over [-1, 1]).
-    * minimised objectives whose metric lies in [0, 1] (accuracies such as
-      `privacy/leak_acc`, SSIM / MS-SSIM, L1, MSE, LPIPS): 1.0.
+    * maximised objectives: the low end of the metric's range (`trainables.schema.METRICS`:
+      0.0 for most, -1.0 for `privacy/delta`, Δ = utility − leakage); for `utility/*`
+      accuracies the task's chance rate instead when a `utility/chance` metric is logged
+      (its smallest value in the table).
+    * minimised objectives whose range has a high end (accuracies such as
+      `privacy/leak_acc`, SSIM / MS-SSIM, L1, MSE, LPIPS: 1.0).
     * minimised objectives without a natural bound (PSNR, GFLOPs, seconds, ...): the worst
       value in the table. Only this case depends on the data; pass `reference=` explicitly
       to compare such numbers across sweeps.
@@ -162,16 +151,16 @@ def default_reference(table: Any, objectives: ObjectivesLike = None) -> np.ndarr
     values = objective_values(table, objectives)
     reference = []
     for index, objective in enumerate(objectives):
-        base = _base_metric(objective.metric)
+        info = metric_info(objective.metric)
         if objective.maximise:
-            value = MAX_MODE_FLOOR.get(base, 0.0)
-            if base.startswith("utility/acc") and UTILITY_CHANCE_METRIC in table.column_names:
+            value = info.low if info is not None and info.low is not None else 0.0
+            if objective.metric.startswith("utility/acc") and UTILITY_CHANCE_METRIC in table.column_names:
                 chance = pc.cast(table.column(UTILITY_CHANCE_METRIC), pa.float64()).to_numpy(zero_copy_only=False)
                 chance = chance[np.isfinite(chance)]
                 if chance.size:
                     value = float(chance.min())
-        elif base in UNIT_INTERVAL_METRICS:
-            value = 1.0
+        elif info is not None and info.high is not None:
+            value = info.high
         else:
             column = values[:, index]
             column = column[np.isfinite(column)]

@@ -31,10 +31,22 @@ import pyarrow.parquet as pq
 
 from analysis.errors import AnalysisInputError
 from analysis.objectives import Objective, parse_objectives
-from trainables.schema import CONFIG_ID_TAG, CONTROL_TAG, PLANNED_RUNS_TAG, REPLICATE_TAG
-from trainables.tracking import search_all_runs
+from trainables.schema import (
+    CONFIG_ID_TAG,
+    CONTROL_TAG,
+    KIND_TAG,
+    LAUNCH_TAG,
+    METHOD_TAG,
+    OBJECTIVES_TAG,
+    PLANNED_RUNS_TAG,
+    REPLICATE_TAG,
+    ROLE_TAG,
+    TABLE_EXPERIMENTS_KEY,
+    TABLE_TRACKING_URI_KEY,
+    tag_is,
+)
+from trainables.tracking import default_tracking_uri, search_all_runs
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_COLUMNS = ("experiment", "run_id", "run_name", "parent_run_id", "launch", "method", "status", "start_time",
                "config_id", "replicate", "control")
 REPLICATE_COLUMNS = ("seeds", "run_ids")  # added by analysis.replicates.group_replicates
@@ -42,17 +54,8 @@ FINISHED = ("FINISHED",)
 FAILED = ("FAILED", "KILLED")
 UNFINISHED = ("RUNNING", "SCHEDULED")
 EPOCH_METRIC_PREFIXES = ("train/", "val/")
-TRIAL_FILTER = "tags.`privsweep.role` = 'trial'"
-SWEEP_FILTER = "tags.`privsweep.role` = 'sweep'"
-#: Schema metadata keys stored on every loaded table (kept through Parquet).
-META_TRACKING_URI = b"privsweep.tracking_uri"
-META_EXPERIMENTS = b"privsweep.experiments"
-
-
-def default_tracking_uri() -> str:
-    """The launcher's default store: `sqlite:///<$PRIVSWEEP_HOME or repo root>/mlflow.db`."""
-    home = Path(os.environ.get("PRIVSWEEP_HOME", REPO_ROOT)).expanduser().resolve()
-    return f"sqlite:///{home / 'mlflow.db'}"
+TRIAL_FILTER = tag_is(ROLE_TAG, "trial")
+SWEEP_FILTER = tag_is(ROLE_TAG, "sweep")
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
@@ -97,7 +100,7 @@ def _experiment(client: Any, name: str, uri: str) -> Any:
 def _filter(base: str, launch: str | None) -> str:
     if launch is None:
         return base
-    return f"{base} and tags.`privsweep.launch` = '{launch}'"
+    return f"{base} and {tag_is(LAUNCH_TAG, launch)}"
 
 
 def _parse_param(text: str | None) -> Any:
@@ -163,8 +166,8 @@ def load_runs(
                     "run_id": run.info.run_id,
                     "run_name": run.info.run_name,
                     "parent_run_id": tags.get("mlflow.parentRunId"),
-                    "launch": tags.get("privsweep.launch"),
-                    "method": tags.get("privsweep.method") or params.get("method"),
+                    "launch": tags.get(LAUNCH_TAG),
+                    "method": tags.get(METHOD_TAG) or params.get("method"),
                     "status": run.info.status,
                     "start_time": run.info.start_time,
                     "config_id": tags.get(CONFIG_ID_TAG),
@@ -205,8 +208,8 @@ def _to_table(records: list[dict[str, Any]], uri: str, names: list[str]) -> pa.T
         columns[key] = pa.array([r["metrics"].get(key) for r in records], pa.float64())
     table = pa.table(columns)
     return table.replace_schema_metadata({
-        META_TRACKING_URI: uri.encode(),
-        META_EXPERIMENTS: json.dumps(names).encode(),
+        TABLE_TRACKING_URI_KEY: uri.encode(),
+        TABLE_EXPERIMENTS_KEY: json.dumps(names).encode(),
     })
 
 
@@ -220,18 +223,18 @@ def concat_runs(tables: Iterable[pa.Table]) -> pa.Table:
     for table in tables:
         experiments += [e for e in table_experiments(table) if e not in experiments]
     metadata = dict(combined.schema.metadata or {})
-    metadata[META_EXPERIMENTS] = json.dumps(experiments).encode()
+    metadata[TABLE_EXPERIMENTS_KEY] = json.dumps(experiments).encode()
     return combined.replace_schema_metadata(metadata)
 
 
 def table_tracking_uri(table: pa.Table) -> str | None:
     """The tracking URI `load_runs` read the table from (kept in the schema metadata)."""
-    value = (table.schema.metadata or {}).get(META_TRACKING_URI)
+    value = (table.schema.metadata or {}).get(TABLE_TRACKING_URI_KEY)
     return value.decode() if value else None
 
 
 def table_experiments(table: pa.Table) -> list[str]:
-    value = (table.schema.metadata or {}).get(META_EXPERIMENTS)
+    value = (table.schema.metadata or {}).get(TABLE_EXPERIMENTS_KEY)
     if value:
         return json.loads(value)
     if "experiment" in table.column_names:
@@ -263,7 +266,7 @@ def load_objectives(
 ) -> tuple[Objective, ...] | None:
     """The objectives the sweep declared (`privsweep.objectives` of its newest parent run)."""
     for run in sweep_runs(experiment, tracking_uri, launch):
-        tag = run.data.tags.get("privsweep.objectives")
+        tag = run.data.tags.get(OBJECTIVES_TAG)
         if tag:
             return parse_objectives(tag)
     return None
@@ -296,7 +299,7 @@ def launch_progress(
         exp = _experiment(client, name, uri)
         finished: dict[str, int] = {}
         for run in search_all_runs(client, [exp.experiment_id], _filter(TRIAL_FILTER, launch) + " and attributes.status = 'FINISHED'"):
-            key = run.data.tags.get("privsweep.launch", "")
+            key = run.data.tags.get(LAUNCH_TAG, "")
             finished[key] = finished.get(key, 0) + 1
         parents = sorted(search_all_runs(client, [exp.experiment_id], _filter(SWEEP_FILTER, launch)),
                          key=lambda r: r.info.start_time or 0)
@@ -304,7 +307,7 @@ def launch_progress(
             tags = parent.data.tags
             planned = tags.get(PLANNED_RUNS_TAG)
             progress.append(LaunchProgress(
-                exp.name, tags.get("privsweep.launch", ""), tags.get("privsweep.kind", "sweep"), parent.info.status,
-                int(planned) if planned else None, finished.get(tags.get("privsweep.launch", ""), 0),
+                exp.name, tags.get(LAUNCH_TAG, ""), tags.get(KIND_TAG, "sweep"), parent.info.status,
+                int(planned) if planned else None, finished.get(tags.get(LAUNCH_TAG, ""), 0),
             ))
     return progress

@@ -17,6 +17,14 @@ from typing import Any
 import numpy as np
 
 from analysis.objectives import DEFAULT_OBJECTIVES, ObjectivesLike, parse_objectives
+from trainables.schema import (
+    ERROR_TAG,
+    LAUNCH_TAG,
+    METHOD_TAG,
+    OBJECTIVES_TAG,
+    ROLE_TAG,
+    TRIAL_ID_TAG,
+)
 
 BASE_CONFIG = {
     "dataset.name": "synthetic", "dataset.task": "shape", "dataset.private": "color",
@@ -111,8 +119,7 @@ def write_synthetic_sweep(
     parents: dict[str, str] = {}
     for launch in dict.fromkeys(t[0] for t in trials):
         parent = client.create_run(experiment_id, run_name=f"{experiment} {launch}", tags={
-            "privsweep.role": "sweep", "privsweep.launch": launch,
-            "privsweep.objectives": objectives_tag, "privsweep.method": spec_method,
+            ROLE_TAG: "sweep", LAUNCH_TAG: launch, OBJECTIVES_TAG: objectives_tag, METHOD_TAG: spec_method,
         })
         parents[launch] = parent.info.run_id
     made = []
@@ -121,8 +128,8 @@ def write_synthetic_sweep(
             params: dict[str, Any] = {"method": method, **BASE_CONFIG, **swept}
             name = " ".join([method] + [f"{k.rsplit('.', 1)[-1]}={v}" for k, v in swept.items()])
             run = client.create_run(experiment_id, run_name=name, tags={
-                "mlflow.parentRunId": parents[launch], "privsweep.role": "trial", "privsweep.method": method,
-                "privsweep.launch": launch, "privsweep.trial_id": f"trial_{index:03d}",
+                "mlflow.parentRunId": parents[launch], ROLE_TAG: "trial", METHOD_TAG: method,
+                LAUNCH_TAG: launch, TRIAL_ID_TAG: f"trial_{index:03d}",
             })
             run_id = run.info.run_id
             final = _metrics(acc, leak, ssim, int(swept.get("model.split", 2))) if acc is not None else {}
@@ -132,7 +139,7 @@ def write_synthetic_sweep(
                 run_id,
                 metrics=history + [Metric(k, float(v), 0, 0) for k, v in final.items()],
                 params=[Param(k, str(v)) for k, v in params.items()],
-                tags=[RunTag("privsweep.error", "RuntimeError: diverged")] if status == "FAILED" else [],
+                tags=[RunTag(ERROR_TAG, "RuntimeError: diverged")] if status == "FAILED" else [],
             )
             if final:
                 folder = Path(scratch) / run_id

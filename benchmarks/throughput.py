@@ -71,9 +71,9 @@ def endless(make_epoch):
 
 
 def ours(split: Split, batch: int, device):
-    data = TensorSplit.from_split(split, ["task", "private"], device)
+    data = TensorSplit.from_split(split, "task", "private", device)
     generator = torch.Generator().manual_seed(0)
-    return endless(lambda: data.batches(batch, ("task", "private"), generator))
+    return endless(lambda: data.batches(batch, generator))
 
 
 def plain(split: Split, batch: int, device):

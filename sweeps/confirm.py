@@ -28,7 +28,7 @@ import sys
 
 from sweeps.spec import SweepSpec
 from trainables.errors import InputError
-from trainables.schema import ASSIGNMENT_TAG, CONFIG_ID_TAG, REPLICATE_TAG
+from trainables.schema import ASSIGNMENT_TAG, CONFIG_ID_TAG, REPLICATE_TAG, ROLE_TAG, tag_is
 from trainables.tracking import configuration_id, search_all_runs, with_retries
 
 
@@ -42,7 +42,7 @@ def finished_configurations(spec: SweepSpec, uri: str) -> tuple[dict[str, dict],
     if experiment is None:
         raise InputError(f"confirm: experiment {spec.experiment!r} has no runs in {uri}; run the sweep first "
                          f"(python -m sweeps run SPEC) with the same spec and --set overrides.")
-    runs = search_all_runs(client, [experiment.experiment_id], "tags.`privsweep.role` = 'trial' and attributes.status = 'FINISHED'")
+    runs = search_all_runs(client, [experiment.experiment_id], f"{tag_is(ROLE_TAG, 'trial')} and attributes.status = 'FINISHED'")
     configurations: dict[str, dict] = {}
     untagged = 0
     for run in runs:

@@ -16,7 +16,14 @@ from mlflow.tracking import MlflowClient
 
 from sweeps.spec import SweepSpec
 from trainables.errors import InputError
-from trainables.schema import PLANNED_RUNS_TAG
+from trainables.schema import (
+    KIND_TAG,
+    LAUNCH_TAG,
+    METHOD_TAG,
+    OBJECTIVES_TAG,
+    PLANNED_RUNS_TAG,
+    ROLE_TAG,
+)
 from trainables.tracking import (
     TrialRun,
     default_artifact_root,
@@ -95,11 +102,11 @@ def ui_url(port: int, experiment_id: str | None = None) -> str:
 def start_parent_run(uri: str, experiment: str, spec: SweepSpec, launch: str, kind: str, planned_runs: int) -> str:
     client = MlflowClient(uri)
     tags = {
-        "privsweep.role": "sweep",
-        "privsweep.kind": kind,
-        "privsweep.launch": launch,
-        "privsweep.method": spec.method,
-        "privsweep.objectives": json.dumps([o.model_dump() for o in spec.objectives]),
+        ROLE_TAG: "sweep",
+        KIND_TAG: kind,
+        LAUNCH_TAG: launch,
+        METHOD_TAG: spec.method,
+        OBJECTIVES_TAG: json.dumps([o.model_dump() for o in spec.objectives]),
         PLANNED_RUNS_TAG: str(planned_runs),
     }
     tags[NOTE_TAG] = (f"{kind} launch of `{spec.name}` ({spec.method}): {planned_runs} planned run(s). "

@@ -225,7 +225,7 @@ def test_summary_metrics_are_the_documented_aggregates(spied_trial):
     assert len(per_attacker) == 2
     assert metrics["privacy/leak_acc"] == max(per_attacker)
     assert metrics["privacy/delta"] == pytest.approx(metrics["utility/acc"] - metrics["privacy/leak_acc"], abs=1e-12)
-    private = trial.data.test.labels[trial.config.dataset.private].numpy()
+    private = trial.data.test.private.numpy()
     assert metrics["privacy/leak_chance"] == pytest.approx(np.bincount(private).max() / len(private))
     decoders = trial.config.attacks.reconstruction
     for metric, best in (("ssim", max), ("ms_ssim", max), ("psnr", max), ("l1", min), ("mse", min)):
@@ -237,8 +237,8 @@ def test_summary_metrics_are_the_documented_aggregates(spied_trial):
 
 def labelled_data(task: torch.Tensor, private: torch.Tensor) -> suite.AttackData:
     """Attack data whose attacker and test splits both hold these labels (no images needed)."""
-    split = TensorSplit(torch.zeros(len(task), 1, 2, 2, dtype=torch.uint8), {"t": task, "p": private})
-    return suite.AttackData(split, None, split, ("t", "p"), (int(task.max()) + 1, int(private.max()) + 1))
+    split = TensorSplit(torch.zeros(len(task), 1, 2, 2, dtype=torch.uint8), task, private)
+    return suite.AttackData(split, None, split, (int(task.max()) + 1, int(private.max()) + 1))
 
 
 class FakeSimilarity:
@@ -312,7 +312,7 @@ EXPECTED_EPOCH = {"leak/server_arch": 2, "leak/mlp": 1, "recon/mirror": 3, "reco
 
 
 def released(trial: Trial, split: TensorSplit, batch_size: int) -> ReleasedSplit:
-    return ReleasedSplit(trial.method.release, split, trial.data.names, batch_size, trial.method.release_is_random())
+    return ReleasedSplit(trial.method.release, split, batch_size, trial.method.release_is_random())
 
 
 def test_each_attacker_keeps_the_weights_of_its_best_validation_epoch(monkeypatch):

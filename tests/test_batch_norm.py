@@ -41,12 +41,12 @@ def test_deployed_path_gets_the_train_split_average_of_its_batch_statistics():
     oracle = Trial(tiny_config(method="none", params={}))
     oracle.method.load_state_dict(method.state_dict())
     expected_net = nn.Sequential(oracle.method.client, oracle.method.server)
-    batches = [x for x, *_ in trial.data.train.batches(64, trial.data.names)]
+    batches = [x for x, *_ in trial.data.train.batches(64)]
     update_bn(batches, expected_net)
     corrupt(deployed)
     weights = {k: v.clone() for k, v in method.state_dict().items() if "running" not in k and "num_batches" not in k}
 
-    count = recalibrate_batch_norm(method, trial.data.train, trial.data.names, 64)
+    count = recalibrate_batch_norm(method, trial.data.train, 64)
 
     assert count == len(norms(deployed))
     got, expected = buffers(deployed), buffers(expected_net)
@@ -76,7 +76,7 @@ def test_layers_off_the_deployed_path_keep_their_statistics_and_release_runs_as_
 
     type(method).release = spy
     try:
-        recalibrate_batch_norm(method, trial.data.train, trial.data.names, 64)
+        recalibrate_batch_norm(method, trial.data.train, 64)
     finally:
         type(method).release = original
     assert releases and all(not training and not grad for training, grad in releases)

@@ -160,8 +160,8 @@ def test_prepare_data_slices_do_not_depend_on_the_train_seed(small_synthetic):
     for other in slices[1:]:
         for split in ("train", "val", "test"):
             assert torch.equal(getattr(slices[0], split).images, getattr(other, split).images)
-            for name in slices[0].names:
-                assert torch.equal(getattr(slices[0], split).labels[name], getattr(other, split).labels[name])
+            assert torch.equal(getattr(slices[0], split).task, getattr(other, split).task)
+            assert torch.equal(getattr(slices[0], split).private, getattr(other, split).private)
     assert DATA_SEED == 0
 
 
@@ -174,11 +174,12 @@ def test_prepare_data_val_and_train_are_disjoint_slices_of_train(small_synthetic
     source_train = row_keys(torch.from_numpy(small_synthetic.train.images))
     source_test = row_keys(torch.from_numpy(small_synthetic.test.images))
     assert train | val <= source_train and test <= source_test
-    assert data.names == ("shape", "color") and data.classes == (3, 3) and data.image_shape == (3, 8, 8)
+    assert data.classes == (3, 3) and data.image_shape == (3, 8, 8)
     # labels travel with their images
     index = {row.tobytes(): i for i, row in enumerate(small_synthetic.train.images)}
-    for image, shape in zip(data.train.images, data.train.labels["shape"], strict=True):
+    for image, shape, color in zip(data.train.images, data.train.task, data.train.private, strict=True):
         assert small_synthetic.train.attributes["shape"][index[image.numpy().tobytes()]] == shape.item()
+        assert small_synthetic.train.attributes["color"][index[image.numpy().tobytes()]] == color.item()
 
 
 def test_prepare_data_full_split_when_sizes_are_null(small_synthetic):

@@ -59,7 +59,7 @@ class LinearClient(Method):
 
 def synthetic_test_split() -> TensorSplit:
     data = synthetic.load(train_size=8, test_size=16, image_size=SHAPE[1], seed=1)
-    return TensorSplit.from_split(data.test, ["shape", "color"], torch.device("cpu"))
+    return TensorSplit.from_split(data.test, "shape", "color", torch.device("cpu"))
 
 
 def test_whitebox_recovers_the_image_from_an_invertible_linear_client():

@@ -36,7 +36,6 @@ def _batch_norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 def recalibrate_batch_norm(
     method: Method,
     data: TensorSplit,
-    names: tuple[str, str],
     batch_size: int,
     autocast: AbstractContextManager | None = None,
 ) -> int:
@@ -51,7 +50,7 @@ def recalibrate_batch_norm(
         norm.reset_running_stats()
         norm.momentum = None
         norm.train()
-    for x, *_ in data.batches(batch_size, names):
+    for x, *_ in data.batches(batch_size):
         with autocast or nullcontext():
             method.serve(method.release(x))
     method.eval()

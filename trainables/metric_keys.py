@@ -6,23 +6,16 @@ from trainables.attacks.suite import ratio_suffix
 from trainables.bootstrap import interval_keys
 from trainables.config import TrialConfig
 from trainables.errors import did_you_mean
-from trainables.metrics import HIGHER_IS_BETTER, lpips_unavailable_reason
+from trainables.metrics import lpips_unavailable_reason
+from trainables.schema import METRICS, PROXY_METRICS, RECON_METRICS
 
-BASE_KEYS = (
-    "utility/acc", "utility/acc_retrained", "utility/mcc", "utility/chance",
-    "privacy/leak_acc", "privacy/leak_chance", "privacy/leak_floor", "privacy/delta",
-    "client/gflops", "client/params_mb", "time/train_s", "time/attack_s",
-)
 PER_RATIO_PREFIXES = ("utility/", "privacy/", "recon/")
-# What a method says about itself: logged where the method has its own adversaries, never an
-# objective (a defense tuned on its own adversary's numbers is the false sense of privacy).
-PROXY_KEYS = ("privacy/proxy_leak_acc", "recon/proxy_ssim")
 
 
 def final_metric_keys(config: TrialConfig) -> set[str]:
-    keys = set(BASE_KEYS)
+    keys = {key for key in METRICS if not key.startswith("recon/")}
     keys.update(f"privacy/leak_acc/{name}" for name in config.attacks.leakage)
-    recon_metrics = [m for m in HIGHER_IS_BETTER if m != "lpips" or lpips_unavailable_reason() is None]
+    recon_metrics = [m for m in RECON_METRICS if m != "lpips" or lpips_unavailable_reason() is None]
     for metric in recon_metrics:
         keys.add(f"recon/{metric}")
         keys.update(f"recon/{metric}/{decoder}" for decoder in config.attacks.reconstruction)
@@ -37,7 +30,7 @@ def final_metric_keys(config: TrialConfig) -> set[str]:
 def unknown_metric_reason(metric: str, config: TrialConfig) -> str | None:
     if metric in final_metric_keys(config):
         return None
-    if metric.split(":")[0] in PROXY_KEYS:
+    if metric.split(":")[0] in PROXY_METRICS:
         return (
             f"{metric} is the method's own training-time adversary evaluated on test, not a privacy objective "
             "(a defense can fool its own adversary and no other); use privacy/leak_acc or recon/ssim"

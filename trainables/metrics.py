@@ -41,7 +41,6 @@ from trainables.bootstrap import Mean, Psnr, Statistic, point_values
 log = logging.getLogger(__name__)
 
 MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
-HIGHER_IS_BETTER = {"ssim": True, "ms_ssim": True, "psnr": True, "l1": False, "mse": False, "lpips": False}
 ALEXNET_WEIGHTS = "alexnet-owt-7be5be79.pth"
 LPIPS_MIN_SIZE = 64
 

@@ -1,12 +1,11 @@
 """MLflow from the trial's side: the store location, a retrying client, a trial's child run.
 
-Layout (docs/design.md): one experiment per sweep name; one parent run per launch
-(`privsweep.role=sweep`); one child run per trial and seed replicate (`mlflow.parentRunId`,
-`privsweep.role=trial`, `privsweep.method`, `privsweep.launch`, `privsweep.trial_id`,
-`privsweep.replicate`), params = the flattened trial config, metrics logged in batches,
-artifacts from the trial. The replicates of one configuration share
-`privsweep.config_id` (`configuration_id`: the config without its seed, hashed) and carry
-the searcher's assignment as JSON (`privsweep.assignment`), from which `sweeps confirm`
+Layout (docs/design.md; the tag names are in `trainables.schema`): one experiment per sweep
+name; one parent run per launch (role `sweep`); one child run per trial and seed replicate
+(`mlflow.parentRunId`, role `trial`, method, launch, trial id, replicate), params = the
+flattened trial config, metrics logged in batches, artifacts from the trial. The replicates
+of one configuration share a configuration id (`configuration_id`: the config without its
+seed, hashed) and carry the searcher's assignment as JSON, from which `sweeps confirm`
 re-runs a configuration under more seeds.
 """
 
@@ -23,15 +22,22 @@ from typing import Any, TypeVar
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from trainables.schema import CONFIG_ID_TAG, REPLICATE_TAG
+from trainables.schema import (
+    CONFIG_ID_TAG,
+    ERROR_TAG,
+    LAUNCH_TAG,
+    METHOD_TAG,
+    PARAM_SYMBOLS,
+    REPLICATE_TAG,
+    ROLE_TAG,
+    TRIAL_ID_TAG,
+    tag_is,
+)
 
 T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_PARAM_LENGTH = 6000
-GREEK = {"sigma": "σ", "lambda": "λ", "lambda1": "λ1", "lambda2": "λ2", "rho": "ρ", "alpha": "α",
-         "epsilon": "ε", "mu1": "μ1", "mu2": "μ2", "pruning_ratio": "R"}
-
 
 def home() -> Path:
     """`$PRIVSWEEP_HOME`, else the repository root: where mlflow.db, mlartifacts/ and ray_results/ live."""
@@ -89,7 +95,7 @@ def run_name(method: str, assignment: Mapping[str, Any]) -> str:
             continue
         name = path.rsplit(".", 1)[-1]
         shown = f"{value:.3g}" if isinstance(value, float) else str(value)
-        parts.append(f"{GREEK.get(name, name)}={shown}")
+        parts.append(f"{PARAM_SYMBOLS.get(name, name)}={shown}")
     return " ".join(parts) + f" · {method}" if parts else method
 
 
@@ -116,8 +122,8 @@ def finished_twin(tracking_uri: str, experiment_id: str, launch: str, config_id:
     seed: its results are what a new run of it would give (a seed fixes everything). Earlier
     launches do not count: the code may have changed since, and their numbers with it."""
     client = MlflowClient(tracking_uri)
-    query = (f"tags.`{CONFIG_ID_TAG}` = '{config_id}' and params.`train.seed` = '{seed}' "
-             f"and tags.`privsweep.launch` = '{launch}' and attributes.status = 'FINISHED'")
+    query = (f"{tag_is(CONFIG_ID_TAG, config_id)} and params.`train.seed` = '{seed}' "
+             f"and {tag_is(LAUNCH_TAG, launch)} and attributes.status = 'FINISHED'")
     found = with_retries(lambda: client.search_runs([experiment_id], query, max_results=1))
     return TrialRun(client, found[0].info.run_id, "FINISHED") if found else None
 
@@ -134,7 +140,7 @@ class TrialRun:
     def find(cls, tracking_uri: str, experiment_id: str, trial_id: str, launch: str, replicate: int = 0) -> TrialRun | None:
         """The run of (trial, launch, replicate) if there is one (see `open`)."""
         client = MlflowClient(tracking_uri)
-        query = f"tags.`privsweep.trial_id` = '{trial_id}' and tags.`privsweep.launch` = '{launch}'"
+        query = f"{tag_is(TRIAL_ID_TAG, trial_id)} and {tag_is(LAUNCH_TAG, launch)}"
         found = with_retries(lambda: client.search_runs([experiment_id], query, max_results=100))
         existing = [r for r in found if r.data.tags.get(REPLICATE_TAG, "0") == str(replicate)]
         return cls(client, existing[0].info.run_id, existing[0].info.status) if existing else None
@@ -165,10 +171,10 @@ class TrialRun:
         tags = {
             **(tags or {}),
             "mlflow.parentRunId": parent_run_id,
-            "privsweep.role": "trial",
-            "privsweep.method": method,
-            "privsweep.launch": launch,
-            "privsweep.trial_id": trial_id,
+            ROLE_TAG: "trial",
+            METHOD_TAG: method,
+            LAUNCH_TAG: launch,
+            TRIAL_ID_TAG: trial_id,
             REPLICATE_TAG: str(replicate),
         }
         created = with_retries(lambda: client.create_run(experiment_id, tags=tags, run_name=name))
@@ -204,5 +210,5 @@ class TrialRun:
         with_retries(lambda: self.client.set_terminated(self.run_id, status))
 
     def fail(self, error: BaseException) -> None:
-        self.log(tags={"privsweep.error": f"{type(error).__name__}: {error}"})
+        self.log(tags={ERROR_TAG: f"{type(error).__name__}: {error}"})
         self.finish("FAILED")

@@ -70,13 +70,12 @@ class TrialData:
     val: TensorSplit
     test: TensorSplit
     attacker: TensorSplit  # what the attackers train on: `train` itself, or a disjoint share
-    names: tuple[str, str]  # (task attribute, private attribute)
     classes: tuple[int, int]
     image_shape: tuple[int, int, int]
 
     def attack_data(self) -> AttackData:
         """What the attack suite trains on (attacker split), selects on (val) and evaluates on (test)."""
-        return AttackData(self.attacker, self.val, self.test, self.names, self.classes)
+        return AttackData(self.attacker, self.val, self.test, self.classes)
 
 
 def check_attributes(dataset: Dataset, task: str, private: str) -> None:
@@ -97,10 +96,8 @@ def prepare_data(dataset: Dataset, config: TrialConfig, device: torch.device) ->
     n_val = int(round(len(train_order) * cfg.val_fraction))
     if len(train_order) - n_val < 1 or (cfg.val_fraction > 0 and n_val < 1):
         raise InputError("dataset.train_size is too small for dataset.val_fraction; raise train_size.")
-    names = (cfg.task, cfg.private)
-
     def on_device(split, indices: np.ndarray) -> TensorSplit:
-        return TensorSplit.from_split(split.subset(np.sort(indices)), list(names), device)
+        return TensorSplit.from_split(split.subset(np.sort(indices)), cfg.task, cfg.private, device)
 
     defense_order, attacker_order = train_order[n_val:], None
     if config.attacks.data == "disjoint":
@@ -114,7 +111,6 @@ def prepare_data(dataset: Dataset, config: TrialConfig, device: torch.device) ->
         val=on_device(dataset.train, train_order[:n_val]),
         test=on_device(dataset.test, test_order),
         attacker=train if attacker_order is None else on_device(dataset.train, attacker_order),
-        names=names,
         classes=(dataset.num_classes[cfg.task], dataset.num_classes[cfg.private]),
         image_shape=dataset.image_shape,
     )
@@ -178,7 +174,7 @@ class Trial:
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         self.method.start_epoch(self.epoch, self.config.train.epochs, self.data.train.num_batches(batch_size))
-        batches = self.data.train.batches(batch_size, self.data.names, self._shuffle_generator())
+        batches = self.data.train.batches(batch_size, self._shuffle_generator())
         desc = f"train epoch {self.epoch + 1}/{self.config.train.epochs}"
         for x, y_task, y_private in tqdm(batches, total=self.data.train.num_batches(batch_size), desc=desc, leave=False, disable=None):
             with self._autocast():
@@ -201,7 +197,7 @@ class Trial:
             return {}
         self.method.eval()
         utility, leak = 0, None
-        for x, y_task, y_private in self.data.val.batches(self.config.attacks.batch_size, self.data.names):
+        for x, y_task, y_private in self.data.val.batches(self.config.attacks.batch_size):
             z = self.method.release(x)
             utility += (self.method.serve(z).argmax(1) == y_task).sum().item()
             proxy = self.method.proxy_leak(z)
@@ -214,7 +210,7 @@ class Trial:
 
     def attack(self) -> tuple[dict[str, float], AttackReport]:
         start = time.perf_counter()
-        recalibrate_batch_norm(self.method, self.data.train, self.data.names, self.config.attacks.batch_size, self._autocast())
+        recalibrate_batch_norm(self.method, self.data.train, self.config.attacks.batch_size, self._autocast())
         report = run_attack_suite(self.method, self.data.attack_data(), self.config.attacks, seed=self.config.train.seed + 1)
         metrics = dict(report.metrics)
         metrics["client/gflops"] = client_gflops(self.method.release, self.data.image_shape, self.device)

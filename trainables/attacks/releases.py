@@ -32,8 +32,8 @@ def targets_of(x: torch.Tensor, y_task: torch.Tensor, y_private: torch.Tensor) -
 class ReleasedSplit:
     """(z, targets) batches of one split under one frozen release."""
 
-    def __init__(self, release: Release, data: TensorSplit, names: tuple[str, str], batch_size: int, random: bool):
-        self.release, self.data, self.names, self.batch_size = release, data, names, batch_size
+    def __init__(self, release: Release, data: TensorSplit, batch_size: int, random: bool):
+        self.release, self.data, self.batch_size = release, data, batch_size
         self.stored: torch.Tensor | None = None
         if not random and len(data) > 0:
             self.stored = self._store()  # None: too large to hold, streamed instead
@@ -47,7 +47,7 @@ class ReleasedSplit:
     @torch.no_grad()
     def _store(self) -> torch.Tensor | None:
         parts = []
-        for x, *_ in self.data.batches(self.batch_size, self.names):
+        for x, *_ in self.data.batches(self.batch_size):
             parts.append(self.release(x))
             if len(parts) == 1 and parts[0][0].numel() * parts[0].element_size() * len(self.data) > RELEASE_CACHE_BYTES:
                 return None
@@ -57,11 +57,10 @@ class ReleasedSplit:
     def batches(self, generator: torch.Generator | None = None) -> Iterator[Batch]:
         """Shuffled with `generator`, else in order; each z released without autograd."""
         if self.stored is None:
-            for x, y_task, y_private in self.data.batches(self.batch_size, self.names, generator):
+            for x, y_task, y_private in self.data.batches(self.batch_size, generator):
                 with torch.no_grad():
                     z = self.release(x)
                 yield z, targets_of(x, y_task, y_private)
             return
         for index in self.data.batch_indices(self.batch_size, generator):
-            labels = [self.data.labels[name][index] for name in self.names]
-            yield self.stored[index], targets_of(self.data.images_at(index), *labels)
+            yield self.stored[index], targets_of(self.data.images_at(index), *self.data.labels_at(index))

@@ -56,7 +56,8 @@ from trainables.config import AttackConfig
 from trainables.data.batches import TensorSplit
 from trainables.errors import InputError
 from trainables.methods.base import Method
-from trainables.metrics import HIGHER_IS_BETTER, ImageSimilarity
+from trainables.metrics import ImageSimilarity
+from trainables.schema import RECON_HIGHER_IS_BETTER
 
 WHITEBOX = "whitebox"
 RECONSTRUCTION_ATTACKERS = (*DECODERS, WHITEBOX)
@@ -64,12 +65,11 @@ RECONSTRUCTION_ATTACKERS = (*DECODERS, WHITEBOX)
 
 @dataclass
 class AttackData:
-    """The splits one attack needs, each labelled with (task, private) in `names` order."""
+    """The splits one attack needs, each with its task and private labels."""
 
     attacker: TensorSplit  # what the attackers train on (never test)
     selection: TensorSplit | None  # validation split: early stopping and model selection
     test: TensorSplit
-    names: tuple[str, str]
     classes: tuple[int, int]  # (task, private) class counts
 
 
@@ -163,7 +163,6 @@ def evaluate(method: Method, attackers: dict[str, Attacker], test: ReleasedSplit
 def summarise(evaluation: Evaluation, data: AttackData) -> tuple[dict[str, Statistic], str]:
     """The metric keys of docs/metrics.md as statistics of the per-example records; returns them and
     the reconstruction attacker with the best SSIM."""
-    task, private = data.names
     task_classes, private_classes = data.classes
     hits = evaluation.hits
     statistics: dict[str, Statistic] = {
@@ -174,11 +173,11 @@ def summarise(evaluation: Evaluation, data: AttackData) -> tuple[dict[str, Stati
     leak = {name.removeprefix("leak/"): Mean(values) for name, values in hits.items() if name.startswith("leak/")}
     statistics.update({f"privacy/leak_acc/{name}": statistic for name, statistic in leak.items()})
     statistics["privacy/leak_acc"] = Best(list(leak.values()), higher_is_better=True)
-    statistics["privacy/leak_chance"] = MajorityRate(data.test.labels[private], private_classes)
+    statistics["privacy/leak_chance"] = MajorityRate(data.test.private, private_classes)
     statistics["privacy/leak_floor"] = Mean(
-        leak_floor_hits(data.attacker.labels[task], data.attacker.labels[private], data.test.labels[task], data.test.labels[private], *data.classes)
+        leak_floor_hits(data.attacker.task, data.attacker.private, data.test.task, data.test.private, *data.classes)
     )
-    statistics["utility/chance"] = MajorityRate(data.test.labels[task], task_classes)
+    statistics["utility/chance"] = MajorityRate(data.test.task, task_classes)
     statistics["privacy/delta"] = Difference(statistics["utility/acc"], statistics["privacy/leak_acc"])
     if PROXY_LEAK in hits:
         statistics["privacy/proxy_leak_acc"] = Mean(hits[PROXY_LEAK])
@@ -187,7 +186,7 @@ def summarise(evaluation: Evaluation, data: AttackData) -> tuple[dict[str, Stati
     if proxies:
         statistics["recon/proxy_ssim"] = Best(proxies, higher_is_better=True)
     per_attacker = {name.removeprefix("recon/"): values for name, values in images.items() if name.startswith("recon/")}
-    for metric, higher in HIGHER_IS_BETTER.items():
+    for metric, higher in RECON_HIGHER_IS_BETTER.items():
         values = {attacker: v[metric] for attacker, v in per_attacker.items() if metric in v}
         if not values:
             continue
@@ -232,7 +231,7 @@ def _attack_once(
     random = method.release_is_random()
 
     def released(split: TensorSplit) -> ReleasedSplit:
-        return ReleasedSplit(method.release, split, data.names, cfg.batch_size, random)
+        return ReleasedSplit(method.release, split, cfg.batch_size, random)
 
     attackers = build_attackers(method, cfg, *data.classes)
     for attacker in attackers.values():

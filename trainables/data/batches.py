@@ -19,24 +19,36 @@ from trainables.data.base import Split
 
 @dataclass
 class TensorSplit:
+    """One split on the device: its images and the two labels a trial uses, the task
+    attribute's and the private attribute's (the split knows which is which, so no caller
+    passes attribute names around)."""
+
     images: torch.Tensor  # uint8 (N, C, H, W) on the device
-    labels: dict[str, torch.Tensor]  # int64 (N,) on the device
+    task: torch.Tensor  # int64 (N,) on the device: the task attribute's labels
+    private: torch.Tensor  # int64 (N,) on the device: the private attribute's labels
 
     @classmethod
-    def from_split(cls, split: Split, attributes: list[str], device: torch.device) -> TensorSplit:
+    def from_split(cls, split: Split, task: str, private: str, device: torch.device) -> TensorSplit:
         images = torch.from_numpy(np.ascontiguousarray(split.images)).to(device)
-        labels = {name: torch.from_numpy(np.asarray(split.attributes[name], dtype=np.int64)).to(device) for name in attributes}
-        return cls(images, labels)
+
+        def labels(name: str) -> torch.Tensor:
+            return torch.from_numpy(np.asarray(split.attributes[name], dtype=np.int64)).to(device)
+
+        return cls(images, labels(task), labels(private))
 
     def __len__(self) -> int:
         return len(self.images)
 
     def batches(
-        self, batch_size: int, names: tuple[str, ...], generator: torch.Generator | None = None
-    ) -> Iterator[tuple[torch.Tensor, ...]]:
-        """(x in [0, 1], *labels) batches; shuffled when a generator is given, else in order."""
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(x in [0, 1], y_task, y_private) batches; shuffled when a generator is given, else in order."""
         for index in self.batch_indices(batch_size, generator):
-            yield (self.images_at(index), *(self.labels[name][index] for name in names))
+            yield (self.images_at(index), *self.labels_at(index))
+
+    def labels_at(self, index: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """(task labels, private labels) at `index`."""
+        return self.task[index], self.private[index]
 
     def batch_indices(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor | slice]:
         """The index of each batch: a random permutation cut in batches with a generator, else slices in order."""

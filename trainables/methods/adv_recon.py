@@ -79,7 +79,7 @@ from torch.nn import functional as F
 from trainables.data.batches import TensorSplit
 from trainables.errors import InputError
 from trainables.methods.base import Method, MethodContext, NoParams, ReleasesClientFeatures
-from trainables.methods.recon_common import keeping_buffers, make_optimizer, parameters_of, step
+from trainables.methods.updates import keeping_buffers, make_optimizer, parameters_of, step
 from trainables.models.reversed_decoder import mirrored_decoder
 
 VGG16_WEIGHTS = "vgg16-397923af.pth"

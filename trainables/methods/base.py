@@ -36,7 +36,6 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
-from torch.nn import functional as F
 
 from trainables.data.batches import TensorSplit
 from trainables.models import INPUT_SPLIT, SplitArchitecture
@@ -183,80 +182,3 @@ def overriding(obj: Any, name: str, value: Any) -> Iterator[None]:
         yield
     finally:
         setattr(obj, name, old)
-
-
-class _ScaledGradientReversal(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, z: torch.Tensor, weight: float) -> torch.Tensor:
-        ctx.weight = weight
-        return z.view_as(z)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return -ctx.weight * grad, None
-
-
-def reverse_gradient(z: torch.Tensor, weight: float) -> torch.Tensor:
-    """Identity forward; backward multiplies the gradient by -weight (weight 0 detaches)."""
-    return z.detach() if weight == 0 else _ScaledGradientReversal.apply(z, weight)
-
-
-def adam(module: nn.Module, lr: float) -> torch.optim.Optimizer | None:
-    parameters = [p for p in module.parameters() if p.requires_grad]
-    return torch.optim.Adam(parameters, lr=lr) if parameters else None
-
-
-class AdversarialSplitMethod(Method):
-    """Client M1, deployed server M2 and a proxy adversary A (a copy of the server
-    architecture with the private head), each with its own Adam optimiser, trained by
-    Algorithm 1 of the Noisy ARL paper:
-
-        g_T = d L_t / d theta_T,  g_A = d L_leak / d theta_A,
-        g_O = d (L_t - adversary_weight * L_leak) / d theta_O,
-
-    computed in one backward pass through a scaled gradient-reversal layer in front of A,
-    and applied together. With `adversary_weight() == 0` the adversary only observes z
-    (a detached monitor that gives `val/proxy_leak_acc`), i.e. task-only training.
-    Subclasses define `obfuscate(x)`: what the client computes, randomness included.
-    """
-
-    def __init__(self, ctx: MethodContext, params: BaseModel):
-        super().__init__(ctx, params)
-        arch = self.ctx.arch  # the context the class's `releases` asks for
-        self.client = arch.client()
-        self.server = arch.server(ctx.task_classes)
-        self.adversary = arch.server(ctx.private_classes)
-        for name in ("client", "server", "adversary"):
-            optimizer = adam(getattr(self, name), ctx.lr)
-            if optimizer is not None:
-                self.optimizers[name] = optimizer
-
-    def adversary_weight(self) -> float:
-        return 0.0
-
-    @abstractmethod
-    def obfuscate(self, features: torch.Tensor) -> torch.Tensor:
-        """Turn the client's features into z (noise, pruning...)."""
-
-    def release(self, x: torch.Tensor) -> torch.Tensor:
-        return self.obfuscate(self.client(x))
-
-    def serve(self, z: torch.Tensor) -> torch.Tensor:
-        return self.server(z)
-
-    def proxy_leak(self, z: torch.Tensor) -> torch.Tensor:
-        return self.adversary(z)
-
-    def client_network(self) -> nn.Module:
-        return self.client
-
-    def train_step(self, x: torch.Tensor, y_task: torch.Tensor, y_private: torch.Tensor) -> dict[str, float]:
-        z = self.release(x)
-        task_loss = F.cross_entropy(self.server(z), y_task)
-        proxy_ce = F.cross_entropy(self.adversary(reverse_gradient(z, self.adversary_weight())), y_private)
-        for optimizer in self.optimizers.values():
-            optimizer.zero_grad(set_to_none=True)
-        (task_loss + proxy_ce).backward()
-        for optimizer in self.optimizers.values():
-            optimizer.step()
-        return {"task_loss": task_loss.item(), "proxy_ce": proxy_ce.item()}

@@ -48,7 +48,7 @@ Choices the paper leaves open or contradicts itself on, made here:
   multiple of 4 batches the difference is one partial cycle per epoch).
 - MS-SSIM on small images: `trainables.metrics.ms_ssim_settings` (28x28 and 32x32: 3 scales,
   renormalised betas; the Gaussian window is 11 taps), `normalize="relu"`; the
-  differentiable MS-SSIM of `recon_common`, equal to torchmetrics'.
+  differentiable MS-SSIM of `ssim_losses`, equal to torchmetrics'.
 - Table 1's classifier (3x conv-256 ... 2x FC-4096, sigmoid) is "the rest of VGG16" after the
   pool2 obfuscator: here the server of the split (rest of the backbone + the platform's
   pooled linear head); AC has the same architecture. AR: BN + ReLU between its layers,
@@ -68,13 +68,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainables.methods.base import Method, MethodContext, NoParams
-from trainables.methods.recon_common import (
-    keeping_buffers,
-    make_optimizer,
-    ms_ssim,
-    parameters_of,
-    step,
-)
+from trainables.methods.ssim_losses import ms_ssim
+from trainables.methods.updates import keeping_buffers, make_optimizer, parameters_of, step
 from trainables.models.reversed_decoder import mirrored_decoder
 
 NOISE_MEAN, NOISE_STD = 0.5, 0.25

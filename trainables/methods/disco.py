@@ -87,10 +87,10 @@ from torch.nn import functional as F
 from trainables.errors import InputError
 from trainables.methods.base import Method, MethodContext, NoParams, SameBudgetControl, overriding
 from trainables.methods.channel_masks import hard_channel_mask, kept_channels
+from trainables.methods.updates import make_optimizer
 from trainables.models import INPUT_SPLIT, SplitArchitecture
 from trainables.models.decoders import MirrorDecoder
 
-SGD_MOMENTUM = 0.9
 PAPER_SGD_LR = 0.01  # App. A
 
 
@@ -199,10 +199,8 @@ class Disco(Method):
         self._phase1_steps: int | None = None
 
     def _optimizer(self, parameters) -> torch.optim.Optimizer:
-        parameters = list(parameters)
-        if self.params.optimizer == "sgd":
-            return torch.optim.SGD(parameters, lr=self.params.lr or PAPER_SGD_LR, momentum=SGD_MOMENTUM)
-        return torch.optim.Adam(parameters, lr=self.params.lr or self.ctx.lr)
+        default_lr = PAPER_SGD_LR if self.params.optimizer == "sgd" else self.ctx.lr
+        return make_optimizer(parameters, self.params.lr or default_lr, self.params.optimizer)
 
     # -- schedule -------------------------------------------------------------------------
     def start_epoch(self, epoch: int, epochs: int, steps_per_epoch: int) -> None:

@@ -38,11 +38,8 @@ import torch
 from pydantic import Field
 from torch.nn import functional as F
 
-from trainables.methods.base import (
-    AdversarialSplitMethod,
-    NoParams,
-    clamp_straight_through,
-)
+from trainables.methods.base import NoParams, clamp_straight_through
+from trainables.methods.obfuscation import ObfuscationMethod
 
 
 class DPLaplaceParams(NoParams):
@@ -64,7 +61,7 @@ def laplace_noise(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
     return torch.distributions.Laplace(zero, torch.ones_like(zero)).sample(shape)
 
 
-class _ImageMechanism(AdversarialSplitMethod):
+class _ImageMechanism(ObfuscationMethod):
     """Split "0": the release is a randomised image; the whole backbone is the server."""
 
     releases = "image"

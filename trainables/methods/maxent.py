@@ -30,7 +30,8 @@ import torch
 from pydantic import Field
 from torch.nn import functional as F
 
-from trainables.methods.base import AdversarialSplitMethod, NoParams
+from trainables.methods.base import NoParams
+from trainables.methods.obfuscation import ObfuscationMethod
 
 
 class MaxEntParams(NoParams):
@@ -43,7 +44,7 @@ def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(log_p.exp() * log_p).sum(dim=1).mean()
 
 
-class MaxEnt(AdversarialSplitMethod):
+class MaxEnt(ObfuscationMethod):
     Params = MaxEntParams
 
     def obfuscate(self, features: torch.Tensor) -> torch.Tensor:

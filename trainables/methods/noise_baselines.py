@@ -15,19 +15,16 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from trainables.methods.base import (
-    AdversarialSplitMethod,
-    NoParams,
-    clamp_straight_through,
-)
+from trainables.methods.base import NoParams, clamp_straight_through
 from trainables.methods.noisy_arl import add_gaussian_noise
+from trainables.methods.obfuscation import ObfuscationMethod
 
 
 class SigmaParams(NoParams):
     sigma: float = Field(1.0, ge=0, description="std of the Gaussian noise")
 
 
-class ActivationNoise(AdversarialSplitMethod):
+class ActivationNoise(ObfuscationMethod):
     Params = SigmaParams
 
     def obfuscate(self, features: torch.Tensor) -> torch.Tensor:
@@ -37,7 +34,7 @@ class ActivationNoise(AdversarialSplitMethod):
         return self.params.sigma > 0
 
 
-class InputNoise(AdversarialSplitMethod):
+class InputNoise(ObfuscationMethod):
     Params = SigmaParams
     releases = "image"
 

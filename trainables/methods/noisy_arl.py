@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from trainables.methods.base import AdversarialSplitMethod, NoParams
+from trainables.methods.base import NoParams
+from trainables.methods.obfuscation import ObfuscationMethod
 
 
 class NoisyARLParams(NoParams):
@@ -28,7 +29,7 @@ def add_gaussian_noise(features: torch.Tensor, sigma: float) -> torch.Tensor:
     return features + sigma * torch.randn_like(features) if sigma > 0 else features
 
 
-class NoisyARL(AdversarialSplitMethod):
+class NoisyARL(ObfuscationMethod):
     Params = NoisyARLParams
 
     def adversary_weight(self) -> float:

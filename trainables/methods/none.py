@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from trainables.methods.base import AdversarialSplitMethod
+from trainables.methods.obfuscation import ObfuscationMethod
 
 
-class NoDefense(AdversarialSplitMethod):
+class NoDefense(ObfuscationMethod):
     def obfuscate(self, features: torch.Tensor) -> torch.Tensor:
         return features
 

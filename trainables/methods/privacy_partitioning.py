@@ -63,18 +63,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainables.methods.base import Method, MethodContext, NoParams, ReleasesClientFeatures
-from trainables.methods.recon_common import (
-    keeping_buffers,
-    make_optimizer,
-    parameters_of,
-    ssim,
-    step,
-)
+from trainables.methods.ssim_losses import ssim
+from trainables.methods.updates import keeping_buffers, make_optimizer, parameters_of, step
 from trainables.models.decoders import FC_HIDDEN, FC_MAX_FEATURES, _pool_to_fit
 from trainables.models.reversed_decoder import mirrored_decoder
 
 DEFENDER_ARCHITECTURES = ("deconv", "fc", "sparse_fc")
 SPARSE_DROPOUT = 0.5
+SGD_WEIGHT_DECAY = 5e-4  # App. C, CIFAR
 DEFENDER_LR_RATIO = 10.0  # §V-B, MNIST: defenders at 1e-3, the model at 1e-4
 
 
@@ -126,11 +122,12 @@ class PrivacyPartitioning(ReleasesClientFeatures, Method):
             build_defender(name, self.client, arch.z_shape, ctx.image_shape) for name in self.defender_names
         )
         kind = params.optimizer
-        self.optimizers["client"] = make_optimizer(parameters_of(self.client), ctx.lr, kind)
-        self.optimizers["server"] = make_optimizer(parameters_of(self.server), ctx.lr, kind)
+        decay = SGD_WEIGHT_DECAY if kind == "sgd" else 0.0
+        self.optimizers["client"] = make_optimizer(parameters_of(self.client), ctx.lr, kind, decay)
+        self.optimizers["server"] = make_optimizer(parameters_of(self.server), ctx.lr, kind, decay)
         defender_lr = params.defender_lr if params.defender_lr is not None else DEFENDER_LR_RATIO * ctx.lr
         for name, defender in zip(self.defender_names, self.defenders, strict=True):
-            self.optimizers[f"defender_{name}"] = make_optimizer(parameters_of(defender), defender_lr, kind)
+            self.optimizers[f"defender_{name}"] = make_optimizer(parameters_of(defender), defender_lr, kind, decay)
 
     def proxy_decoders(self) -> dict[str, nn.Module]:
         return dict(zip(self.defender_names, self.defenders, strict=True))

@@ -12,15 +12,16 @@ from contextlib import AbstractContextManager
 import torch
 from pydantic import Field
 
-from trainables.methods.base import AdversarialSplitMethod, MethodContext, NoParams, overriding
+from trainables.methods.base import MethodContext, NoParams, overriding
 from trainables.methods.channel_masks import kept_channels, random_channel_mask
+from trainables.methods.obfuscation import ObfuscationMethod
 
 
 class PruningParams(NoParams):
     pruning_ratio: float = Field(0.5, ge=0, lt=1, description="fraction R of channels zeroed per release")
 
 
-class RandomPruning(AdversarialSplitMethod):
+class RandomPruning(ObfuscationMethod):
     Params = PruningParams
 
     def __init__(self, ctx: MethodContext, params: PruningParams):

@@ -19,7 +19,7 @@ from trainables.data.batches import TensorSplit
 from trainables.methods import METHODS, MethodContext
 from trainables.models import SplitArchitecture
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SHAPE = (3, 16, 16)
 TASK_CLASSES, PRIVATE_CLASSES, BATCH = 2, 3, 16
 EPOCHS, STEPS_PER_EPOCH = 2, 3
@@ -41,7 +41,9 @@ def build(name: str, seed: int):
 def train_split() -> TensorSplit:
     """What the trainer hands over before the first step: the defense's train split."""
     generator = torch.Generator().manual_seed(77)
-    return TensorSplit(torch.randint(0, 256, (BATCH * STEPS_PER_EPOCH, *SHAPE), generator=generator, dtype=torch.uint8), {})
+    n = BATCH * STEPS_PER_EPOCH
+    unlabelled = torch.zeros(n, dtype=torch.long)
+    return TensorSplit(torch.randint(0, 256, (n, *SHAPE), generator=generator, dtype=torch.uint8), unlabelled, unlabelled)
 
 
 def batch(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,5 +1,5 @@
-"""Mechanism tests for `disco`, `maxent`, `dp_laplace`, `dp_pixelation` and the attack suite's
-inference-time release ratios. Synthetic 16x16 images and tiny slices keep them fast."""
+"""Mechanisms of `disco` (channel pruning by a learned filter, two training phases).
+Synthetic 16x16 images and tiny slices keep them fast."""
 
 from __future__ import annotations
 
@@ -7,39 +7,21 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from trainables.attacks.suite import AttackData, run_attack_suite
-from trainables.config import AttackConfig, TrialConfig
+from trainables.config import TrialConfig
 from trainables.data import synthetic
-from trainables.data.batches import TensorSplit
 from trainables.errors import InputError
-from trainables.methods import MethodContext, method_class
 from trainables.methods.channel_masks import hard_channel_mask, kept_channels
 from trainables.methods.disco import soft_channel_mask
-from trainables.methods.maxent import prediction_entropy
-from trainables.models import SplitArchitecture
-from trainables.trial import Trial, check_config
+from trainables.trial import Trial
 
-IMAGE = (3, 16, 16)
-
-
-def make(name: str, params: dict | None = None, split: str = "2", lr: float = 1e-3, classes=(3, 3)):
-    torch.manual_seed(0)
-    cls = method_class(name)
-    arch = SplitArchitecture("small_cnn", split, IMAGE)
-    return cls(MethodContext(arch, classes[0], classes[1], lr), cls.Params.model_validate(params or {}))
-
-
-def batch(n: int = 16, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, *IMAGE, generator=g), torch.randint(0, 3, (n,), generator=g), torch.randint(0, 3, (n,), generator=g)
+from .helpers import make
+from .helpers import rand_batch as batch
 
 
 def enter_phase2(method) -> None:
     method.start_epoch(epoch=1, epochs=2, steps_per_epoch=1)  # phase1_fraction 0.5 -> step 1 is phase 2
     assert method.phase == 2
 
-
-# --------------------------------------------------------------------------------- DISCO
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.3, 0.5, 0.6, 0.9])
@@ -54,6 +36,7 @@ def test_disco_release_mask_keeps_exactly_round_one_minus_r_channels(ratio):
     assert set(mask.unique().tolist()) <= {0.0, 1.0}
     assert (mask.sum(dim=1) == round((1 - ratio) * channels)).all()
     assert torch.equal(z, features * mask[:, :, None, None])
+
 
 
 def test_disco_training_mask_is_soft_and_release_mask_hard():
@@ -74,6 +57,7 @@ def test_disco_training_mask_is_soft_and_release_mask_hard():
     assert ((hard == 1).sum(dim=1) == keep).all()
 
 
+
 @pytest.mark.parametrize("adversary", ["attribute", "input"])
 def test_disco_phase2_adversary_gradient_never_reaches_the_client(adversary):
     method = make("disco", {"adversary": adversary}).train()
@@ -86,6 +70,7 @@ def test_disco_phase2_adversary_gradient_never_reaches_the_client(adversary):
     filter_grads = [p.grad for p in method.filter.parameters()]
     assert all(g is not None for g in filter_grads) and any(g.abs().sum() > 0 for g in filter_grads)
     assert all(p.grad is not None for p in method.adversary.parameters())
+
 
 
 def test_disco_client_trained_in_phase2_gets_only_the_task_gradient():
@@ -108,6 +93,7 @@ def test_disco_client_trained_in_phase2_gets_only_the_task_gradient():
     assert any(not torch.allclose(a, a + b, atol=1e-6) for a, b in zip(got, adversarial, strict=True))
 
 
+
 def test_disco_phase1_trains_client_and_predictor_only_and_schedule_is_by_step():
     method = make("disco", {"phase1_fraction": 0.5}).train()
     method.start_epoch(epoch=1, epochs=3, steps_per_epoch=4)  # 6 phase-1 steps of 12
@@ -120,6 +106,7 @@ def test_disco_phase1_trains_client_and_predictor_only_and_schedule_is_by_step()
     assert method.phase == 2
     method.start_epoch(epoch=0, epochs=3, steps_per_epoch=4)  # a resumed trial restarts the counter
     assert method.phase == 1
+
 
 
 def test_disco_release_ratio_hook_changes_the_kept_count():
@@ -135,6 +122,7 @@ def test_disco_release_ratio_hook_changes_the_kept_count():
     assert ((z.abs().flatten(2).sum(2) > 0).sum(1) <= round(0.2 * channels)).all()
 
 
+
 def test_disco_preprocess_module_shapes_and_errors():
     method = make("disco", {"preprocess": True, "grid": 4})
     x, _, _ = batch(4)
@@ -145,41 +133,6 @@ def test_disco_preprocess_module_shapes_and_errors():
     with pytest.raises(InputError, match="model.split"):
         make("disco", split="0")
 
-
-# ------------------------------------------------------------------------- release ratios
-
-
-def tiny_attack_data() -> AttackData:
-    data = synthetic.load(train_size=64, test_size=32, image_size=16)
-    names = ("shape", "color")
-    train, test = (TensorSplit.from_split(split, list(names), torch.device("cpu")) for split in (data.train, data.test))
-    return AttackData(train, None, test, names, (3, 3))
-
-
-@pytest.mark.parametrize("name", ["disco", "random_pruning"])
-def test_suite_logs_metrics_at_each_release_ratio(name):
-    method = make(name, {"pruning_ratio": 0.5})
-    cfg = AttackConfig(epochs=1, batch_size=32, gallery=2, release_ratios=[0.2, 0.8], reconstruction=["mirror", "fc"])
-    report = run_attack_suite(method, tiny_attack_data(), cfg, seed=0)
-    for key in ("utility/acc", "utility/acc_retrained", "privacy/leak_acc", "privacy/leak_acc/mlp", "recon/ssim", "recon/l1"):
-        assert key in report.metrics
-        for ratio in ("0.2", "0.8"):
-            assert f"{key}:R{ratio}" in report.metrics
-    assert method.release_ratio == 0.5  # restored after the suite
-
-
-def test_release_ratios_on_a_method_without_the_knob_is_an_input_error():
-    data = tiny_attack_data()
-    cfg = AttackConfig(epochs=1, release_ratios=[0.5])
-    with pytest.raises(InputError, match="attacks.release_ratios"):
-        run_attack_suite(make("none"), data, cfg, seed=0)
-    config = TrialConfig(method="maxent", dataset={"name": "synthetic", "task": "shape", "private": "color"}, attacks=cfg)
-    with pytest.raises(InputError, match="attacks.release_ratios"):
-        check_config(config)
-    bad = TrialConfig(method="disco", dataset={"name": "synthetic", "task": "shape", "private": "color"},
-                      attacks=AttackConfig(release_ratios=[1.0]))
-    with pytest.raises(InputError, match="attacks.release_ratios"):
-        check_config(bad)
 
 
 def test_disco_trial_end_to_end_with_release_ratios():
@@ -196,81 +149,6 @@ def test_disco_trial_end_to_end_with_release_ratios():
     assert "train/proxy_loss" not in trial.history[0] and trial.history[1]["train/proxy_loss"] > 0  # phase 1 has no proxy
     assert "privacy/leak_acc:R0.3" in metrics and "utility/acc:R0.3" in metrics
 
-
-# -------------------------------------------------------------------------------- MaxEnt
-
-
-def test_maxent_gradients_are_entropy_for_the_encoder_and_likelihood_for_the_adversary():
-    method = make("maxent", {"alpha": 1.0}, lr=0.0).train()
-    x, y_task, y_private = batch()
-    method.train_step(x, y_task, y_private)
-    client, adversary = list(method.client.parameters()), list(method.adversary.parameters())
-    z = method.client(x)
-    logits = method.adversary(z)
-    entropy_up = torch.autograd.grad(prediction_entropy(logits), client, retain_graph=True)
-    # alpha = 1: the encoder descends -H, i.e. its gradient is exactly -dH/dtheta
-    assert all(torch.allclose(p.grad, -g, atol=1e-6) for p, g in zip(client, entropy_up, strict=True))
-    likelihood = torch.autograd.grad(F.cross_entropy(method.adversary(z.detach()), y_private), adversary)
-    assert all(torch.allclose(p.grad, g, atol=1e-6) for p, g in zip(adversary, likelihood, strict=True))
-
-
-def test_maxent_encoder_steps_raise_the_adversary_prediction_entropy():
-    method = make("maxent", {"alpha": 1.0}, lr=1e-2).train()
-    for group in method.optimizers["adversary"].param_groups:
-        group["lr"] = 0.0  # hold the adversary fixed to see the encoder's direction alone
-    x, y_task, y_private = batch(32)
-
-    def entropy() -> float:
-        with torch.no_grad():
-            return prediction_entropy(method.adversary(method.client(x))).item()
-
-    before = entropy()
-    for _ in range(5):
-        method.train_step(x, y_task, y_private)
-    assert entropy() > before + 1e-3
-
-
-# ------------------------------------------------------------------------------------ DP
-
-
-def test_dp_laplace_noise_has_the_formula_scale():
-    method = make("dp_laplace", {"epsilon": 50.0, "sensitivity": 1.0}).eval()
-    assert method.laplace_scale == pytest.approx(1.0 / 50.0)
-    x = torch.full((64, *IMAGE), 0.5)
-    torch.manual_seed(1)
-    noise = method.release(x) - x
-    assert noise.abs().mean().item() == pytest.approx(method.laplace_scale, rel=0.05)
-    assert not torch.equal(method.release(x), method.release(x))  # drawn afresh per release
-    loud = make("dp_laplace", {"epsilon": 0.1}).eval().release(x)
-    assert loud.min() >= 0 and loud.max() <= 1  # clamped to the pixel range
-
-
-def test_dp_pixelation_noise_has_the_formula_scale_one_draw_per_cell():
-    method = make("dp_pixelation", {"b": 2, "m": 3, "epsilon": 20.0}).eval()
-    assert method.laplace_scale == pytest.approx(3 / (2**2 * 20.0))
-    x = torch.full((64, *IMAGE), 0.5)
-    torch.manual_seed(1)
-    noise = method.release(x) - x
-    cells = noise.unfold(2, 2, 2).unfold(3, 2, 2)  # (N, C, 8, 8, 2, 2)
-    assert torch.allclose(cells, cells[..., :1, :1].expand_as(cells))  # constant within a cell
-    assert cells[..., 0, 0].abs().mean().item() == pytest.approx(method.laplace_scale, rel=0.05)
-
-
-def test_dp_pixelation_replaces_cells_by_their_mean_and_border_cells_are_partial():
-    method = make("dp_pixelation", {"b": 4, "m": 1, "epsilon": 1e9}).eval()  # noise ~ 1e-9
-    x = torch.rand(2, 3, 10, 10)
-    z = method.mechanism(x)
-    assert torch.allclose(z[..., :4, :4], x[..., :4, :4].mean(dim=(-2, -1), keepdim=True).expand(2, 3, 4, 4), atol=1e-5)
-    assert torch.allclose(z[..., 8:, 8:], x[..., 8:, 8:].mean(dim=(-2, -1), keepdim=True).expand(2, 3, 2, 2), atol=1e-5)
-
-
-@pytest.mark.parametrize("name", ["dp_laplace", "dp_pixelation"])
-def test_dp_methods_run_the_whole_backbone_on_the_server_and_clean_training(name):
-    method = make(name, {"epsilon": 1.0, "clean_training": True})
-    assert method.ctx.arch.split == "0" and not list(method.client_network().parameters())
-    x, _, _ = batch(4)
-    assert torch.equal(method.train().release(x), x)  # clean images in training
-    assert not torch.equal(method.eval().release(x), x)  # the mechanism at release
 
 
 def test_disco_trains_at_the_papers_sgd_rate_not_the_shared_adam_rate():
