@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.controls import lower
 from analysis.replicates import mean_interval
 from sweeps.spec import load_spec
 from trainables.methods import method_class
@@ -50,6 +51,7 @@ COLUMNS = (
     "client/gflops", "time/attack_s",
 )
 CONVERGED = "attack/converged/"
+AT_CAP = "at cap"
 LEAK = "privacy/leak_acc"
 
 # method -> (knob, weaker params, stronger params): "stronger" = more privacy by the paper.
@@ -95,8 +97,10 @@ def run(method: str, params: dict, seed: int, args: argparse.Namespace, split: s
     if args.full:
         overrides += ["dataset.train_size=null", "dataset.test_size=null"]
     metrics, _ = Trial(load_spec(SPEC, overrides).trial_config()).run()
-    metrics["attackers converged"] = float(all(v == 1 for k, v in metrics.items() if k.startswith(CONVERGED)))
-    shown = [*COLUMNS, "attackers converged", *(c + end for c in COLUMNS for end in (":ci95_lo", ":ci95_hi"))]
+    capped = sorted(k.removeprefix(CONVERGED) for k, v in metrics.items() if k.startswith(CONVERGED) and v != 1)
+    metrics["attackers converged"] = float(not capped)
+    metrics[AT_CAP] = capped
+    shown = [*COLUMNS, "attackers converged", AT_CAP, *(c + end for c in COLUMNS for end in (":ci95_lo", ":ci95_hi"))]
     row = {"method": method, "split": split, "seed": seed, **params, **{c: metrics.get(c, math.nan) for c in shown}}
     print(json.dumps(row), file=sys.stderr, flush=True)
     return metrics
@@ -117,34 +121,40 @@ def interval(cell: Cell, column: str) -> tuple[float, float, float]:
 
 def summary(cell: Cell, column: str) -> str:
     values = [m.get(column, math.nan) for m in cell]
-    if any(math.isnan(v) for v in values):
+    if any(isinstance(v, float) and math.isnan(v) for v in values):
         return "–"
     if column == "attackers converged":
         return f"{sum(values):.0f}/{len(values)}"
+    if column == AT_CAP:  # which attackers hit attacks.epochs in some seed: their numbers are lower bounds
+        return ", ".join(sorted({name for names in values for name in names})) or "none"
     if column.startswith(("client/", "time/")):
         return f"{statistics.fmean(values):.4g}"
     mean, low, high = interval(cell, column)
     return f"{mean:.4f} [{low:.4f}, {high:.4f}]" if math.isfinite(low) else f"{mean:.4f}"
 
 
-def lower_of(method: str, cell: Cell, control: str, control_cell: Cell, column: str) -> str:
-    """Which of the two is lower on `column` beyond the noise (disjoint intervals), or tied."""
-    _, low, high = interval(cell, column)
-    _, control_low, control_high = interval(control_cell, column)
-    if not all(math.isfinite(v) for v in (low, high, control_low, control_high)):
+def compare(first: Cell, second: Cell, column: str) -> str:
+    """"first" or "second": the cell lower on `column` beyond the noise (its interval wholly
+    below the other's, `analysis.controls.lower`, as the summary's control pairs); "tied"
+    when they overlap; "unknown" without both intervals."""
+    (_, first_low, first_high), (_, second_low, second_high) = interval(first, column), interval(second, column)
+    if not all(math.isfinite(v) for v in (first_low, first_high, second_low, second_high)):
         return "unknown"
-    if high < control_low:
-        return f"{method} lower"
-    if low > control_high:
-        return f"{control} lower"
-    return "tied"
+    lowest = lower((np.array([first_low, second_low]), np.array([first_high, second_high])), 0, 1)
+    return {0: "first", 1: "second", None: "tied"}[lowest]
+
+
+def lower_of(method: str, cell: Cell, control: str, control_cell: Cell, column: str) -> str:
+    """Which of the two is lower on `column` beyond the noise, or tied."""
+    outcome = compare(cell, control_cell, column)
+    return {"first": f"{method} lower", "second": f"{control} lower"}.get(outcome, outcome)
 
 
 def control_table(methods: list[str], args: argparse.Namespace) -> None:
     """Each method beside its same-budget control at every value of the shared knob."""
     print(f"\nsame-budget controls; seeds {args.seeds}; mean [95 % interval of the mean]\n")
-    print("| R | method | " + " | ".join((*CONTROL_COLUMNS, "attackers converged")) + " | leakage | SSIM |")
-    print("|---|---|" + "---|" * (len(CONTROL_COLUMNS) + 3))
+    print("| R | method | " + " | ".join((*CONTROL_COLUMNS, "attackers converged", AT_CAP)) + " | leakage | SSIM |")
+    print("|---|---|" + "---|" * (len(CONTROL_COLUMNS) + 4))
     for method in methods:
         control = method_class(method).control
         own, knob, values = CONTROL_SETTINGS[method]
@@ -154,26 +164,19 @@ def control_table(methods: list[str], args: argparse.Namespace) -> None:
             verdicts = [lower_of(method, cell, control.method, control_cell, c) for c in (LEAK, "recon/ssim")]
             for name, params, seeds in ((method, own, cell), (control.method, {}, control_cell)):
                 shown = ", ".join(f"{k}={v}" for k, v in params.items())
-                cells = [summary(seeds, c) for c in (*CONTROL_COLUMNS, "attackers converged")]
+                cells = [summary(seeds, c) for c in (*CONTROL_COLUMNS, "attackers converged", AT_CAP)]
                 tail = " | ".join(verdicts) if name == method else " | "
                 print(f"| {value} | {name}{' (' + shown + ')' if shown else ''} | " + " | ".join(cells) + f" | {tail} |", flush=True)
 
 
 def verdict(weaker: Cell, stronger: Cell) -> str:
     """Does the stronger setting leak less, beyond the noise?"""
-    _, weak_low, weak_high = interval(weaker, LEAK)
-    _, strong_low, strong_high = interval(stronger, LEAK)
-    if not all(math.isfinite(v) for v in (weak_low, weak_high, strong_low, strong_high)):
-        return "unknown"
-    if strong_high < weak_low:
-        return "monotone"
-    if strong_low > weak_high:
-        return "inverted"
-    return "tied"
+    outcome = compare(stronger, weaker, LEAK)
+    return {"first": "monotone", "second": "inverted"}.get(outcome, outcome)
 
 
 def print_row(method: str, setting: str, cell: Cell, leakage_verdict: str = "") -> None:
-    cells = [summary(cell, c) for c in (*COLUMNS, "attackers converged")]
+    cells = [summary(cell, c) for c in (*COLUMNS, "attackers converged", AT_CAP)]
     print(f"| {method} | {setting} | " + " | ".join(cells) + f" | {leakage_verdict} |", flush=True)
 
 
@@ -195,8 +198,8 @@ def main() -> int:
     baseline_splits = sorted(set(splits.values()), reverse=True) if args.baseline else []
     baselines = {split: run_seeds("none", {}, args, split) for split in baseline_splits}
     print(f"\nseeds {args.seeds}; mean [95 % interval of the mean]\n")
-    print("| method | setting | " + " | ".join((*COLUMNS, "attackers converged")) + " | leakage verdict |")
-    print("|---|---|" + "---|" * (len(COLUMNS) + 2))
+    print("| method | setting | " + " | ".join((*COLUMNS, "attackers converged", AT_CAP)) + " | leakage verdict |")
+    print("|---|---|" + "---|" * (len(COLUMNS) + 3))
     for split, cell in baselines.items():
         print_row("none", f"split {split}", cell)
     verdicts = {}

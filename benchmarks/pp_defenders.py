@@ -17,22 +17,17 @@ from __future__ import annotations
 
 import argparse
 
-from methods_table import interval, run_seeds, summary
+from methods_table import AT_CAP, compare, run_seeds, summary
 
 COLUMNS = ("utility/acc", "privacy/leak_acc", "recon/ssim", "recon/ssim/whitebox", "recon/proxy_ssim", "time/attack_s",
-           "attackers converged")
+           "attackers converged", AT_CAP)
 SSIM = "recon/ssim"
 
 
 def step_verdict(fewer, more) -> str:
     """Is the SSIM with more defenders lower than with fewer, beyond the noise?"""
-    _, few_low, few_high = interval(fewer, SSIM)
-    _, more_low, more_high = interval(more, SSIM)
-    if more_high < few_low:
-        return "lower"
-    if more_low > few_high:
-        return "higher"
-    return "tied"
+    outcome = compare(more, fewer, SSIM)
+    return {"first": "lower", "second": "higher"}.get(outcome, outcome)
 
 
 def main() -> int:
