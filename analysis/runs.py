@@ -41,6 +41,7 @@ from trainables.schema import (
     PLANNED_RUNS_TAG,
     REPLICATE_TAG,
     ROLE_TAG,
+    SCREENED_TAG,
     TABLE_EXPERIMENTS_KEY,
     TABLE_TRACKING_URI_KEY,
     tag_is,
@@ -143,7 +144,8 @@ def load_runs(
     `include_unfinished=True` RUNNING/SCHEDULED ones. `launch` keeps one launch's trials
     (the parent run's `privsweep.launch`); default: every launch of the experiment(s).
     `tracking_uri`: default `$MLFLOW_TRACKING_URI`, else the launcher's sqlite store.
-    Raises `AnalysisInputError` for an unknown experiment or a missing sqlite store.
+    Runs screened out by `search.screen` are never rows: they have no final metrics
+    (`launch_progress` counts them). Raises `AnalysisInputError` for an unknown experiment or a missing sqlite store.
     The table's schema metadata records the tracking URI and the experiment names.
     """
     names = [experiment] if isinstance(experiment, str) else list(experiment)
@@ -155,9 +157,9 @@ def load_runs(
     for name in names:
         exp = _experiment(client, name, uri)
         for run in search_all_runs(client, [exp.experiment_id], _filter(TRIAL_FILTER, launch)):
-            if run.info.status not in statuses:
-                continue
             tags = run.data.tags
+            if run.info.status not in statuses or tags.get(SCREENED_TAG) == "true":  # screened: no final metrics
+                continue
             params = {key: _parse_param(value) for key, value in run.data.params.items()}
             metrics = {key: value for key, value in run.data.metrics.items() if not key.startswith(EPOCH_METRIC_PREFIXES)}
             records.append({
@@ -282,7 +284,8 @@ class LaunchProgress:
     kind: str
     status: str
     planned_runs: int | None
-    finished_runs: int
+    finished_runs: int  # screened runs included: they finished their work
+    screened_runs: int = 0  # stopped after the screening attack (`search.screen`), on no front
 
     @property
     def complete(self) -> bool:  # failed trials of a finished launch are failed, not still to run
@@ -298,9 +301,12 @@ def launch_progress(
     for name in [experiment] if isinstance(experiment, str) else list(experiment):
         exp = _experiment(client, name, uri)
         finished: dict[str, int] = {}
+        screened: dict[str, int] = {}
         for run in search_all_runs(client, [exp.experiment_id], _filter(TRIAL_FILTER, launch) + " and attributes.status = 'FINISHED'"):
             key = run.data.tags.get(LAUNCH_TAG, "")
             finished[key] = finished.get(key, 0) + 1
+            if run.data.tags.get(SCREENED_TAG) == "true":
+                screened[key] = screened.get(key, 0) + 1
         parents = sorted(search_all_runs(client, [exp.experiment_id], _filter(SWEEP_FILTER, launch)),
                          key=lambda r: r.info.start_time or 0)
         for parent in parents:
@@ -309,5 +315,6 @@ def launch_progress(
             progress.append(LaunchProgress(
                 exp.name, tags.get(LAUNCH_TAG, ""), tags.get(KIND_TAG, "sweep"), parent.info.status,
                 int(planned) if planned else None, finished.get(tags.get(LAUNCH_TAG, ""), 0),
+                screened.get(tags.get(LAUNCH_TAG, ""), 0),
             ))
     return progress

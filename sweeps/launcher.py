@@ -135,6 +135,8 @@ def sweep_context(spec: SweepSpec, launch: Launch):
         threads=max(1, int(spec.resources.cpu)),
         state_dir=str(launch.folder / "trial_state"),
         replicates=spec.search.replicates,
+        modes=tuple(o.mode for o in spec.objectives),
+        screen=spec.search.screen if launch.kind == "sweep" else None,  # confirm re-runs finished configurations
     )
 
 
@@ -211,19 +213,21 @@ def new_launch(spec: SweepSpec, planned: int, planned_runs: int, kind: str = "sw
 
 
 def summarise(results, spec: SweepSpec, launch: Launch, wall_s: float, with_front: bool = True) -> dict[str, float]:
-    from trainables.tune_trainable import FINAL_KEY
+    from trainables.tune_trainable import FINAL_KEY, SCREENED_KEY
 
     finished = [r for r in results if r.error is None and r.metrics and r.metrics.get(FINAL_KEY)]
+    screened = [r for r in results if r.error is None and r.metrics and r.metrics.get(SCREENED_KEY)]
     failed = [r for r in results if r.error is not None]
     planned = launch.planned or len(results)
     compute_s = sum(r.metrics.get("time_total_s", 0.0) for r in finished)
     concurrency = min(spec.search.max_concurrent, max(len(finished), 1))
     overhead = wall_s / (compute_s / concurrency) if compute_s else math.nan
-    print(f"\n{len(finished)} of {planned} planned trial(s) finished, {len(failed)} failed in {wall_s:.0f} s "
+    note = f", {len(screened)} screened out (search.screen: dominated after the screening attack)" if screened else ""
+    print(f"\n{len(finished)} of {planned} planned trial(s) finished, {len(failed)} failed{note} in {wall_s:.0f} s "
           f"(overhead: wall / (trial time / concurrency) = {overhead:.2f})", file=sys.stderr)
     if with_front:
         print_front(launch, spec)
-    return {"sweep/finished": len(finished), "sweep/failed": len(failed), "sweep/planned": planned,
+    return {"sweep/finished": len(finished), "sweep/failed": len(failed), "sweep/screened": len(screened), "sweep/planned": planned,
             "sweep/wall_s": wall_s, "sweep/overhead": overhead}
 
 
@@ -320,7 +324,7 @@ def run_launch(tuner, spec: SweepSpec, current: Launch, resume_command: str, pri
                 metrics = summarise(results, spec, current, time.monotonic() - start, with_front=print_front)
             except KeyboardInterrupt:  # a second signal, or one outside Tune's handler
                 metrics = {}
-            if not metrics or metrics["sweep/finished"] + metrics["sweep/failed"] < metrics["sweep/planned"]:
+            if not metrics or metrics["sweep/finished"] + metrics["sweep/failed"] + metrics["sweep/screened"] < metrics["sweep/planned"]:
                 status = "KILLED"
                 print(f"interrupted: continue with `{resume_command}`", file=sys.stderr)
                 return stop.exit_code

@@ -21,7 +21,7 @@ import numpy as np
 from ray.tune import Callback
 from tqdm.auto import tqdm
 
-from trainables.tune_trainable import FINAL_KEY
+from trainables.tune_trainable import FINAL_KEY, SCREENED_KEY
 
 SETTLE_S = 1.0
 
@@ -38,8 +38,9 @@ class SweepProgress(Callback):
         self.running: set[str] = set()
         self.finished: dict[str, dict] = {}
         self.failed: set[str] = set()
+        self.screened: set[str] = set()  # stopped after the screening attack (`search.screen`)
         self.changed_at: float | None = None  # when the state last changed without being shown
-        self.shown: tuple[int, int, int] | None = None
+        self.shown: tuple[int, int, int, int] | None = None
         isatty = getattr(self.stream, "isatty", None)
         self.bar = tqdm(total=total, desc="trials", unit="trial", file=self.stream, dynamic_ncols=True) if isatty and isatty() else None
 
@@ -52,27 +53,34 @@ class SweepProgress(Callback):
         return int(moocore.is_nondominated(points, maximise=maximise).sum())
 
     def eta(self) -> str:
-        done = len(self.finished) + len(self.failed)
+        done = self.done()
         if done == 0:
             return "?"
         per_trial = (self.clock() - self.start) / done
         seconds = per_trial * max(self.total - done, 0)
         return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
-    def state(self) -> tuple[int, int, int]:
-        return len(self.finished), len(self.running), len(self.failed)
+    def done(self) -> int:
+        return len(self.finished) + len(self.failed) + len(self.screened)
+
+    def state(self) -> tuple[int, int, int, int]:
+        return len(self.finished), len(self.running), len(self.failed), len(self.screened)
+
+    def screened_note(self) -> str:
+        return f", {len(self.screened)} screened out" if self.screened else ""
 
     def line(self) -> str:
         return (
             f"[{time.strftime('%H:%M:%S')}] {len(self.finished)}/{self.total} finished, "
-            f"{len(self.running)} running, {len(self.failed)} failed · ETA {self.eta()} · "
+            f"{len(self.running)} running, {len(self.failed)} failed{self.screened_note()} · ETA {self.eta()} · "
             f"front {self.front_size()} point(s)"
         )
 
     def _changed(self) -> None:
         if self.bar is not None:
-            self.bar.n = len(self.finished) + len(self.failed)
-            self.bar.set_postfix_str(f"{len(self.running)} running, {len(self.failed)} failed, front {self.front_size()}")
+            self.bar.n = self.done()
+            self.bar.set_postfix_str(f"{len(self.running)} running, {len(self.failed)} failed{self.screened_note()}, "
+                                     f"front {self.front_size()}")
             return
         self.changed_at = self.clock()
 
@@ -102,6 +110,8 @@ class SweepProgress(Callback):
         self.running.discard(trial.trial_id)
         if trial.last_result.get(FINAL_KEY):
             self.finished[trial.trial_id] = trial.last_result
+        elif trial.last_result.get(SCREENED_KEY):
+            self.screened.add(trial.trial_id)
         self._changed()
 
     def on_trial_error(self, iteration, trials, trial, **info):

@@ -6,7 +6,8 @@
 - The study lives in `optuna.db` beside the MLflow db, named `<experiment>/<launch>`, so a
   resumed launch continues the same study.
 - Only a trial's final report is told to Optuna as COMPLETE. A trial that errored is told
-  FAIL; one that ended without its final report (stopped early) PRUNED; a final report
+  FAIL; one that ended without its final report (stopped early, or screened out by
+  `search.screen`: its screened values are never learned as final) PRUNED; a final report
   with a missing or non-finite objective FAIL: never COMPLETE with partial values.
 """
 
@@ -24,7 +25,7 @@ from sweeps.search_space import Domain, SearchSpace
 from sweeps.spec import SweepSpec
 from trainables.config import CONDITIONAL_SEPARATOR
 from trainables.errors import InputError
-from trainables.tune_trainable import FINAL_KEY
+from trainables.tune_trainable import FINAL_KEY, SCREENED_KEY
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,8 @@ class HonestOptunaSearch(OptunaSearch):
         values = None
         if error:
             state = optuna.trial.TrialState.FAIL
-        elif not result or not result.get(FINAL_KEY):
-            state = optuna.trial.TrialState.PRUNED
+        elif not result or not result.get(FINAL_KEY) or result.get(SCREENED_KEY):
+            state = optuna.trial.TrialState.PRUNED  # stopped early, or screened out (never a final value)
         else:
             values = [result.get(metric) for metric in self._metric]
             if all(isinstance(v, int | float) and math.isfinite(v) for v in values):

@@ -37,6 +37,12 @@ class SearchConfig(Strict):
         description="seeds each sampled configuration runs (train.seed + 0..k-1, one MLflow child run each, "
         "tagged with one privsweep.config_id); the searcher is told their mean",
     )
+    screen: float | None = Field(
+        None, gt=0, lt=1,
+        description="safe attack-budget pruning: after training, a screening attack at this fraction of the attack budget; "
+        "a trial whose best case (the favourable end of each screened interval) is dominated by the launch's front "
+        "skips the full attack and is told PRUNED; null = off",
+    )
 
 
 class ResourceConfig(Strict):

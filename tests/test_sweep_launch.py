@@ -36,6 +36,10 @@ TINY_SPEC = {
     "attacks": {"epochs": 1, "batch_size": 128, "gallery": 2, "whitebox": {"images": 8, "steps": 10, "selection_images": 8}},
 }
 
+# The grid sampler's order is fixed by its seed: under this one it proposes split 1, then 3,
+# so the second trial is dominated (the test checks that some trial is screened).
+SCREEN_GRID_SEED = 1
+
 
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
@@ -180,6 +184,47 @@ def test_a_configuration_proposed_again_is_not_trained_again(home, tmp_path):
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
     told = children[0].data.metrics
     assert all(t.values == [told["utility/acc"], told["privacy/leak_acc"]] for t in trials)
+
+
+def test_a_screened_trial_is_pruned_in_optuna_has_no_final_keys_and_is_on_no_front(home, tmp_path):
+    """With `search.screen` on and objectives that the split alone decides (the client's GFLOPs
+    and MB grow with it), every trial whose best case an earlier, fully attacked trial
+    dominates is screened out: PRUNED in Optuna, its screened values under `screen/` only,
+    never a row of the analysis. The others run the full suite and are COMPLETE."""
+    from analysis.runs import launch_progress, load_runs
+
+    objectives = [{"metric": "client/gflops", "mode": "min"}, {"metric": "client/params_mb", "mode": "min"}]
+    spec = write_spec(tmp_path, "screened", objectives=objectives, search_space={"model.split": {"choice": [1, 3]}},
+                      search={"sampler": "grid", "num_samples": 2, "max_concurrent": 1, "seed": SCREEN_GRID_SEED, "screen": 0.5})
+    result = sweeps("run", str(spec))
+    assert result.returncode == 0, result.stderr[-3000:]
+    children = sorted(runs(home, "screened", "trial"), key=lambda r: r.info.start_time)
+    assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
+    attacked: list[tuple[float, float]] = []
+    expected, screened = [], []
+    for run in children:
+        metrics = run.data.metrics
+        is_screened = run.data.tags.get("privsweep.screened") == "true"
+        screened.append(is_screened)
+        if is_screened:
+            point = (metrics["screen/client/gflops"], metrics["screen/client/params_mb"])
+            assert not [key for key in metrics if key.startswith(("utility/", "privacy/", "recon/", "client/"))]
+            assert {"screen/privacy/leak_acc", "screen/recon/ssim", "screen/privacy/leak_acc:ci95_lo"} <= set(metrics)
+        else:
+            point = (metrics["client/gflops"], metrics["client/params_mb"])
+            assert {"privacy/leak_acc", "recon/ssim"} <= set(metrics)
+        expected.append(any(a[0] <= point[0] and a[1] <= point[1] and a != point for a in attacked))
+        if not is_screened:
+            attacked.append(point)
+    assert screened == expected and any(screened)  # screened exactly when dominated by the front so far
+    trials = study(home, launch_record(home, "screened")["study"]).trials
+    states = {str(t.params["model.split"]): t.state for t in trials}
+    splits = [r.data.params["model.split"] for r in children]
+    assert [states[s] for s in splits] == [optuna.trial.TrialState.PRUNED if s else optuna.trial.TrialState.COMPLETE for s in screened]
+    table = load_runs("screened", f"sqlite:///{home / 'mlflow.db'}")
+    assert set(table.column("run_id").to_pylist()) == {r.info.run_id for r, s in zip(children, screened, strict=True) if not s}
+    [progress] = launch_progress("screened", f"sqlite:///{home / 'mlflow.db'}")
+    assert progress.screened_runs == sum(screened) and progress.finished_runs == 2
 
 
 def test_failing_trial_is_failed_everywhere_and_the_others_finish(home, tmp_path):

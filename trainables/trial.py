@@ -35,7 +35,7 @@ from trainables.attacks.suite import (
     run_attack_suite,
 )
 from trainables.batch_norm import recalibrate_batch_norm
-from trainables.config import TrialConfig
+from trainables.config import AttackConfig, TrialConfig
 from trainables.data import Dataset, load_dataset
 from trainables.data.batches import TensorSplit
 from trainables.errors import InputError
@@ -208,10 +208,12 @@ class Trial:
             metrics["val/proxy_leak_acc"] = leak / len(self.data.val)
         return metrics
 
-    def attack(self) -> tuple[dict[str, float], AttackReport]:
+    def attack(self, attacks: AttackConfig | None = None) -> tuple[dict[str, float], AttackReport]:
+        """The attack suite on the trained method: the config's, or `attacks` (a screening budget)."""
         start = time.perf_counter()
-        recalibrate_batch_norm(self.method, self.data.train, self.config.attacks.batch_size, self._autocast())
-        report = run_attack_suite(self.method, self.data.attack_data(), self.config.attacks, seed=self.config.train.seed + 1)
+        attacks = attacks or self.config.attacks
+        recalibrate_batch_norm(self.method, self.data.train, attacks.batch_size, self._autocast())
+        report = run_attack_suite(self.method, self.data.attack_data(), attacks, seed=self.config.train.seed + 1)
         metrics = dict(report.metrics)
         metrics["client/gflops"] = client_gflops(self.method.release, self.data.image_shape, self.device)
         metrics["client/params_mb"] = params_mb(self.method.client_network())
@@ -219,11 +221,15 @@ class Trial:
         metrics["time/attack_s"] = time.perf_counter() - start
         return metrics, report
 
-    def run(self, on_epoch: EpochCallback | None = None) -> tuple[dict[str, float], AttackReport]:
+    def train(self, on_epoch: EpochCallback | None = None) -> None:
+        """The remaining training epochs."""
         while self.epoch < self.config.train.epochs:
             metrics = self.train_epoch()
             if on_epoch is not None:
                 on_epoch(self.epoch, metrics)
+
+    def run(self, on_epoch: EpochCallback | None = None) -> tuple[dict[str, float], AttackReport]:
+        self.train(on_epoch)
         return self.attack()
 
     def state_dict(self) -> dict:

@@ -47,13 +47,23 @@ from trainables.artifacts import write_artifacts
 from trainables.config import CONDITIONAL_SEPARATOR, TrialConfig, with_assignment
 from trainables.data import Dataset
 from trainables.methods import method_class
-from trainables.schema import ASSIGNMENT_TAG, CONFIG_ID_TAG, CONTROL_TAG
+from trainables.schema import ASSIGNMENT_TAG, CONFIG_ID_TAG, CONTROL_TAG, SCREENED_TAG
+from trainables.screening import (
+    best_case,
+    is_dominated,
+    is_screened,
+    launch_front,
+    preserved_rng,
+    screened_metrics,
+    screening_budget,
+)
 from trainables.tracking import TrialRun, configuration_id, finished_twin, flatten, run_name
 from trainables.trial import Trial, load_checkpoint
 
 log = logging.getLogger(__name__)
 
 FINAL_KEY = "privsweep/final"
+SCREENED_KEY = "privsweep/screened"  # in the last report of a screened trial: the searcher is told PRUNED
 REPLICATES_KEY = "privsweep/replicates"  # in the final report: how many seeds its mean is over
 TRAIN_KEY = "train/task_loss"  # logged every epoch by every method
 
@@ -71,12 +81,16 @@ class SweepContext:
     threads: int
     state_dir: str  # the launch's folder for the trials' own epoch state (stable across resumes)
     replicates: int = 1  # seeds per sampled configuration (`search.replicates`)
+    modes: tuple[str, ...] = ()  # each objective's "max" or "min"
+    screen: float | None = None  # `search.screen`: the screening attack's fraction of the budget; None = off
 
 
-def _report(metrics: dict[str, float], objectives: tuple[str, ...], final: bool, checkpoint_dir: str | None = None) -> None:
+def _report(metrics: dict[str, float], objectives: tuple[str, ...], final: bool, checkpoint_dir: str | None = None,
+            screened: bool = False) -> None:
     payload = {key: metrics.get(key, math.nan) for key in objectives}
     payload.update(metrics)
     payload[FINAL_KEY] = 1.0 if final else 0.0
+    payload[SCREENED_KEY] = 1.0 if screened else 0.0
     checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
     tune.report(payload, checkpoint=checkpoint)
 
@@ -132,8 +146,29 @@ def run_configuration(assignment: dict, replicates, dataset: Dataset, context: S
     torch.set_num_threads(context.threads)
     base = TrialConfig.model_validate(with_assignment(context.base_config, assignment))
     config_id = configuration_id(base.model_dump(mode="json", by_alias=True))
-    finals = [run_replicate(base, replicate, config_id, assignment, dataset, context) for replicate in replicates]
+    finals = []
+    for replicate in replicates:
+        final = run_replicate(base, replicate, config_id, assignment, dataset, context)
+        if is_screened(final):  # dominated after its screening attack: no further seed, no final report
+            _report(final, context.objectives, final=False, screened=True)
+            return
+        finals.append(final)
     _report(replicate_mean(finals), context.objectives, final=True)
+
+
+def screen(trial: Trial, context: SweepContext) -> dict[str, float] | None:
+    """The screening attack (`trainables.screening`): the screened metrics when the trial's
+    best case is dominated by the launch's front, else None (the full suite runs)."""
+    objectives = list(zip(context.objectives, context.modes, strict=True))
+    with preserved_rng():
+        metrics, _ = trial.attack(screening_budget(trial.config.attacks, context.screen))
+    front = launch_front(context.tracking_uri, context.experiment_id, context.launch, objectives)
+    if not is_dominated(metrics, front, objectives):
+        log.info("screening: not dominated by the %d front configuration(s) so far; the full attack suite runs", len(front))
+        return None
+    log.info("screening: dominated by the launch's front at best case %s; the full attack is skipped",
+             dict(zip(context.objectives, best_case(metrics, objectives), strict=True)))
+    return screened_metrics(metrics)
 
 
 def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment: dict, dataset: Dataset, context: SweepContext) -> dict[str, float]:
@@ -176,7 +211,14 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
                 trial.save(Path(folder) / checkpoint_file)
                 _report({**metrics, "epoch": epoch, "replicate": replicate}, context.objectives, final=False, checkpoint_dir=folder)
 
-        metrics, report = trial.run(on_epoch)
+        trial.train(on_epoch)
+        if context.screen is not None and replicate == 0:  # only a configuration's first seed is screened
+            screened = screen(trial, context)
+            if screened is not None:
+                run.log(screened, step=trial.epoch, tags={SCREENED_TAG: "true"})
+                run.finish()
+                return screened
+        metrics, report = trial.attack()
         with tempfile.TemporaryDirectory() as folder:
             write_artifacts(Path(folder), config, metrics, report, trial.method)
             run.log_artifacts(Path(folder))

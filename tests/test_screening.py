@@ -1,0 +1,85 @@
+"""Safe attack-budget pruning (`trainables.screening`): the decision, the budget, and that
+screening never changes a fully attacked trial's numbers. The end-to-end sweep (a screened
+trial is never COMPLETE, has no final keys and is on no front) is in test_sweep_launch.py."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import tiny_config
+
+from trainables.screening import (
+    best_case,
+    dominates,
+    is_dominated,
+    is_screened,
+    preserved_rng,
+    screened_metrics,
+    screening_budget,
+)
+from trainables.trial import Trial
+
+OBJECTIVES = [("utility/acc", "max"), ("privacy/leak_acc", "min")]
+
+
+def test_the_screening_budget_scales_the_epochs_cap_and_the_whitebox_steps_and_keeps_the_rest():
+    attacks = tiny_config(attacks__epochs=30, attacks__whitebox={"steps": 200}).attacks
+    screened = screening_budget(attacks, 0.2)
+    assert (screened.epochs, screened.whitebox.steps) == (6, 40)
+    assert screened.model_dump(exclude={"epochs", "whitebox"}) == attacks.model_dump(exclude={"epochs", "whitebox"})
+    assert screened.whitebox.model_dump(exclude={"steps"}) == attacks.whitebox.model_dump(exclude={"steps"})
+    assert (screening_budget(attacks, 0.01).epochs, screening_budget(attacks, 0.001).whitebox.steps) == (1, 1)
+
+
+def test_the_best_case_takes_the_favourable_end_of_each_interval_or_the_value_without_one():
+    metrics = {"utility/acc": 0.8, "utility/acc:ci95_lo": 0.78, "utility/acc:ci95_hi": 0.83,
+               "privacy/leak_acc": 0.5, "privacy/leak_acc:ci95_lo": 0.46, "privacy/leak_acc:ci95_hi": 0.55,
+               "client/gflops": 0.01}
+    assert best_case(metrics, OBJECTIVES) == [0.83, 0.46]
+    assert best_case(metrics, [("client/gflops", "min"), ("recon/ssim", "min")])[0] == 0.01
+    assert math.isnan(best_case(metrics, [("recon/ssim", "min")])[0])
+
+
+@pytest.mark.parametrize(
+    ("front_point", "dominated"),
+    [
+        ([0.90, 0.40], True),  # better on both
+        ([0.83, 0.40], True),  # equal utility, less leakage
+        ([0.83, 0.46], False),  # equal: not dominated
+        ([0.95, 0.50], False),  # more utility but more leakage than the best case
+        ([0.80, 0.30], False),  # less utility than the best case
+    ],
+)
+def test_a_trial_is_dominated_only_when_a_front_point_is_at_least_as_good_everywhere_and_better_once(front_point, dominated):
+    metrics = {"utility/acc": 0.8, "utility/acc:ci95_hi": 0.83, "privacy/leak_acc": 0.5, "privacy/leak_acc:ci95_lo": 0.46}
+    assert is_dominated(metrics, [[0.1, 0.9], front_point], OBJECTIVES) is dominated
+    assert dominates(front_point, best_case(metrics, OBJECTIVES), OBJECTIVES) is dominated
+
+
+def test_an_empty_front_or_a_missing_objective_never_screens():
+    assert not is_dominated({"utility/acc": 0.1, "privacy/leak_acc": 0.9}, [], OBJECTIVES)
+    assert not is_dominated({"utility/acc": 0.1}, [[1.0, 0.0]], OBJECTIVES)
+
+
+def test_screened_values_are_logged_under_their_own_keys_and_recognised():
+    logged = screened_metrics({"privacy/leak_acc": 0.5, "utility/acc": 0.8})
+    assert logged == {"screen/privacy/leak_acc": 0.5, "screen/utility/acc": 0.8}
+    assert is_screened(logged) and not is_screened({"privacy/leak_acc": 0.5})
+
+
+def test_a_screening_attack_leaves_the_full_attack_of_a_random_release_exactly_as_without_it():
+    """noisy_arl releases fresh noise (the global RNG): without `preserved_rng` the screening
+    attack would move the batch-norm recalibration's noise, and with it every final number."""
+    config = tiny_config(method="noisy_arl", params={"sigma": 0.5, "lambda": 0.1})
+    plain = Trial(config)
+    plain.train()
+    expected, _ = plain.attack()
+    screened = Trial(config)
+    screened.train()
+    with preserved_rng():
+        screened.attack(screening_budget(config.attacks, 0.5))
+        torch.rand(3)
+    got, _ = screened.attack()
+    assert {k: v for k, v in got.items() if not k.startswith("time/")} == {k: v for k, v in expected.items() if not k.startswith("time/")}
