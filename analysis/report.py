@@ -85,10 +85,11 @@ def launch_lines(launches: Sequence[LaunchProgress]) -> list[str]:
     if not planned:
         return []
     lines = [f"{sum(p.finished_runs for p in planned)} of {sum(p.planned_runs for p in planned)} planned runs finished."]
-    screened = sum(p.screened_runs for p in launches)
+    screened = sum(p.screened_runs for p in planned)
     if screened:
         lines[0] += (f" {screened} of them were screened out (`search.screen`): after a screening attack their best case "
-                     "was dominated by the launch's front, so they skipped the full attack and are on no front.")
+                     "was dominated by the launch's front, so they skipped the full attack (and any further seed: "
+                     "with replicates, fewer runs than planned is then complete) and are on no front.")
     for p in launches:
         if not p.complete:
             of = f" of {p.planned_runs} planned" if p.planned_runs is not None else ""

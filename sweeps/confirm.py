@@ -28,7 +28,14 @@ import sys
 
 from sweeps.spec import SweepSpec
 from trainables.errors import InputError
-from trainables.schema import ASSIGNMENT_TAG, CONFIG_ID_TAG, REPLICATE_TAG, ROLE_TAG, tag_is
+from trainables.schema import (
+    ASSIGNMENT_TAG,
+    CONFIG_ID_TAG,
+    REPLICATE_TAG,
+    ROLE_TAG,
+    SCREENED_TAG,
+    tag_is,
+)
 from trainables.tracking import configuration_id, search_all_runs, with_retries
 
 
@@ -47,6 +54,8 @@ def finished_configurations(spec: SweepSpec, uri: str) -> tuple[dict[str, dict],
     untagged = 0
     for run in runs:
         tags = run.data.tags
+        if tags.get(SCREENED_TAG) == "true":  # dominated after its screening attack: nothing to confirm
+            continue
         config_id, assignment = tags.get(CONFIG_ID_TAG), tags.get(ASSIGNMENT_TAG)
         if not config_id or assignment is None:
             untagged += 1

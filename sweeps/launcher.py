@@ -219,7 +219,7 @@ def summarise(results, spec: SweepSpec, launch: Launch, wall_s: float, with_fron
     screened = [r for r in results if r.error is None and r.metrics and r.metrics.get(SCREENED_KEY)]
     failed = [r for r in results if r.error is not None]
     planned = launch.planned or len(results)
-    compute_s = sum(r.metrics.get("time_total_s", 0.0) for r in finished)
+    compute_s = sum(r.metrics.get("time_total_s", 0.0) for r in finished + screened)
     concurrency = min(spec.search.max_concurrent, max(len(finished), 1))
     overhead = wall_s / (compute_s / concurrency) if compute_s else math.nan
     note = f", {len(screened)} screened out (search.screen: dominated after the screening attack)" if screened else ""

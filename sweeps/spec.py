@@ -9,13 +9,14 @@ from typing import Any, Literal
 
 import torch
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from sweeps.overrides import apply_overrides, check_path, model_at
 from sweeps.search_space import SearchSpace, load_search_space
 from trainables.config import Strict, TrialConfig, WhiteboxConfig, with_assignment
 from trainables.data import DATASETS
 from trainables.errors import InputError, did_you_mean
+from trainables.schema import is_interval_key
 from trainables.trial import check_config
 
 
@@ -55,6 +56,8 @@ class TrackingConfig(Strict):
     experiment: str | None = Field(None, description="MLflow experiment; null = name. --smoke appends /smoke")
 
 
+# A retrained server model trains on the attack budget: screened, it is no upper bound.
+UNSCREENABLE = ("utility/acc_retrained",)
 DEFAULT_OBJECTIVES = [Objective(metric="utility/acc", mode="max"), Objective(metric="privacy/leak_acc", mode="min")]
 
 
@@ -68,6 +71,22 @@ class SweepSpec(TrialConfig):
     search: SearchConfig = Field(default_factory=SearchConfig, description="the searcher and the size of a launch")
     resources: ResourceConfig = Field(default_factory=ResourceConfig, description="what one trial asks Ray for")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="where MLflow records the sweep")
+
+    @model_validator(mode="after")
+    def _screened_objectives_have_a_best_case(self) -> SweepSpec:
+        """A screened value bounds the final one only for the suite's attack scores and the
+        deployed utility: a retrained server model is trained by the attack budget too (so a
+        screened one is no upper bound), and an interval end has no interval of its own."""
+        if self.search.screen is None:
+            return self
+        unbounded = [o.metric for o in self.objectives if is_interval_key(o.metric) or o.metric.startswith(UNSCREENABLE)]
+        if unbounded:
+            raise ValueError(
+                f"search.screen cannot bound the objective(s) {unbounded}: a screening attack's value is a best case only "
+                "for a point metric measured on the deployed model or by the attack suite's attackers; "
+                "set search.screen: null, or use e.g. utility/acc and privacy/leak_acc"
+            )
+        return self
 
     @property
     def experiment(self) -> str:
@@ -91,7 +110,8 @@ def format_validation_error(error: ValidationError, schema: type[BaseModel]) -> 
     lines = []
     for e in error.errors():
         field = ".".join(str(part) for part in e["loc"]) or "spec"
-        got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") else ""
+        # a whole-spec check (empty loc) says what is wrong itself: its input is the whole spec
+        got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") and e["loc"] else ""
         hint = ""
         if e["type"] == "extra_forbidden" and e["loc"]:
             section = model_at(schema, e["loc"][:-1])

@@ -5,16 +5,20 @@ trial is never COMPLETE, has no final keys and is on no front) is in test_sweep_
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import REPO, tiny_config
+from mlflow.tracking import MlflowClient
 
+from trainables.schema import CONFIG_ID_TAG, LAUNCH_TAG, ROLE_TAG, SCREENED_TAG
 from trainables.screening import (
     best_case,
     dominates,
     is_dominated,
     is_screened,
+    launch_front,
     preserved_rng,
     screened_metrics,
     screening_budget,
@@ -83,3 +87,42 @@ def test_a_screening_attack_leaves_the_full_attack_of_a_random_release_exactly_a
         torch.rand(3)
     got, _ = screened.attack()
     assert {k: v for k, v in got.items() if not k.startswith("time/")} == {k: v for k, v in expected.items() if not k.startswith("time/")}
+
+
+def test_screening_an_objective_it_cannot_bound_is_an_input_error():
+    from sweeps.spec import load_spec
+    from trainables.errors import InputError
+
+    spec = REPO / "sweeps" / "quickstart.yaml"
+    assert load_spec(spec, ["search.screen=0.2"]).search.screen == 0.2
+    for metric in ("privacy/leak_acc:ci95_hi", "utility/acc_retrained"):
+        objectives = f"objectives=[{{metric: utility/acc, mode: max}}, {{metric: '{metric}', mode: min}}]"
+        with pytest.raises(InputError, match=r"search.screen cannot bound the objective\(s\) \['" + re.escape(metric)) as error:
+            load_spec(spec, ["search.screen=0.2", objectives])
+        assert "(got" not in str(error.value)  # the message, not a dump of the whole spec
+
+
+def test_the_launch_front_is_its_complete_fully_attacked_configurations_replicate_means(tmp_path):
+    """Seeds of one configuration average into one point; a configuration with a seed still
+    missing, a screened run, a failed one and another launch's runs are not on it."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("front", artifact_location=(tmp_path / "artifacts").as_uri())
+
+    def trial_run(config: str, acc: float, leak: float, launch: str = "L", status: str = "FINISHED", **tags: str) -> None:
+        run = client.create_run(experiment, tags={ROLE_TAG: "trial", LAUNCH_TAG: launch, CONFIG_ID_TAG: config, **tags})
+        for key, value in (("utility/acc", acc), ("privacy/leak_acc", leak)):
+            client.log_metric(run.info.run_id, key, value)
+        client.set_terminated(run.info.run_id, status)
+
+    trial_run("a", 0.8, 0.4)
+    trial_run("a", 0.9, 0.6)
+    trial_run("b", 0.99, 0.1)  # one seed of two
+    trial_run("c", 0.99, 0.1, **{SCREENED_TAG: "true"})
+    trial_run("c", 0.99, 0.1)  # screened seed 0 + a finished seed: still not complete
+    trial_run("d", 0.99, 0.1, status="FAILED")
+    trial_run("d", 0.99, 0.1, status="FAILED")
+    trial_run("e", 0.99, 0.1, launch="other")
+    trial_run("e", 0.99, 0.1, launch="other")
+    assert launch_front(uri, experiment, "L", OBJECTIVES, replicates=2) == [pytest.approx([0.85, 0.5])]
+    assert sorted(launch_front(uri, experiment, "L", OBJECTIVES, replicates=1)) == [pytest.approx([0.85, 0.5]), [0.99, 0.1], [0.99, 0.1]]

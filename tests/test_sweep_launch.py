@@ -195,7 +195,8 @@ def test_a_screened_trial_is_pruned_in_optuna_has_no_final_keys_and_is_on_no_fro
 
     objectives = [{"metric": "client/gflops", "mode": "min"}, {"metric": "client/params_mb", "mode": "min"}]
     spec = write_spec(tmp_path, "screened", objectives=objectives, search_space={"model.split": {"choice": [1, 3]}},
-                      search={"sampler": "grid", "num_samples": 2, "max_concurrent": 1, "seed": SCREEN_GRID_SEED, "screen": 0.5})
+                      search={"sampler": "grid", "num_samples": 2, "max_concurrent": 1, "seed": SCREEN_GRID_SEED, "screen": 0.5},
+                      attacks={**TINY_SPEC["attacks"], "epochs": 2})  # the screening attack: 1 epoch, 5 white-box steps
     result = sweeps("run", str(spec))
     assert result.returncode == 0, result.stderr[-3000:]
     children = sorted(runs(home, "screened", "trial"), key=lambda r: r.info.start_time)

@@ -18,7 +18,8 @@ The screening attack runs with the global RNG saved and restored around it, so t
 attack that may follow gives exactly the numbers it gives with screening off.
 
 Choices the idea leaves open, written down: only the first replicate of a configuration is
-screened (a configuration dominated on seed 0 skips its other seeds); the front is read from
+screened (a configuration dominated on seed 0 skips its other seeds), against the
+configurations whose every seed has finished; the front is read from
 the launch only (earlier launches may come from other code, as for finished twins); a
 trial that started before the front point it would be dominated by had finished is not
 screened (it saw a smaller front): screening only ever saves work, it never changes a result.
@@ -67,9 +68,10 @@ def dominates(point: Sequence[float], other: Sequence[float], objectives: Object
     return all(b >= 0 for b in better) and any(b > 0 for b in better)
 
 
-def launch_front(tracking_uri: str, experiment_id: str, launch: str, objectives: Objectives) -> list[list[float]]:
-    """The objective points of the launch's fully attacked configurations (replicate means;
-    runs without every objective finite, screened runs and failed ones left out)."""
+def launch_front(tracking_uri: str, experiment_id: str, launch: str, objectives: Objectives, replicates: int = 1) -> list[list[float]]:
+    """The objective points of the launch's fully attacked configurations: those with all
+    `replicates` seeds finished (a mean of fewer may not survive the others), as their mean;
+    runs without every objective finite, screened runs and failed ones left out."""
     client = MlflowClient(tracking_uri)
     query = f"{tag_is(ROLE_TAG, 'trial')} and {tag_is(LAUNCH_TAG, launch)} and attributes.status = 'FINISHED'"
     by_configuration: dict[str, list[list[float]]] = {}
@@ -79,7 +81,8 @@ def launch_front(tracking_uri: str, experiment_id: str, launch: str, objectives:
         point = [run.data.metrics.get(metric, math.nan) for metric, _ in objectives]
         if all(math.isfinite(v) for v in point):
             by_configuration.setdefault(run.data.tags.get(CONFIG_ID_TAG, run.info.run_id), []).append(point)
-    return [[sum(column) / len(column) for column in zip(*points, strict=True)] for points in by_configuration.values()]
+    complete = [points for points in by_configuration.values() if len(points) >= replicates]
+    return [[sum(column) / len(column) for column in zip(*points, strict=True)] for points in complete]
 
 
 def is_dominated(metrics: Mapping[str, float], front: Sequence[Sequence[float]], objectives: Objectives) -> bool:

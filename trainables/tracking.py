@@ -199,6 +199,13 @@ class TrialRun:
     def logged_steps(self, key: str) -> set[int]:
         return {m.step for m in with_retries(lambda: self.client.get_metric_history(self.run_id, key))}
 
+    def tag(self, name: str) -> str | None:
+        return with_retries(lambda: self.client.get_run(self.run_id)).data.tags.get(name)
+
+    def metrics(self) -> dict[str, float]:
+        """The latest value of every metric logged so far."""
+        return dict(with_retries(lambda: self.client.get_run(self.run_id)).data.metrics)
+
     def final_metrics(self) -> dict[str, float] | None:
         """The final metrics if this run already finished (a trial restarted after its end)."""
         run = with_retries(lambda: self.client.get_run(self.run_id))

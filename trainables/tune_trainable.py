@@ -162,7 +162,7 @@ def screen(trial: Trial, context: SweepContext) -> dict[str, float] | None:
     objectives = list(zip(context.objectives, context.modes, strict=True))
     with preserved_rng():
         metrics, _ = trial.attack(screening_budget(trial.config.attacks, context.screen))
-    front = launch_front(context.tracking_uri, context.experiment_id, context.launch, objectives)
+    front = launch_front(context.tracking_uri, context.experiment_id, context.launch, objectives, context.replicates)
     if not is_dominated(metrics, front, objectives):
         log.info("screening: not dominated by the %d front configuration(s) so far; the full attack suite runs", len(front))
         return None
@@ -194,6 +194,9 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
         finished = run.final_metrics()
         if finished is not None:
             return finished
+        if run.tag(SCREENED_TAG) == "true":  # screened, then stopped before its run ended: stays screened
+            run.finish()
+            return run.metrics()
         trial = Trial(config, dataset)
         suffix = f"-r{replicate}" if replicate else ""  # replicate 0: the names of a launch from before replicates
         durable = Path(context.state_dir) / f"{trial_id}{suffix}.pt"
