@@ -14,7 +14,8 @@ lambda 0.01) the defense is trained once and frozen; then, on the same frozen re
   attacker with 4x its steps.
 
 Prints a markdown table (leakage and SSIM of the default suite against the reference, the
-strongest attacker of each, epochs run, whether every attacker converged, times) and a
+strongest attacker of each, epochs run, whether every attacker converged, times, and the
+three parts of the default suite that took longest, from `time/attack/<part>`) and a
 PASS/FAIL per row against the targets: leakage within 0.01 and SSIM within 0.02 of the
 reference. Rows are also printed as JSON lines on stderr.
 """
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 
 from sweeps.spec import load_spec
-from trainables.attacks.suite import run_attack_suite
+from trainables.attacks.suite import ATTACK_TIME_PREFIX, run_attack_suite
 from trainables.trial import Trial
 
 SPEC = Path(__file__).resolve().parent.parent / "sweeps" / "quickstart.yaml"
@@ -74,6 +75,7 @@ def row(method: str, split: str, overrides: list[str], reference_epochs: int) ->
         "epochs_run": {a: int(default[f"attack/epochs_run/{a}"]) for a in learned},
         "converged": all(default[f"attack/converged/{a}"] == 1 for a in learned),
         "default_s": default_seconds, "reference_s": reference_seconds,
+        "time_parts": {k.removeprefix(ATTACK_TIME_PREFIX): v for k, v in default.items() if k.startswith(ATTACK_TIME_PREFIX)},
         "per_attacker": {k: v for k, v in default.items() if k.startswith(("privacy/leak_acc/", "recon/ssim/"))},
         "per_attacker_ref": {k: v for k, v in reference.items() if k.startswith(("privacy/leak_acc/", "recon/ssim/"))},
     }
@@ -83,15 +85,17 @@ def row(method: str, split: str, overrides: list[str], reference_epochs: int) ->
 
 def markdown(rows: list[dict], reference_epochs: int) -> str:
     lines = [
-        f"| config | leak default (by) | leak {reference_epochs}-ep ref (by) | SSIM default (by) | SSIM ref (by) | epochs run | all converged | default s | ref s | within target |",
-        "|---|---|---|---|---|---|---|---:|---:|---|",
+        f"| config | leak default (by) | leak {reference_epochs}-ep ref (by) | SSIM default (by) | SSIM ref (by) | epochs run | all converged | default s | ref s | default s by part | within target |",
+        "|---|---|---|---|---|---|---|---:|---:|---|---|",
     ]
     for r in rows:
         epochs = ", ".join(f"{a.split('/')[-1]} {n}" for a, n in r["epochs_run"].items())
+        parts = sorted(r["time_parts"].items(), key=lambda item: -item[1])[:3]
+        where = ", ".join(f"{part.split('/')[-1]} {seconds:.0f}" for part, seconds in parts)
         lines.append(
             f"| {r['method']} split {r['split']} | {r['leak']:.4f} ({r['leak_by']}) | {r['leak_ref']:.4f} ({r['leak_ref_by']}) | "
             f"{r['ssim']:.3f} ({r['ssim_by']}) | {r['ssim_ref']:.3f} ({r['ssim_ref_by']}) | {epochs} | "
-            f"{'yes' if r['converged'] else 'no'} | {r['default_s']:.0f} | {r['reference_s']:.0f} | {'PASS' if r['pass'] else 'FAIL'} |"
+            f"{'yes' if r['converged'] else 'no'} | {r['default_s']:.0f} | {r['reference_s']:.0f} | {where} | {'PASS' if r['pass'] else 'FAIL'} |"
         )
     return "\n".join(lines)
 

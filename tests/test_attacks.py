@@ -8,6 +8,7 @@ evaluation), with or without autograd, and the z handed out."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ from trainables.data.base import Dataset, Split
 from trainables.data.batches import TensorSplit
 from trainables.methods import METHODS
 from trainables.methods.noisy_arl import NoisyARL
+from trainables.models.decoders import MirrorDecoder
 from trainables.trial import Trial
 
 recalibrate = trial_module.recalibrate_batch_norm
@@ -403,6 +405,30 @@ def test_attack_metrics_say_how_long_each_attacker_trained_and_whether_it_conver
         assert metrics[f"attack/epochs_run/{name}"] in (1.0, 2.0)
         assert metrics[f"attack/converged/{name}"] == 0.0  # default patience 5 > cap 2: none can converge
         assert 1 <= metrics[f"attack/kept_epoch/{name}"] <= metrics[f"attack/epochs_run/{name}"]
+
+
+def test_attack_time_is_split_by_part_and_charged_to_the_part_that_spent_it(monkeypatch):
+    """A mirror decoder made 30 ms slower per step must show up as mirror's time, not another's."""
+    delay = 0.03
+    step = training.Attacker.step
+
+    def slow_mirror_step(self, z, targets, warmup, bf16=False):
+        if isinstance(self.net, MirrorDecoder):
+            time.sleep(delay)
+        return step(self, z, targets, warmup, bf16)
+
+    monkeypatch.setattr(training.Attacker, "step", slow_mirror_step)
+    trial = Trial(tiny_config(attacks__epochs=2, attacks__reconstruction=["mirror", "fc", "whitebox"], attacks__whitebox={"steps": 5, "images": 16}))
+    trial.train_epoch()
+    metrics, _ = trial.attack()
+    parts = {k.removeprefix(suite.ATTACK_TIME_PREFIX): v for k, v in metrics.items() if k.startswith(suite.ATTACK_TIME_PREFIX)}
+    learned = {"leak/server_arch", "leak/mlp", "recon/mirror", "recon/fc", "utility/retrained"}
+    assert set(parts) == learned | {"whitebox", "release", "validation", "test"}
+    steps = metrics["attack/epochs_run/recon/mirror"] * released(trial, trial.data.attacker, trial.config.attacks.batch_size).num_batches()
+    assert parts["recon/mirror"] >= steps * delay
+    assert max(parts[name] for name in learned - {"recon/mirror"}) < parts["recon/mirror"] - steps * delay / 2
+    assert all(seconds > 0 for seconds in parts.values())
+    assert sum(parts.values()) <= metrics["time/attack_s"]
 
 
 def test_selection_last_evaluates_the_final_epoch_without_scoring_validation(monkeypatch):

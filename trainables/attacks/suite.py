@@ -40,7 +40,7 @@ from trainables.attacks.decoders import DECODERS
 from trainables.attacks.floor import leak_floor_hits
 from trainables.attacks.leakage import LEAKAGE_ATTACKERS, RETRAINED_UTILITY, LearnedAttacker
 from trainables.attacks.releases import ReleasedSplit
-from trainables.attacks.training import Attacker, train_attackers
+from trainables.attacks.training import Attacker, Stopwatch, train_attackers
 from trainables.attacks.whitebox import whitebox_reconstructions
 from trainables.bootstrap import (
     Best,
@@ -60,6 +60,9 @@ from trainables.metrics import ImageSimilarity
 from trainables.schema import RECON_HIGHER_IS_BETTER
 
 WHITEBOX = "whitebox"
+# `time/attack/<part>`: seconds of each learned attacker's training steps (by its name), of
+# the white-box attacker, of releasing batches, of the validation passes and of the test pass.
+ATTACK_TIME_PREFIX = "time/attack/"
 RECONSTRUCTION_ATTACKERS = (*DECODERS, WHITEBOX)
 
 
@@ -233,16 +236,24 @@ def _attack_once(
     def released(split: TensorSplit) -> ReleasedSplit:
         return ReleasedSplit(method.release, split, cfg.batch_size, random)
 
+    device = data.test.images.device
+    watch = Stopwatch(device)
     attackers = build_attackers(method, cfg, *data.classes)
     for attacker in attackers.values():
-        attacker.net.to(data.test.images.device, memory_format=torch.channels_last)
+        attacker.net.to(device, memory_format=torch.channels_last)
     use_selection = cfg.selection == "val_best" and data.selection is not None
-    train_attackers(attackers, released(data.attacker), cfg, generator, released(data.selection) if use_selection else None)
-    evaluation = evaluate(method, attackers, released(data.test))
+    with watch.timed("release"):  # a deterministic release is computed here, once per split
+        train_split = released(data.attacker)
+        selection_split = released(data.selection) if use_selection else None
+        test_split = released(data.test)
+    train_attackers(attackers, train_split, cfg, generator, selection_split, watch)
+    with watch.timed("test"):
+        evaluation = evaluate(method, attackers, test_split)
     bookkeeping: dict[str, float] = {}
     whitebox_images = None
     if WHITEBOX in cfg.reconstruction:
-        originals, whitebox_images, tv = whitebox_reconstructions(method, data.test, cfg.whitebox, data.selection)
+        with watch.timed(WHITEBOX):
+            originals, whitebox_images, tv = whitebox_reconstructions(method, data.test, cfg.whitebox, data.selection)
         similarity = ImageSimilarity(tuple(originals.shape[1:]), originals.device)
         similarity.update(whitebox_images, originals)
         evaluation.similarity[f"recon/{WHITEBOX}"] = similarity
@@ -252,6 +263,7 @@ def _attack_once(
         bookkeeping[f"attack/kept_epoch/{name}"] = float(attacker.kept_epoch)
         bookkeeping[f"attack/epochs_run/{name}"] = float(attacker.epochs_run)
         bookkeeping[f"attack/converged/{name}"] = float(attacker.converged)
+    bookkeeping.update({f"{ATTACK_TIME_PREFIX}{part}": seconds for part, seconds in watch.seconds.items()})
     if strongest == WHITEBOX:
         reconstructions = whitebox_images[: len(gallery)]
     else:

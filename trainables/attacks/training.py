@@ -49,10 +49,16 @@ Scores are accuracy for classifiers and minus the per-pixel MSE for decoders, on
 of the validation split (held out of the train split, never trained on). Without a
 validation split, or with `selection: last`, every attacker runs to the cap at its peak rate
 and is reported as not converged.
+
+Where the time goes: each attacker's training steps, the releases of the batches and the
+validation passes are timed apart (`Stopwatch`, which waits for the device on CUDA so the
+time lands on the part that spent it) and logged as `time/attack/<part>`.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -64,6 +70,50 @@ from trainables.attacks.releases import ReleasedSplit
 from trainables.config import AttackConfig
 
 PLATEAU_FACTOR = 0.5
+
+
+class Stopwatch:
+    """Seconds per named part of the attack phase. On CUDA it synchronises before each
+    reading, so queued kernels are charged to the part that queued them."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.seconds: dict[str, float] = {}
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def timed(self, part: str):
+        return _Timed(self, part)
+
+    def add(self, part: str, seconds: float) -> None:
+        self.seconds[part] = self.seconds.get(part, 0.0) + seconds
+
+    def timed_batches(self, part: str, batches: Iterator) -> Iterator:
+        """`batches`, with the time spent producing each one charged to `part`."""
+        iterator = iter(batches)
+        while True:
+            start = self._now()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                self.add(part, self._now() - start)
+            yield batch
+
+
+class _Timed:
+    def __init__(self, watch: Stopwatch, part: str):
+        self.watch, self.part = watch, part
+
+    def __enter__(self) -> None:
+        self.start = self.watch._now()
+
+    def __exit__(self, *exc) -> None:
+        self.watch.add(self.part, self.watch._now() - self.start)
 
 
 @dataclass
@@ -151,9 +201,12 @@ def train_attackers(
     cfg: AttackConfig,
     generator: torch.Generator,
     selection: ReleasedSplit | None = None,
+    watch: Stopwatch | None = None,
 ) -> None:
     """Train every attacker until it converges on `selection` or reaches `cfg.epochs`, then
-    leave it at its best-scoring epoch's weights (see the module docstring)."""
+    leave it at its best-scoring epoch's weights (see the module docstring). `watch` gets
+    the seconds of each attacker's steps (by its name), of `release` and of `validation`."""
+    watch = watch or Stopwatch(torch.device("cpu"))
     scoring = selection is not None and len(selection) > 0
     steps_per_epoch = data.num_batches()
     bf16 = cfg.precision == "bf16"
@@ -165,13 +218,15 @@ def train_attackers(
                 break
             for attacker in active.values():
                 attacker.net.train()
-            for z, targets in data.batches(generator):
+            for z, targets in watch.timed_batches("release", data.batches(generator)):
                 step += 1
                 warmup = min(1.0, step / steps_per_epoch)
-                for attacker in active.values():
-                    attacker.step(z, targets, warmup, bf16)
+                for name, attacker in active.items():
+                    with watch.timed(name):
+                        attacker.step(z, targets, warmup, bf16)
                 bar.update()
-            scores = selection_scores(active, selection) if scoring else {}
+            with watch.timed("validation"):
+                scores = selection_scores(active, selection) if scoring else {}
             for name, attacker in active.items():
                 attacker.end_epoch(epoch, scores.get(name), cfg)
     for attacker in attackers.values():
