@@ -14,7 +14,9 @@ client/gflops, the attack phase's seconds and how many seeds had every learned a
 converge. Each method's pair of settings gets a verdict on leakage by the intervals, not by
 the point values: "monotone" (the stronger setting's interval lies wholly below the
 weaker's), "inverted" (wholly above) or "tied" (they overlap). Rows are also streamed as
-JSON lines on stderr.
+JSON lines on stderr. Every finished trial is kept in `--results`
+(`benchmarks/results/methods_table.jsonl`, `stored_trials`): a run stopped part-way resumes
+where it stopped, and `--stored-only` prints the table of what is stored ("not run" cells).
 
 Same-budget controls: a method that declares a `control` (`Method.control`; DISCO:
 `random_pruning`) is also run beside it at each value of the shared knob in
@@ -37,6 +39,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import stored_trials
 
 from analysis.controls import lower
 from analysis.replicates import mean_interval
@@ -84,7 +87,9 @@ def release_split(method: str) -> str:
     return INPUT_SPLIT if method_class(method).releases == "image" else "2"
 
 
-def run(method: str, params: dict, seed: int, args: argparse.Namespace, split: str = "2") -> dict[str, float]:
+def run(method: str, params: dict, seed: int, args: argparse.Namespace, split: str = "2") -> dict[str, float] | None:
+    """One trial's metrics: stored (`args.store`, same overrides and code) or run and stored;
+    None when it is not stored and `--stored-only` says run nothing."""
     overrides = [
         f"method={method}",
         "search_space=null",
@@ -96,7 +101,13 @@ def run(method: str, params: dict, seed: int, args: argparse.Namespace, split: s
     ]
     if args.full:
         overrides += ["dataset.train_size=null", "dataset.test_size=null"]
-    metrics, _ = Trial(load_spec(SPEC, overrides).trial_config()).run()
+    metrics = args.store.get(overrides)
+    if metrics is None:
+        if args.stored_only:
+            return None
+        metrics, _ = Trial(load_spec(SPEC, overrides).trial_config()).run()
+        args.store.put(overrides, metrics)
+    metrics = dict(metrics)
     capped = sorted(k.removeprefix(CONVERGED) for k, v in metrics.items() if k.startswith(CONVERGED) and v != 1)
     metrics["attackers converged"] = float(not capped)
     metrics[AT_CAP] = capped
@@ -107,7 +118,8 @@ def run(method: str, params: dict, seed: int, args: argparse.Namespace, split: s
 
 
 def run_seeds(method: str, params: dict, args: argparse.Namespace, split: str = "2") -> Cell:
-    return [run(method, params, seed, args, split) for seed in args.seeds]
+    """The cell's seeds that are stored or were run (all of them unless `--stored-only`)."""
+    return [metrics for seed in args.seeds if (metrics := run(method, params, seed, args, split)) is not None]
 
 
 def interval(cell: Cell, column: str) -> tuple[float, float, float]:
@@ -120,6 +132,8 @@ def interval(cell: Cell, column: str) -> tuple[float, float, float]:
 
 
 def summary(cell: Cell, column: str) -> str:
+    if not cell:
+        return "not run"
     values = [m.get(column, math.nan) for m in cell]
     if any(isinstance(v, float) and math.isnan(v) for v in values):
         return "–"
@@ -136,7 +150,9 @@ def summary(cell: Cell, column: str) -> str:
 def compare(first: Cell, second: Cell, column: str) -> str:
     """"first" or "second": the cell lower on `column` beyond the noise (its interval wholly
     below the other's, `analysis.controls.lower`, as the summary's control pairs); "tied"
-    when they overlap; "unknown" without both intervals."""
+    when they overlap; "unknown" without both intervals (or a cell not run)."""
+    if not first or not second:
+        return "unknown"
     (_, first_low, first_high), (_, second_low, second_high) = interval(first, column), interval(second, column)
     if not all(math.isfinite(v) for v in (first_low, first_high, second_low, second_high)):
         return "unknown"
@@ -189,7 +205,9 @@ def main() -> int:
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True, help="run `none` too")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra spec override, e.g. attacks.epochs=5")
     parser.add_argument("--controls-only", action="store_true", help="only the same-budget control table")
+    stored_trials.add_arguments(parser, "methods_table")
     args = parser.parse_args()
+    args.store = stored_trials.open_store(args, SPEC)
     with_controls = [m for m in args.methods if m in CONTROL_SETTINGS]
     if args.controls_only:
         control_table(with_controls, args)

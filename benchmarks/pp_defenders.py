@@ -10,14 +10,16 @@ first D of deconv, fc, sparse_fc), run once per seed, with the full default atta
 (learned decoders to convergence and the white-box inversion). Prints a markdown table per
 D of utility, leakage, the strongest fresh attacker's SSIM, the white-box SSIM and the
 defenders' own (proxy) SSIM as `mean [95 % interval of the mean]` over the seeds, and a
-verdict for each step D -> D + 1 by the intervals ("lower", "higher", "tied").
+verdict for each step D -> D + 1 by the intervals ("lower", "higher", "tied"). Finished
+trials are kept in `--results` and reused by the same code (`stored_trials`).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from methods_table import AT_CAP, compare, run_seeds, summary
+import stored_trials
+from methods_table import AT_CAP, SPEC, compare, run_seeds, summary
 
 COLUMNS = ("utility/acc", "privacy/leak_acc", "recon/ssim", "recon/ssim/whitebox", "recon/proxy_ssim", "time/attack_s",
            "attackers converged", AT_CAP)
@@ -38,7 +40,9 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--full", action="store_true", help="full train/test splits instead of the 10k/2k slice")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra spec override")
+    stored_trials.add_arguments(parser, "pp_defenders")
     args = parser.parse_args()
+    args.store = stored_trials.open_store(args, SPEC)
     cells = {d: run_seeds("privacy_partitioning", {"lambda": args.lambda_, "defenders": d}, args) for d in args.defenders}
     print(f"\nprivacy_partitioning lambda={args.lambda_}, {args.epochs} epochs; seeds {args.seeds}; mean [95 % interval of the mean]\n")
     print("| defenders | " + " | ".join(COLUMNS) + " | SSIM vs one fewer |")

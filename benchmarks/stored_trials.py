@@ -1,0 +1,89 @@
+"""Benchmark trials kept as they finish, so a benchmark longer than one sitting resumes.
+
+A benchmark cell (a method, its params, a seed and the spec overrides) is one trial with a
+converged attack suite: minutes each on 2 CPU cores, and the methods table is about 80 of
+them (6 h), more than one working session. Each finished trial's metrics are appended to a
+JSON-lines file at once (a killed run loses at most the trial under way; a line cut short
+by the kill is skipped), keyed by the trial's overrides and by a fingerprint of the code
+that produced it: the spec and every `trainables/**/*.py` but the launcher-side modules of
+LAUNCHER_SIDE, which a trial's numbers never pass through (MLflow logging, the Tune
+function, screening, artifacts, error types). A trial of other code is never reused: after a change that could move a number the benchmark starts again, and it says how
+many stored trials it left aside. Times (`time/*`) are those of the sitting that ran the
+trial, so with other load on the machine they are not comparable; every privacy and utility
+number is (same seed, same CPU results, `tests/test_determinism.py`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+LAUNCHER_SIDE = frozenset({"tracking.py", "tune_trainable.py", "screening.py", "artifacts.py", "errors.py"})
+
+
+def code_fingerprint(spec: Path, root: Path = REPO) -> str:
+    """sha256 of the spec and of the Python files under `trainables/` that a trial's numbers
+    come from (all but LAUNCHER_SIDE at its top level), by relative path."""
+    trainables = root / "trainables"
+    modules = [p for p in trainables.rglob("*.py") if not (p.parent == trainables and p.name in LAUNCHER_SIDE)]
+    digest = hashlib.sha256()
+    for path in sorted([spec, *modules]):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+class StoredTrials:
+    """The finished trials of one benchmark file for the current code: `get` and `put` by the
+    trial's spec overrides."""
+
+    def __init__(self, path: Path, fingerprint: str):
+        self.path, self.fingerprint = path, fingerprint
+        self.trials: dict[str, dict[str, float]] = {}
+        self.left_aside = 0  # stored trials of other code
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # the tail of a run killed mid-write
+                if record.get("code") == fingerprint:
+                    self.trials[record["key"]] = record["metrics"]
+                else:
+                    self.left_aside += 1
+
+    @staticmethod
+    def key(overrides: list[str]) -> str:
+        return json.dumps(sorted(overrides))
+
+    def get(self, overrides: list[str]) -> dict[str, float] | None:
+        return self.trials.get(self.key(overrides))
+
+    def put(self, overrides: list[str], metrics: dict[str, float]) -> None:
+        key = self.key(overrides)
+        self.trials[key] = metrics
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as file:
+            file.write(json.dumps({"key": key, "code": self.fingerprint, "metrics": metrics}) + "\n")
+            file.flush()
+
+    def describe(self) -> str:
+        aside = f"; {self.left_aside} of other code left aside" if self.left_aside else ""
+        return f"{self.path}: {len(self.trials)} stored trial(s) of this code ({self.fingerprint}){aside}"
+
+
+def add_arguments(parser, name: str) -> None:
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS / f"{name}.jsonl",
+        help="JSON-lines file of finished trials: reused when the code is the same, appended as trials finish",
+    )
+    parser.add_argument("--stored-only", action="store_true", help="run nothing: print the table from the stored trials")
+
+
+def open_store(args, spec: Path) -> StoredTrials:
+    store = StoredTrials(args.results, code_fingerprint(spec))
+    print(store.describe(), file=sys.stderr, flush=True)
+    return store
