@@ -407,6 +407,30 @@ def test_attack_metrics_say_how_long_each_attacker_trained_and_whether_it_conver
         assert 1 <= metrics[f"attack/kept_epoch/{name}"] <= metrics[f"attack/epochs_run/{name}"]
 
 
+def test_an_attacker_with_its_own_batch_steps_once_per_chunk_of_the_released_batch():
+    seen = []
+
+    class Recording(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, z):
+            seen.append(z[:, 0, 0, 0].clone())
+            return z.mean((1, 2, 3))[:, None, None, None].expand(-1, 1, 4, 4) + self.weight
+
+    attacker = training.Attacker(Recording(), "image", lr=0.1, batch_size=64)
+    z = torch.arange(150, dtype=torch.float32)[:, None, None, None].expand(-1, 2, 3, 3).contiguous()
+    attacker.step(z, {"image": torch.zeros(150, 1, 4, 4), "task": torch.zeros(150), "private": torch.zeros(150)}, warmup=1.0)
+    assert [len(chunk) for chunk in seen] == [64, 64, 22]
+    assert torch.equal(torch.cat(seen), torch.arange(150, dtype=torch.float32))  # each image once, in order
+    assert attacker.optimizer.state[attacker.net.weight]["step"] == 3
+    whole = training.Attacker(Recording(), "image", lr=0.1)
+    whole.step(z, {"image": torch.zeros(150, 1, 4, 4)}, warmup=1.0)
+    assert whole.optimizer.state[whole.net.weight]["step"] == 1
+    assert DECODERS["mirror"].batch_size == 64 and DECODERS["fc"].batch_size is None
+
+
 def test_attack_time_is_split_by_part_and_charged_to_the_part_that_spent_it(monkeypatch):
     """A mirror decoder made 30 ms slower per step must show up as mirror's time, not another's."""
     delay = 0.03

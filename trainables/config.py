@@ -89,13 +89,17 @@ class AttackConfig(Strict):
         default_factory=lambda: ["mirror", "fc", "whitebox"], min_length=1,
         description="reconstruction attackers: trained decoders (mirror, fc) and the white-box inversion (whitebox)",
     )
-    epochs: int = Field(30, ge=1, description="cap on attack epochs; each attacker stops earlier when it converges (patience)")
+    epochs: int = Field(40, ge=1, description="cap on attack epochs; each attacker stops earlier when it converges (patience)")
     patience: int = Field(5, ge=1, description="an attacker stops after this many epochs in a row without a validation improvement")
     min_improvement: float = Field(1e-3, ge=0, description="relative validation-accuracy gain that counts as an improvement (classifiers)")
     decoder_min_improvement: float = Field(
         5e-3, ge=0, description="relative validation-MSE reduction that counts as an improvement (decoders)"
     )
-    batch_size: int = Field(256, ge=1, description="batch size of the learned attackers and the retrained utility model")
+    batch_size: int = Field(
+        256, ge=1,
+        description="images released at once for the learned attackers and the retrained utility model; an attacker whose "
+        "registry entry has a smaller batch (mirror: 64) steps once per chunk of it",
+    )
     lr: float | None = Field(
         None, gt=0, description="peak Adam learning rate of every learned attacker; null = each attacker's own measured rate (its registry entry)"
     )

@@ -48,10 +48,14 @@ Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
 
 @dataclass(frozen=True)
 class LearnedAttacker(Generic[Builder]):
-    """A registry entry: how to build the attacker, and the peak learning rate it trains at."""
+    """A registry entry: how to build the attacker, the peak learning rate it trains at and,
+    where measured to help, a smaller batch: the attacker then takes one step per chunk of
+    `batch_size` of each released batch (`attacks.batch_size`), so every attacker still sees
+    the same released z."""
 
     build: Builder
     peak_lr: float
+    batch_size: int | None = None
 
 
 LEAKAGE_ATTACKERS: dict[str, LearnedAttacker[Callable[[SplitArchitecture, int], nn.Module]]] = {

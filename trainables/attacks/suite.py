@@ -96,12 +96,13 @@ def check_attack_names(cfg: AttackConfig) -> None:
 
 def build_attackers(method: Method, cfg: AttackConfig, task_classes: int, private_classes: int) -> dict[str, Attacker]:
     """The learned attackers (the white-box inversion is not trained, see `whitebox`), each
-    at its registry entry's peak learning rate unless `attacks.lr` sets one for all."""
+    at its registry entry's peak learning rate unless `attacks.lr` sets one for all, and at
+    its entry's own batch size where it has one."""
     check_attack_names(cfg)
     arch = method.ctx.arch
 
     def attacker(entry: LearnedAttacker, target: str, *args) -> Attacker:
-        return Attacker(entry.build(*args), target, cfg.lr or entry.peak_lr)
+        return Attacker(entry.build(*args), target, cfg.lr or entry.peak_lr, entry.batch_size)
 
     attackers = {f"leak/{name}": attacker(LEAKAGE_ATTACKERS[name], "private", arch, private_classes) for name in cfg.leakage}
     attackers.update(
