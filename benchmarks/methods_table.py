@@ -2,6 +2,7 @@
 
     python benchmarks/methods_table.py [--methods disco maxent ...] [--seeds 0 1 2]
                                        [--full] [--epochs 2] [--set attacks.epochs=5]
+                                       [--workers 2] [--stored-only]
 
 Each cell is one trial of sweeps/quickstart.yaml (task `coarse`, private `class`, small_cnn
 split 2, its 10k/2k slice unless `--full`) with the method and params below swapped in, run
@@ -16,7 +17,8 @@ the point values: "monotone" (the stronger setting's interval lies wholly below 
 weaker's), "inverted" (wholly above) or "tied" (they overlap). Rows are also streamed as
 JSON lines on stderr. Every finished trial is kept in `--results`
 (`benchmarks/results/methods_table.jsonl`, `stored_trials`): a run stopped part-way resumes
-where it stopped, and `--stored-only` prints the table of what is stored ("not run" cells).
+where it stopped, `--workers 2` runs two trials at once (one core each), and `--stored-only`
+prints the table of what is stored ("not run" cells).
 
 Same-budget controls: a method that declares a `control` (`Method.control`; DISCO:
 `random_pruning`) is also run beside it at each value of the shared knob in
@@ -32,10 +34,13 @@ image-level ones (`input_noise`, `dp_laplace`, `dp_pixelation`), whose attackers
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import math
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +48,8 @@ import stored_trials
 
 from analysis.controls import lower
 from analysis.replicates import mean_interval
-from sweeps.spec import load_spec
 from trainables.methods import method_class
 from trainables.models import INPUT_SPLIT
-from trainables.trial import Trial
 
 SPEC = Path(__file__).resolve().parent.parent / "sweeps" / "quickstart.yaml"
 COLUMNS = (
@@ -88,8 +91,8 @@ def release_split(method: str) -> str:
 
 
 def run(method: str, params: dict, seed: int, args: argparse.Namespace, split: str = "2") -> dict[str, float] | None:
-    """One trial's metrics: stored (`args.store`, same overrides and code) or run and stored;
-    None when it is not stored and `--stored-only` says run nothing."""
+    """One trial's metrics from the store (`args.store`: same overrides, same code); None when
+    it is not stored yet, and its overrides are then added to `args.wanted`."""
     overrides = [
         f"method={method}",
         "search_space=null",
@@ -103,10 +106,8 @@ def run(method: str, params: dict, seed: int, args: argparse.Namespace, split: s
         overrides += ["dataset.train_size=null", "dataset.test_size=null"]
     metrics = args.store.get(overrides)
     if metrics is None:
-        if args.stored_only:
-            return None
-        metrics, _ = Trial(load_spec(SPEC, overrides).trial_config()).run()
-        args.store.put(overrides, metrics)
+        args.wanted.append(overrides)
+        return None
     metrics = dict(metrics)
     capped = sorted(k.removeprefix(CONVERGED) for k, v in metrics.items() if k.startswith(CONVERGED) and v != 1)
     metrics["attackers converged"] = float(not capped)
@@ -118,7 +119,7 @@ def run(method: str, params: dict, seed: int, args: argparse.Namespace, split: s
 
 
 def run_seeds(method: str, params: dict, args: argparse.Namespace, split: str = "2") -> Cell:
-    """The cell's seeds that are stored or were run (all of them unless `--stored-only`)."""
+    """The cell's seeds that are stored."""
     return [metrics for seed in args.seeds if (metrics := run(method, params, seed, args, split)) is not None]
 
 
@@ -196,22 +197,12 @@ def print_row(method: str, setting: str, cell: Cell, leakage_verdict: str = "") 
     print(f"| {method} | {setting} | " + " | ".join(cells) + f" | {leakage_verdict} |", flush=True)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="+", choices=sorted(SETTINGS), default=sorted(SETTINGS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--full", action="store_true", help="full train/test splits instead of the 10k/2k slice")
-    parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True, help="run `none` too")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra spec override, e.g. attacks.epochs=5")
-    parser.add_argument("--controls-only", action="store_true", help="only the same-budget control table")
-    stored_trials.add_arguments(parser, "methods_table")
-    args = parser.parse_args()
-    args.store = stored_trials.open_store(args, SPEC)
+def tables(args: argparse.Namespace) -> None:
+    """Print the tables from the stored trials; `args.wanted` collects the trials they lack."""
     with_controls = [m for m in args.methods if m in CONTROL_SETTINGS]
     if args.controls_only:
         control_table(with_controls, args)
-        return 0
+        return
     splits = {method: release_split(method) for method in args.methods}
     baseline_splits = sorted(set(splits.values()), reverse=True) if args.baseline else []
     baselines = {split: run_seeds("none", {}, args, split) for split in baseline_splits}
@@ -230,6 +221,35 @@ def main() -> int:
     for name in ("monotone", "inverted", "tied", "unknown"):
         print(f"{name}: {', '.join(m for m, v in verdicts.items() if v == name) or 'none'}")
     control_table(with_controls, args)
+
+
+def run_then_print(tables: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> None:
+    """Run the trials that `tables` needs and the store lacks (unless `--stored-only`; the
+    tables printed to nowhere find them), then print the tables from the store."""
+    if not args.stored_only:
+        plan = argparse.Namespace(**{**vars(args), "wanted": []})
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            tables(plan)
+        stored_trials.run_missing(args.store, SPEC, plan.wanted, args.workers)
+    args.wanted = []
+    tables(args)
+    if args.wanted:
+        print(f"{len(args.wanted)} trial(s) not run yet: their cells read 'not run'", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="+", choices=sorted(SETTINGS), default=sorted(SETTINGS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--full", action="store_true", help="full train/test splits instead of the 10k/2k slice")
+    parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True, help="run `none` too")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra spec override, e.g. attacks.epochs=5")
+    parser.add_argument("--controls-only", action="store_true", help="only the same-budget control table")
+    stored_trials.add_arguments(parser, "methods_table")
+    args = parser.parse_args(argv)
+    args.store = stored_trials.open_store(args, SPEC)
+    run_then_print(tables, args)
     return 0
 
 

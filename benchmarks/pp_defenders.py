@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 
 import stored_trials
-from methods_table import AT_CAP, SPEC, compare, run_seeds, summary
+from methods_table import AT_CAP, SPEC, compare, run_seeds, run_then_print, summary
 
 COLUMNS = ("utility/acc", "privacy/leak_acc", "recon/ssim", "recon/ssim/whitebox", "recon/proxy_ssim", "time/attack_s",
            "attackers converged", AT_CAP)
@@ -43,6 +43,11 @@ def main() -> int:
     stored_trials.add_arguments(parser, "pp_defenders")
     args = parser.parse_args()
     args.store = stored_trials.open_store(args, SPEC)
+    run_then_print(table, args)
+    return 0
+
+
+def table(args: argparse.Namespace) -> None:
     cells = {d: run_seeds("privacy_partitioning", {"lambda": args.lambda_, "defenders": d}, args) for d in args.defenders}
     print(f"\nprivacy_partitioning lambda={args.lambda_}, {args.epochs} epochs; seeds {args.seeds}; mean [95 % interval of the mean]\n")
     print("| defenders | " + " | ".join(COLUMNS) + " | SSIM vs one fewer |")
@@ -52,7 +57,6 @@ def main() -> int:
         change = step_verdict(cells[previous], cell) if previous is not None else ""
         print(f"| {count} | " + " | ".join(summary(cell, c) for c in COLUMNS) + f" | {change} |", flush=True)
         previous = count
-    return 0
 
 
 if __name__ == "__main__":

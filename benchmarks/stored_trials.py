@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,12 +79,49 @@ class StoredTrials:
         return f"{self.path}: {len(self.trials)} stored trial(s) of this code ({self.fingerprint}){aside}"
 
 
+def run_trial(spec: Path, overrides: list[str]) -> dict[str, float]:
+    """One trial's final metrics, in a worker with one torch thread (as a sweep trial with cpu: 1)."""
+    import torch
+
+    from sweeps.spec import load_spec
+    from trainables.trial import Trial
+
+    torch.set_num_threads(1)
+    metrics, _ = Trial(load_spec(spec, overrides).trial_config()).run()
+    return metrics
+
+
+def run_missing(
+    store: StoredTrials, spec: Path, jobs: list[list[str]], workers: int,
+    run: Callable[[Path, list[str]], dict[str, float]] | None = None,
+) -> None:
+    """Run the jobs (spec overrides) not stored yet, storing each as it finishes (a stop
+    loses only the trials under way): one after the other in this process, or `workers` at a
+    time in processes of their own. `run` runs one trial (default `run_trial`)."""
+    run = run or run_trial
+    missing = list({store.key(job): job for job in jobs if store.get(job) is None}.values())
+    if not missing:
+        return
+    print(f"running {len(missing)} trial(s) not stored, {workers} at a time", file=sys.stderr, flush=True)
+    if workers == 1:
+        for done, job in enumerate(missing, 1):
+            store.put(job, run(spec, job))
+            print(f"{done}/{len(missing)} stored: {' '.join(job)}", file=sys.stderr, flush=True)
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(run, spec, job): job for job in missing}
+        for done, future in enumerate(as_completed(futures), 1):
+            store.put(futures[future], future.result())
+            print(f"{done}/{len(missing)} stored: {' '.join(futures[future])}", file=sys.stderr, flush=True)
+
+
 def add_arguments(parser, name: str) -> None:
     parser.add_argument(
         "--results", type=Path, default=RESULTS / f"{name}.jsonl",
         help="JSON-lines file of finished trials: reused when the code is the same, appended as trials finish",
     )
     parser.add_argument("--stored-only", action="store_true", help="run nothing: print the table from the stored trials")
+    parser.add_argument("--workers", type=int, default=1, help=f"trials at once, one core each (this machine: {os.cpu_count()} cores)")
 
 
 def open_store(args, spec: Path) -> StoredTrials:

@@ -57,44 +57,46 @@ def test_the_fingerprint_changes_with_any_trainables_file_and_with_the_spec(tmp_
     assert len({before, after_code, code_fingerprint(spec, tmp_path)}) == 3
 
 
-def table_args(tmp_path, stored_only: bool) -> argparse.Namespace:
-    args = argparse.Namespace(epochs=2, set=[], full=False, seeds=[0, 1], stored_only=stored_only)
+def table_args(tmp_path, stored_only: bool, seeds=(0, 1)) -> argparse.Namespace:
+    args = argparse.Namespace(epochs=2, set=[], full=False, seeds=list(seeds), stored_only=stored_only, workers=1,
+                              methods=["maxent"], baseline=True, controls_only=False, wanted=[])
     args.store = StoredTrials(tmp_path / "table.jsonl", "code")
     return args
 
 
-def test_the_methods_table_runs_only_the_trials_not_stored(tmp_path, monkeypatch):
-    ran = []
+def fake_trials(ran: list[list[str]]):
+    """A stand-in for the minutes-long real trial: what is tested here is which trials run."""
 
-    class FakeTrial:  # the real trial is minutes; what is tested here is which seeds run
-        def __init__(self, config):
-            ran.append(config.train.seed)
+    def run(spec, overrides):
+        ran.append(overrides)
+        return dict(METRICS, **{"utility/acc": 0.5 + len(ran) / 100})
 
-        def run(self):
-            return dict(METRICS, **{"utility/acc": 0.5 + len(ran) / 10}), None
-
-    monkeypatch.setattr(methods_table, "Trial", FakeTrial)
-    args = table_args(tmp_path, stored_only=False)
-    first = methods_table.run_seeds("none", {}, args)
-    assert ran == [0, 1]
-    args = table_args(tmp_path, stored_only=False)
-    args.seeds = [0, 1, 2]
-    second = methods_table.run_seeds("none", {}, args)
-    assert ran == [0, 1, 2]  # seeds 0 and 1 came from the file
-    assert [m["utility/acc"] for m in second[:2]] == [m["utility/acc"] for m in first]
-    assert methods_table.summary(second, methods_table.AT_CAP) == "none"
+    return run
 
 
-def test_stored_only_runs_nothing_and_a_missing_cell_reads_not_run(tmp_path, monkeypatch):
-    def no_trial(config):
+def test_the_methods_table_runs_only_the_trials_it_needs_and_the_store_lacks(tmp_path, monkeypatch, capsys):
+    ran: list[list[str]] = []
+    monkeypatch.setattr(stored_trials, "run_trial", fake_trials(ran))
+    methods_table.run_then_print(methods_table.tables, table_args(tmp_path, stored_only=False))
+    # none at split 2 and maxent at its two settings, two seeds each
+    assert len(ran) == 6 and {next(o for o in job if o.startswith("train.seed=")) for job in ran} == {"train.seed=0", "train.seed=1"}
+    first = capsys.readouterr().out
+    assert "not run" not in first and "| maxent | alpha=0.9 |" in first
+    methods_table.run_then_print(methods_table.tables, table_args(tmp_path, stored_only=False, seeds=(0, 1, 2)))
+    assert len(ran) == 9  # seeds 0 and 1 came from the file: only seed 2 of each cell ran
+
+
+def test_stored_only_runs_nothing_and_a_missing_cell_reads_not_run(tmp_path, monkeypatch, capsys):
+    def no_trial(spec, overrides):
         raise AssertionError("--stored-only ran a trial")
 
-    monkeypatch.setattr(methods_table, "Trial", no_trial)
+    monkeypatch.setattr(stored_trials, "run_trial", no_trial)
     args = table_args(tmp_path, stored_only=True)
-    cell = methods_table.run_seeds("maxent", {"alpha": 0.1}, args)
-    assert cell == []
-    assert methods_table.summary(cell, "privacy/leak_acc") == "not run"
-    assert methods_table.compare(cell, [METRICS], "privacy/leak_acc") == "unknown"
+    methods_table.run_then_print(methods_table.tables, args)
+    assert "not run" in capsys.readouterr().out
+    assert len(args.wanted) == 6
+    assert methods_table.summary([], "privacy/leak_acc") == "not run"
+    assert methods_table.compare([], [METRICS], "privacy/leak_acc") == "unknown"
 
 
 @pytest.mark.parametrize("name", ["methods_table", "pp_defenders"])
@@ -102,3 +104,16 @@ def test_each_benchmark_defaults_to_its_own_results_file(name):
     parser = argparse.ArgumentParser()
     stored_trials.add_arguments(parser, name)
     assert parser.parse_args([]).results == stored_trials.RESULTS / f"{name}.jsonl"
+
+
+def test_two_workers_run_real_trials_in_processes_of_their_own_and_store_both(tmp_path, write_spec):
+    spec = write_spec()  # the tiny synthetic trial, real: what is tested is the process pool's round trip
+    store = StoredTrials(tmp_path / "table.jsonl", "code")
+    jobs = [["train.seed=0"], ["train.seed=1"], ["train.seed=0"]]
+    stored_trials.run_missing(store, spec, jobs, workers=2)
+    reloaded = StoredTrials(tmp_path / "table.jsonl", "code")
+    first, second = reloaded.get(["train.seed=0"]), reloaded.get(["train.seed=1"])
+    assert 0 <= first["utility/acc"] <= 1 and "privacy/leak_acc:ci95_hi" in second
+    assert len((tmp_path / "table.jsonl").read_text().splitlines()) == 2  # the repeated job ran once
+    stored_trials.run_missing(reloaded, spec, jobs, workers=2)
+    assert len((tmp_path / "table.jsonl").read_text().splitlines()) == 2  # nothing left to run

@@ -24,8 +24,6 @@ import itertools
 import json
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -65,16 +63,9 @@ def overrides_of(config: dict, size: str) -> list[str]:
     ]
 
 
-def run_trial(overrides: list[str]) -> dict[str, float]:
-    """One trial in a worker process with one torch thread (as a sweep trial with cpu: 1)."""
-    import torch
-
-    from sweeps.spec import load_spec
-    from trainables.trial import Trial
-
-    torch.set_num_threads(1)
-    metrics, _ = Trial(load_spec(SPEC, overrides).trial_config()).run()
-    return {k: v for k, v in metrics.items() if k.startswith(KEPT_PREFIXES)}
+def kept_metrics(spec: Path, overrides: list[str]) -> dict[str, float]:
+    """A trial's metrics that the table keeps (run in a worker process)."""
+    return {k: v for k, v in stored_trials.run_trial(spec, overrides).items() if k.startswith(KEPT_PREFIXES)}
 
 
 def table_of(rows: list[tuple[dict, dict[str, float]]], metadata: dict[str, str]) -> pa.Table:
@@ -95,16 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     store = stored_trials.StoredTrials(stored_trials.RESULTS / f"tabular_{args.size}.jsonl", stored_trials.code_fingerprint(SPEC))
     print(store.describe(), file=sys.stderr, flush=True)
     configs = configurations()
+    if not args.stored_only:
+        stored_trials.run_missing(store, SPEC, [overrides_of(c, args.size) for c in configs], args.workers, kept_metrics)
     missing = [c for c in configs if store.get(overrides_of(c, args.size)) is None]
-    if missing and not args.stored_only:
-        print(f"running {len(missing)} of {len(configs)} configurations, {args.workers} at a time", file=sys.stderr, flush=True)
-        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(run_trial, overrides_of(c, args.size)): c for c in missing}
-            for done, future in enumerate(as_completed(futures), 1):
-                config = futures[future]
-                store.put(overrides_of(config, args.size), future.result())
-                print(f"{done}/{len(missing)} {config}", file=sys.stderr, flush=True)
-        missing = [c for c in configs if store.get(overrides_of(c, args.size)) is None]
     if missing:
         print(f"{len(configs) - len(missing)} of {len(configs)} configurations stored; the table needs all of them", file=sys.stderr)
         return 1
