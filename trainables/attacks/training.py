@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -84,40 +85,31 @@ class Stopwatch:
         self.device = device
         self.seconds: dict[str, float] = {}
 
-    def _now(self) -> float:
+    def now(self) -> float:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
 
-    def timed(self, part: str):
-        return _Timed(self, part)
-
     def add(self, part: str, seconds: float) -> None:
         self.seconds[part] = self.seconds.get(part, 0.0) + seconds
+
+    @contextmanager
+    def timed(self, part: str) -> Iterator[None]:
+        start = self.now()
+        try:
+            yield
+        finally:
+            self.add(part, self.now() - start)
 
     def timed_batches(self, part: str, batches: Iterator) -> Iterator:
         """`batches`, with the time spent producing each one charged to `part`."""
         iterator = iter(batches)
         while True:
-            start = self._now()
-            try:
-                batch = next(iterator)
-            except StopIteration:
+            with self.timed(part):
+                batch = next(iterator, None)
+            if batch is None:
                 return
-            finally:
-                self.add(part, self._now() - start)
             yield batch
-
-
-class _Timed:
-    def __init__(self, watch: Stopwatch, part: str):
-        self.watch, self.part = watch, part
-
-    def __enter__(self) -> None:
-        self.start = self.watch._now()
-
-    def __exit__(self, *exc) -> None:
-        self.watch.add(self.part, self.watch._now() - self.start)
 
 
 @dataclass
