@@ -378,6 +378,7 @@ def test_replicates_are_sibling_runs_whose_mean_the_searcher_is_told_and_confirm
     assert result.returncode == 0, result.stderr
     children = runs(home, "replicated", "trial")
     assert len(children) == 4 and all(r.info.status == "FINISHED" for r in children)
+    assert {r.data.tags["privsweep.device"] for r in children} == {"cpu"}  # where each trial ran (no GPU here)
     by_config: dict[str, list] = {}
     for run in children:
         by_config.setdefault(run.data.tags["privsweep.config_id"], []).append(run)

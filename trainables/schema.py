@@ -90,6 +90,7 @@ REPLICATE_TAG = "privsweep.replicate"  # r: the run used train.seed + r
 ASSIGNMENT_TAG = "privsweep.assignment"  # the searcher's assignment, JSON: what `sweeps confirm` re-runs
 CONTROL_TAG = "privsweep.control"  # JSON {"method", "shared": [params.<name>]}: the run's same-budget control
 PLANNED_RUNS_TAG = "privsweep.planned_runs"  # on a launch's parent run: the child runs it set out to finish
+DEVICE_TAG = "privsweep.device"  # where the trial ran: `cpu`, or `cuda <name> <uuid>` (the GPU itself, as Ray shares it)
 SCREENED_TAG = "privsweep.screened"  # "true" on a run stopped after its screening attack (`search.screen`)
 # A screened run's metrics: the screening attack's values under `screen/<key>`, never as final keys.
 SCREEN_PREFIX = "screen/"

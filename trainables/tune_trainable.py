@@ -47,7 +47,7 @@ from trainables.artifacts import write_artifacts
 from trainables.config import CONDITIONAL_SEPARATOR, TrialConfig, with_assignment
 from trainables.data import Dataset
 from trainables.methods import method_class
-from trainables.schema import ASSIGNMENT_TAG, CONFIG_ID_TAG, CONTROL_TAG, SCREENED_TAG
+from trainables.schema import ASSIGNMENT_TAG, CONFIG_ID_TAG, CONTROL_TAG, DEVICE_TAG, SCREENED_TAG
 from trainables.screening import (
     best_case,
     is_dominated,
@@ -171,6 +171,15 @@ def screen(trial: Trial, context: SweepContext) -> dict[str, float] | None:
     return screened_metrics(metrics)
 
 
+def device_description(device: torch.device) -> str:
+    """`cpu`, or `cuda <name> <uuid>`: the UUID names the physical GPU whatever index Ray's
+    CUDA_VISIBLE_DEVICES gives it, so trials sharing one GPU (resources.gpu < 1) show it."""
+    if device.type != "cuda":
+        return device.type
+    properties = torch.cuda.get_device_properties(device)
+    return f"cuda {properties.name} {getattr(properties, 'uuid', '')}".strip()
+
+
 def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment: dict, dataset: Dataset, context: SweepContext) -> dict[str, float]:
     config = replicate_config(base, replicate)
     trial_id = tune.get_context().get_trial_id()
@@ -198,6 +207,7 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
             run.finish()
             return run.metrics()
         trial = Trial(config, dataset)
+        run.log(tags={DEVICE_TAG: device_description(trial.device)})
         suffix = f"-r{replicate}" if replicate else ""  # replicate 0: the names of a launch from before replicates
         durable = Path(context.state_dir) / f"{trial_id}{suffix}.pt"
         checkpoint_file = f"trial{suffix}.pt"
