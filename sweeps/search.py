@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -31,9 +32,26 @@ log = logging.getLogger(__name__)
 
 
 
+class PicklableNSGAIISampler(optuna.samplers.NSGAIISampler):
+    """Optuna's NSGA-II, picklable again. Optuna 5.1 gave its genetic samplers a
+    `threading.Lock` (`_thread_lock`), which cannot be pickled, and Ray Tune pickles the
+    searcher with its sampler into the tuner's state at every launch ("cannot pickle
+    '_thread.lock' object"; 5.0 has no lock). The lock serialises threads of one process, so
+    a copy in another process gets a fresh one."""
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_thread_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()
+
+
 def _nsga2(spec: SweepSpec, space: SearchSpace) -> optuna.samplers.BaseSampler:
     population = min(50, max(4, spec.search.num_samples // 3))
-    return optuna.samplers.NSGAIISampler(population_size=population, seed=spec.search.seed)
+    return PicklableNSGAIISampler(population_size=population, seed=spec.search.seed)
 
 
 def grid_values(space: SearchSpace) -> dict[str, list[Any]]:
