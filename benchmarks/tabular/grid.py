@@ -6,9 +6,10 @@ The grid is sweeps/quickstart.yaml's own search space at GRID's points: sigma at
 log-spaced values over its [0.05, 8], lambda at 4 over [0.001, 1], split 1, 2 and 3 (72
 configurations), each a real trial (Noisy ARL trained, then the whole default attack suite,
 converged, with its 95 % test-set bootstrap intervals), seed 0. `--size demo` (the default) is
-`make demo`'s slice, 2,500 train / 1,000 test images: a converged suite there costs about 2
-minutes of one core, so the grid fits in one sitting on 2 cores; `--size full` is the
-spec's 10k/2k slice (about 4x that). Every finished trial is appended to
+`make demo`'s slice, 2,500 train / 1,000 test images: a trial there, training and the
+converged suite, takes about 160 s of one core (`make demo`: 4 trials, 2 at a time, 322 s),
+so the grid is about 100 minutes on 2 cores; `--size full` is the spec's 10k/2k slice
+(a quickstart trial's attack alone took 527 s of one core: about 5 h on 2 cores). Every finished trial is appended to
 `benchmarks/results/tabular_<size>.jsonl` at once (`stored_trials`: reused only by the same
 code), so a stopped run resumes where it stopped. Once all 72 are stored it writes the table,
 `benchmarks/tabular/quickstart_<size>.parquet`: one row per configuration with sigma,
