@@ -23,6 +23,11 @@ configurations whose every seed has finished; the front is read from
 the launch only (earlier launches may come from other code, as for finished twins); a
 trial that started before the front point it would be dominated by had finished is not
 screened (it saw a smaller front): screening only ever saves work, it never changes a result.
+
+Measured (`benchmarks/screening_sweep.py`, the quickstart at demo size, 8 trials, sampler
+seed 0, f 0.2): nothing was screened out, since 6 of the 7 configurations were on the front,
+and the screening attacks cost 22 % of wall time (712 s against 585 s). So it is off in every
+shipped spec; a short sweep's front holds most of its trials.
 """
 
 from __future__ import annotations
