@@ -22,7 +22,7 @@ screened (a configuration dominated on seed 0 skips its other seeds), against th
 configurations whose every seed has finished; the front is read from
 the launch only (earlier launches may come from other code, as for finished twins); a
 trial that started before the front point it would be dominated by had finished is not
-screened (it saw a smaller front): screening only ever saves work, it never changes a result.
+screened (it saw a smaller front): screening never changes a result, it only spends or saves time.
 
 Measured (`benchmarks/screening_sweep.py`, the quickstart at demo size, 8 trials, sampler
 seed 0, f 0.2): nothing was screened out, since 6 of the 7 configurations were on the front,
