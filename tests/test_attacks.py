@@ -425,10 +425,38 @@ def test_an_attacker_with_its_own_batch_steps_once_per_chunk_of_the_released_bat
     assert [len(chunk) for chunk in seen] == [64, 64, 22]
     assert torch.equal(torch.cat(seen), torch.arange(150, dtype=torch.float32))  # each image once, in order
     assert attacker.optimizer.state[attacker.net.weight]["step"] == 3
+    seen.clear()
+    attacker.step(z[:130], {"image": torch.zeros(130, 1, 4, 4)}, warmup=1.0)
+    assert [len(chunk) for chunk in seen] == [64, 66]  # a tail of 2 joins the chunk before it
+    assert attacker.optimizer.state[attacker.net.weight]["step"] == 5
     whole = training.Attacker(Recording(), "image", lr=0.1)
     whole.step(z, {"image": torch.zeros(150, 1, 4, 4)}, warmup=1.0)
     assert whole.optimizer.state[whole.net.weight]["step"] == 1
     assert DECODERS["mirror"].batch_size == 64 and DECODERS["fc"].batch_size is None
+
+
+@pytest.mark.parametrize(
+    "n, size, lengths",
+    [(150, 64, [64, 64, 22]), (140, 64, [64, 76]), (129, 64, [64, 65]), (64, 64, [64]), (10, 64, [10]), (1, 64, [1]), (100, None, [100])],
+)
+def test_chunks_cover_the_batch_once_in_order_and_a_short_tail_joins_the_chunk_before_it(n, size, lengths):
+    slices = training.chunk_slices(n, size)
+    assert [s.stop - s.start for s in slices] == lengths
+    assert slices[0].start == 0 and slices[-1].stop == n
+    assert all(a.stop == b.start for a, b in zip(slices, slices[1:], strict=False))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
+def test_on_cuda_the_stopwatch_charges_device_time_to_the_part_that_queued_it():
+    watch = training.Stopwatch(torch.device("cuda"))
+    big = torch.randn(4096, 4096, device="cuda")
+    with watch.timed("heavy"):
+        for _ in range(20):
+            big = big @ big / 4096
+    with watch.timed("light"):
+        big.add_(1)
+    seconds = watch.seconds
+    assert seconds["heavy"] > 10 * seconds["light"] > 0
 
 
 def test_attack_time_is_split_by_part_and_charged_to_the_part_that_spent_it(monkeypatch):

@@ -55,8 +55,9 @@ validation split, or with `selection: last`, every attacker runs to the cap at i
 and is reported as not converged.
 
 Where the time goes: each attacker's training steps, the releases of the batches and the
-validation passes are timed apart (`Stopwatch`, which waits for the device on CUDA so the
-time lands on the part that spent it) and logged as `time/attack/<part>`.
+validation passes are timed apart (`Stopwatch`) and logged as `time/attack/<part>`. On CUDA
+each part is bracketed by CUDA events, read once at the end, so the host never waits for the
+device mid-run (a synchronise per attacker per batch would stall the pipeline it measures).
 """
 
 from __future__ import annotations
@@ -78,28 +79,42 @@ PLATEAU_FACTOR = 0.5
 
 
 class Stopwatch:
-    """Seconds per named part of the attack phase. On CUDA it synchronises before each
-    reading, so queued kernels are charged to the part that queued them."""
+    """Seconds per named part of the attack phase: wall-clock on CPU; on CUDA the device time
+    between two events recorded on the stream around the part, so queued kernels are charged
+    to the part that queued them without synchronising until `seconds` is read."""
 
     def __init__(self, device: torch.device):
-        self.device = device
-        self.seconds: dict[str, float] = {}
-
-    def now(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
-
-    def add(self, part: str, seconds: float) -> None:
-        self.seconds[part] = self.seconds.get(part, 0.0) + seconds
+        self.device, self.cuda = device, device.type == "cuda"
+        self._seconds: dict[str, float] = {}
+        self._events: dict[str, list[tuple[torch.cuda.Event, torch.cuda.Event]]] = {}
 
     @contextmanager
     def timed(self, part: str) -> Iterator[None]:
-        start = self.now()
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            stream = torch.cuda.current_stream(self.device)
+            start.record(stream)
+            try:
+                yield
+            finally:
+                end.record(stream)
+                self._events.setdefault(part, []).append((start, end))
+            return
+        began = time.perf_counter()
         try:
             yield
         finally:
-            self.add(part, self.now() - start)
+            self._seconds[part] = self._seconds.get(part, 0.0) + time.perf_counter() - began
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        """Seconds per part so far (on CUDA: waits for the device once, then reads the events)."""
+        if self._events:
+            torch.cuda.synchronize(self.device)
+            for part, pairs in self._events.items():
+                self._seconds[part] = self._seconds.get(part, 0.0) + sum(s.elapsed_time(e) for s, e in pairs) / 1000
+            self._events.clear()
+        return dict(self._seconds)
 
     def timed_batches(self, part: str, batches: Iterator) -> Iterator:
         """`batches`, with the time spent producing each one charged to `part`."""
@@ -110,6 +125,18 @@ class Stopwatch:
             if batch is None:
                 return
             yield batch
+
+
+def chunk_slices(n: int, size: int | None) -> list[slice]:
+    """[0, n) cut in chunks of `size` (None: one chunk); a tail under a quarter of a chunk
+    joins the chunk before it, so no step's gradient comes from a handful of examples (the
+    a last released batch of 196 would otherwise end in a step on 4)."""
+    if size is None or size >= n:
+        return [slice(0, n)]
+    starts = list(range(0, n, size))
+    if len(starts) > 1 and n - starts[-1] < size / 4:
+        starts.pop()
+    return [slice(start, end) for start, end in zip(starts, [*starts[1:], n], strict=True)]
 
 
 @dataclass
@@ -143,9 +170,7 @@ class Attacker:
         """One optimiser step on the released batch, or one per chunk of `batch_size`."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr * self.scale * warmup
-        chunk = self.batch_size or len(z)
-        for start in range(0, len(z), chunk):
-            part = slice(start, start + chunk)
+        for part in chunk_slices(len(z), self.batch_size):
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss = self.loss(z[part], {key: value[part] for key, value in targets.items()})
