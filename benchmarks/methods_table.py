@@ -183,7 +183,8 @@ def control_table(methods: list[str], args: argparse.Namespace) -> None:
                 shown = ", ".join(f"{k}={v}" for k, v in params.items())
                 cells = [summary(seeds, c) for c in (*CONTROL_COLUMNS, "attackers converged", AT_CAP)]
                 tail = " | ".join(verdicts) if name == method else " | "
-                print(f"| {value} | {name}{' (' + shown + ')' if shown else ''} | " + " | ".join(cells) + f" | {tail} |", flush=True)
+                label = f"{name}{' (' + shown + ')' if shown else ''}{seeds_note(seeds, args)}"
+                print(f"| {value} | {label} | " + " | ".join(cells) + f" | {tail} |", flush=True)
 
 
 def verdict(weaker: Cell, stronger: Cell) -> str:
@@ -192,9 +193,14 @@ def verdict(weaker: Cell, stronger: Cell) -> str:
     return {"first": "monotone", "second": "inverted"}.get(outcome, outcome)
 
 
-def print_row(method: str, setting: str, cell: Cell, leakage_verdict: str = "") -> None:
+def seeds_note(cell: Cell, args: argparse.Namespace) -> str:
+    """" (k of n seeds)" for a cell with some of its seeds stored, else ""."""
+    return f" ({len(cell)} of {len(args.seeds)} seeds)" if 0 < len(cell) < len(args.seeds) else ""
+
+
+def print_row(method: str, setting: str, cell: Cell, args: argparse.Namespace, leakage_verdict: str = "") -> None:
     cells = [summary(cell, c) for c in (*COLUMNS, "attackers converged", AT_CAP)]
-    print(f"| {method} | {setting} | " + " | ".join(cells) + f" | {leakage_verdict} |", flush=True)
+    print(f"| {method} | {setting}{seeds_note(cell, args)} | " + " | ".join(cells) + f" | {leakage_verdict} |", flush=True)
 
 
 def tables(args: argparse.Namespace) -> None:
@@ -210,14 +216,15 @@ def tables(args: argparse.Namespace) -> None:
     print("| method | setting | " + " | ".join((*COLUMNS, "attackers converged", AT_CAP)) + " | leakage verdict |")
     print("|---|---|" + "---|" * (len(COLUMNS) + 3))
     for split, cell in baselines.items():
-        print_row("none", f"split {split}", cell)
+        print_row("none", f"split {split}", cell, args)
     verdicts = {}
     for method in args.methods:
         knob, weaker, stronger = SETTINGS[method]
         cells = [run_seeds(method, params, args, splits[method]) for params in (weaker, stronger)]
         verdicts[method] = verdict(*cells)
         for params, cell in zip((weaker, stronger), cells, strict=True):
-            print_row(method, ", ".join(f"{k}={v}" for k, v in params.items()), cell, verdicts[method] if params is stronger else "")
+            setting = ", ".join(f"{k}={v}" for k, v in params.items())
+            print_row(method, setting, cell, args, verdicts[method] if params is stronger else "")
     for name in ("monotone", "inverted", "tied", "unknown"):
         print(f"{name}: {', '.join(m for m, v in verdicts.items() if v == name) or 'none'}")
     control_table(with_controls, args)

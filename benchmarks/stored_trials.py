@@ -5,35 +5,44 @@ converged attack suite: minutes each on 2 CPU cores, and the methods table is ab
 them (6 h), more than one working session. Each finished trial's metrics are appended to a
 JSON-lines file at once (a killed run loses at most the trial under way; a line cut short
 by the kill is skipped), keyed by the trial's overrides and by a fingerprint of the code
-that produced it: the spec and every `trainables/**/*.py` but the launcher-side modules of
-LAUNCHER_SIDE, which a trial's numbers never pass through (MLflow logging, the Tune
-function, screening, artifacts, error types). A trial of other code is never reused: after a change that could move a number the benchmark starts again, and it says how
-many stored trials it left aside. Times (`time/*`) are those of the sitting that ran the
-trial, so with other load on the machine they are not comparable; every privacy and utility
-number is (same seed, same CPU results, `tests/test_determinism.py`).
+that produced it: the spec, the spec loader (`sweeps/spec.py`) and every
+`trainables/**/*.py` but the launcher-side modules of LAUNCHER_SIDE, which a trial's
+numbers never pass through (MLflow logging, the Tune function, screening, artifacts, error
+types). A trial of other code is never reused: after a change that could move a number the
+benchmark starts again, and it says how many stored trials it left aside. Two override
+lists are the same trial when they set the same paths to the same values, in any order (a
+path set twice counts with its last value, as the spec loader reads it).
+A trial that fails is reported with its overrides, the others still run and are stored, and
+the run then raises the first failure; Ctrl-C kills the trials under way at once. Times
+(`time/*`) are those of the sitting that ran the trial, so with other load on the machine
+they are not comparable; every privacy and utility number is (same seed, same CPU results,
+`tests/test_determinism.py`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sys
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
+Outcome = tuple[list[str], dict[str, float] | None, Exception | None]
 LAUNCHER_SIDE = frozenset({"tracking.py", "tune_trainable.py", "screening.py", "artifacts.py", "errors.py"})
 
 
 def code_fingerprint(spec: Path, root: Path = REPO) -> str:
-    """sha256 of the spec and of the Python files under `trainables/` that a trial's numbers
-    come from (all but LAUNCHER_SIDE at its top level), by relative path."""
+    """sha256 of the spec, of the spec loader and of the Python files under `trainables/`
+    that a trial's numbers come from (all but LAUNCHER_SIDE at its top level), by relative path."""
     trainables = root / "trainables"
     modules = [p for p in trainables.rglob("*.py") if not (p.parent == trainables and p.name in LAUNCHER_SIDE)]
+    modules.append(root / "sweeps" / "spec.py")
     digest = hashlib.sha256()
     for path in sorted([spec, *modules]):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -61,7 +70,9 @@ class StoredTrials:
 
     @staticmethod
     def key(overrides: list[str]) -> str:
-        return json.dumps(sorted(overrides))
+        """The overrides as the loader applies them: by path, the last value of each, sorted."""
+        resolved = dict(override.partition("=")[::2] for override in overrides)
+        return json.dumps(sorted(f"{path}={value}" for path, value in resolved.items()))
 
     def get(self, overrides: list[str]) -> dict[str, float] | None:
         return self.trials.get(self.key(overrides))
@@ -70,8 +81,13 @@ class StoredTrials:
         key = self.key(overrides)
         self.trials[key] = metrics
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as file:
-            file.write(json.dumps({"key": key, "code": self.fingerprint, "metrics": metrics}) + "\n")
+        record = json.dumps({"key": key, "code": self.fingerprint, "metrics": metrics}) + "\n"
+        with self.path.open("a+b") as file:
+            if file.tell() > 0:  # a line cut short by a kill must not swallow this one
+                file.seek(-1, os.SEEK_END)
+                if file.read(1) != b"\n":
+                    record = "\n" + record
+            file.write(record.encode())
             file.flush()
 
     def describe(self) -> str:
@@ -80,15 +96,27 @@ class StoredTrials:
 
 
 def run_trial(spec: Path, overrides: list[str]) -> dict[str, float]:
-    """One trial's final metrics, in a worker with one torch thread (as a sweep trial with cpu: 1)."""
-    import torch
-
+    """One trial's final metrics."""
     from sweeps.spec import load_spec
     from trainables.trial import Trial
 
-    torch.set_num_threads(1)
     metrics, _ = Trial(load_spec(spec, overrides).trial_config()).run()
     return metrics
+
+
+def one_thread() -> None:
+    """A pool worker's initialiser: one torch thread, as a sweep trial with cpu: 1."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def attempt(run: Callable[[Path, list[str]], dict[str, float]], spec: Path, job: list[str]) -> Outcome:
+    """(job, its metrics, None) or (job, None, the error it raised)."""
+    try:
+        return job, run(spec, job), None
+    except Exception as error:
+        return job, None, error
 
 
 def run_missing(
@@ -97,22 +125,31 @@ def run_missing(
 ) -> None:
     """Run the jobs (spec overrides) not stored yet, storing each as it finishes (a stop
     loses only the trials under way): one after the other in this process, or `workers` at a
-    time in processes of their own. `run` runs one trial (default `run_trial`)."""
+    time in processes of their own with one torch thread each (on Ctrl-C they are killed, not
+    waited for). `run` runs one trial (default `run_trial`). A failing trial is reported and
+    the rest still run; the first failure is raised at the end."""
     run = run or run_trial
     missing = list({store.key(job): job for job in jobs if store.get(job) is None}.values())
     if not missing:
         return
     print(f"running {len(missing)} trial(s) not stored, {workers} at a time", file=sys.stderr, flush=True)
-    if workers == 1:
-        for done, job in enumerate(missing, 1):
-            store.put(job, run(spec, job))
+    failures: list[tuple[list[str], Exception]] = []
+    with contextlib.ExitStack() as stack:
+        if workers == 1:
+            outcomes: Iterator[Outcome] = (attempt(run, spec, job) for job in missing)
+        else:
+            pool = stack.enter_context(get_context("spawn").Pool(workers, initializer=one_thread))  # exit: terminate
+            outcomes = pool.imap_unordered(partial(attempt, run, spec), missing)
+        for done, (job, metrics, error) in enumerate(outcomes, 1):
+            if error is not None:
+                failures.append((job, error))
+                print(f"{done}/{len(missing)} FAILED ({type(error).__name__}: {error}): {' '.join(job)}", file=sys.stderr, flush=True)
+                continue
+            store.put(job, metrics)
             print(f"{done}/{len(missing)} stored: {' '.join(job)}", file=sys.stderr, flush=True)
-        return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run, spec, job): job for job in missing}
-        for done, future in enumerate(as_completed(futures), 1):
-            store.put(futures[future], future.result())
-            print(f"{done}/{len(missing)} stored: {' '.join(futures[future])}", file=sys.stderr, flush=True)
+    if failures:
+        job, error = failures[0]
+        raise RuntimeError(f"{len(failures)} of {len(missing)} trial(s) failed, the rest are stored; first: {' '.join(job)}") from error
 
 
 def add_arguments(parser, name: str) -> None:

@@ -41,7 +41,54 @@ def test_trials_of_other_code_are_left_aside_and_a_line_cut_by_a_kill_is_skipped
     assert "1 of other code left aside" in store.describe()
 
 
-def test_the_fingerprint_changes_with_any_trainables_file_and_with_the_spec(tmp_path):
+def test_a_record_after_a_line_cut_by_a_kill_starts_a_line_of_its_own(tmp_path):
+    path = tmp_path / "table.jsonl"
+    StoredTrials(path, "code").put(["method=none"], METRICS)
+    with path.open("a") as file:
+        file.write('{"key": "[\\"method=maxent\\"]", "co')  # killed mid-write, no newline
+    StoredTrials(path, "code").put(["method=disco"], METRICS)
+    store = StoredTrials(path, "code")
+    assert store.get(["method=none"]) == METRICS and store.get(["method=disco"]) == METRICS
+
+
+def test_overrides_are_one_trial_in_any_order_but_a_path_set_twice_keeps_its_last_value():
+    key = StoredTrials.key
+    assert key(["method=none", "train.seed=0"]) == key(["train.seed=0", "method=none"])
+    assert key(["train.seed=0", "train.seed=1"]) == key(["train.seed=1"]) != key(["train.seed=1", "train.seed=0"])
+    assert key(['params={"sigma": 1.0}']) != key(['params={"sigma": 2.0}'])
+
+
+def failing_for_seed_1(spec, overrides):
+    """A stand-in trial (picklable, for the pool) that fails for seed 1 and counts its threads."""
+    import torch
+
+    if "train.seed=1" in overrides:
+        raise ValueError("diverged")
+    return dict(METRICS, threads=float(torch.get_num_threads()))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_trial_loses_none_of_the_others_and_is_raised_at_the_end(tmp_path, workers):
+    import torch
+
+    threads = torch.get_num_threads()
+    store = StoredTrials(tmp_path / "table.jsonl", "code")
+    jobs = [["train.seed=0"], ["train.seed=1"], ["train.seed=2"]]
+    with pytest.raises(RuntimeError, match="1 of 3 trial.*failed.*train.seed=1") as failure:
+        stored_trials.run_missing(store, Path("spec.yaml"), jobs, workers, run=failing_for_seed_1)
+    assert isinstance(failure.value.__cause__, ValueError)
+    reloaded = StoredTrials(tmp_path / "table.jsonl", "code")
+    assert reloaded.get(["train.seed=0"]) is not None and reloaded.get(["train.seed=2"]) is not None
+    assert reloaded.get(["train.seed=1"]) is None  # runs again next time
+    # pool workers take one thread each (as a sweep trial with cpu: 1); in this process nothing changes
+    assert reloaded.get(["train.seed=0"])["threads"] == (1 if workers == 2 else threads)
+    assert torch.get_num_threads() == threads
+
+
+def test_the_fingerprint_changes_with_any_trainables_file_the_spec_loader_and_the_spec(tmp_path):
+    (tmp_path / "sweeps").mkdir()
+    loader = tmp_path / "sweeps" / "spec.py"
+    loader.write_text("DEFAULT = 1\n")
     (tmp_path / "trainables" / "attacks").mkdir(parents=True)
     module = tmp_path / "trainables" / "attacks" / "suite.py"
     module.write_text("EPOCHS = 30\n")
@@ -54,7 +101,9 @@ def test_the_fingerprint_changes_with_any_trainables_file_and_with_the_spec(tmp_
     (tmp_path / "trainables" / "tracking.py").write_text("URI = 'a'\n")  # launcher side: no number passes through it
     assert code_fingerprint(spec, tmp_path) == after_code
     spec.write_text("name: b\n")
-    assert len({before, after_code, code_fingerprint(spec, tmp_path)}) == 3
+    after_spec = code_fingerprint(spec, tmp_path)
+    loader.write_text("DEFAULT = 2\n")
+    assert len({before, after_code, after_spec, code_fingerprint(spec, tmp_path)}) == 4
 
 
 def table_args(tmp_path, stored_only: bool, seeds=(0, 1)) -> argparse.Namespace:
@@ -82,6 +131,8 @@ def test_the_methods_table_runs_only_the_trials_it_needs_and_the_store_lacks(tmp
     assert len(ran) == 6 and {next(o for o in job if o.startswith("train.seed=")) for job in ran} == {"train.seed=0", "train.seed=1"}
     first = capsys.readouterr().out
     assert "not run" not in first and "| maxent | alpha=0.9 |" in first
+    methods_table.run_then_print(methods_table.tables, table_args(tmp_path, stored_only=True, seeds=(0, 1, 2)))
+    assert "| maxent | alpha=0.9 (2 of 3 seeds) |" in capsys.readouterr().out  # a partial cell says so
     methods_table.run_then_print(methods_table.tables, table_args(tmp_path, stored_only=False, seeds=(0, 1, 2)))
     assert len(ran) == 9  # seeds 0 and 1 came from the file: only seed 2 of each cell ran
 
