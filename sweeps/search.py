@@ -37,7 +37,18 @@ class PicklableNSGAIISampler(optuna.samplers.NSGAIISampler):
     `threading.Lock` (`_thread_lock`), which cannot be pickled, and Ray Tune pickles the
     searcher with its sampler into the tuner's state at every launch ("cannot pickle
     '_thread.lock' object"; 5.0 has no lock). The lock serialises threads of one process, so
-    a copy in another process gets a fresh one."""
+    a copy in another process gets a fresh one. Optuna names a genetic sampler's trial
+    attributes (generation, parent cache) after its class (`BaseGASampler.__init_subclass__`),
+    so the subclass keeps NSGA-II's names: a study begun by the plain sampler resumes with its
+    generations."""
+
+    @classmethod
+    def _get_generation_key(cls) -> str:
+        return optuna.samplers.NSGAIISampler._get_generation_key()
+
+    @classmethod
+    def _get_parent_cache_key_prefix(cls) -> str:
+        return optuna.samplers.NSGAIISampler._get_parent_cache_key_prefix()
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

@@ -21,3 +21,22 @@ def test_every_samplers_searcher_pickles_and_still_proposes(sampler, tmp_path):
     trial = copy._ot_study.ask()
     proposal = copy._space(trial)
     assert 0.05 <= proposal["params.sigma"] <= 8.0 and proposal["model.split"] in (1, 2, 3)
+
+
+def test_a_study_begun_by_optunas_nsga2_resumes_with_its_generations_under_the_picklable_one():
+    import optuna
+
+    from sweeps.search import PicklableNSGAIISampler
+
+    def objectives(trial):
+        x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
+        return x + y, x - y
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["minimize", "maximize"], sampler=optuna.samplers.NSGAIISampler(population_size=4, seed=0))
+    study.optimize(objectives, n_trials=8)
+    key = optuna.samplers.NSGAIISampler._get_generation_key()
+    assert [t.system_attrs[key] for t in study.trials] == [0] * 4 + [1] * 4
+    study.sampler = PicklableNSGAIISampler(population_size=4, seed=0)
+    study.optimize(objectives, n_trials=4)
+    assert [t.system_attrs[key] for t in study.trials[8:]] == [2] * 4  # the third generation, not a new first
