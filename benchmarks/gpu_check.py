@@ -61,9 +61,10 @@ def shared_gpu_sweep() -> dict:
     runs = client.search_runs([experiment.experiment_id], tag_is(ROLE_TAG, "trial"))
     starts, ends = [r.info.start_time for r in runs], [r.info.end_time for r in runs]
     devices = {r.data.tags.get(DEVICE_TAG) for r in runs}
+    device = next(iter(devices), None)  # None: a run without the tag
     report["trials"] = [{"device": r.data.tags.get(DEVICE_TAG), "start_ms": r.info.start_time, "end_ms": r.info.end_time,
                          "status": r.info.status} for r in runs]
-    report["one_gpu"] = len(runs) == SHARED_TRIALS and len(devices) == 1 and next(iter(devices)).startswith("cuda")
+    report["one_gpu"] = len(runs) == SHARED_TRIALS and devices == {device} and str(device).startswith("cuda")
     report["all_at_once"] = len(runs) == SHARED_TRIALS and max(starts) < min(ends)
     return report
 
