@@ -4,14 +4,13 @@ A benchmark cell (a method, its params, a seed and the spec overrides) is one tr
 converged attack suite: minutes each on 2 CPU cores, and the methods table is about 80 of
 them (6 h), more than one working session. Each finished trial's metrics are appended to a
 JSON-lines file at once (a killed run loses at most the trial under way; a line cut short
-by the kill is skipped), keyed by the trial's overrides and by a fingerprint of the code
-that produced it: the spec, the spec loader (`sweeps/spec.py`) and every
-`trainables/**/*.py` but the launcher-side modules of LAUNCHER_SIDE, which a trial's
+by the kill is skipped), keyed by the trial's resolved configuration (the spec with its
+overrides, as `TrialConfig`: override order, comments and the spec's search section, which
+no trial reads, make no difference) and by a fingerprint of the code that produced it:
+every `trainables/**/*.py` but the launcher-side modules of LAUNCHER_SIDE, which a trial's
 numbers never pass through (MLflow logging, the Tune function, screening, artifacts, error
 types). A trial of other code is never reused: after a change that could move a number the
-benchmark starts again, and it says how many stored trials it left aside. Two override
-lists are the same trial when they set the same paths to the same values, in any order (a
-path set twice counts with its last value, as the spec loader reads it).
+benchmark starts again, and it says how many stored trials it left aside.
 A trial that fails is reported with its overrides, the others still run and are stored, and
 the run then raises the first failure; Ctrl-C kills the trials under way at once. Times
 (`time/*`) are those of the sitting that ran the trial, so with other load on the machine
@@ -37,24 +36,23 @@ Outcome = tuple[list[str], dict[str, float] | None, Exception | None]
 LAUNCHER_SIDE = frozenset({"tracking.py", "tune_trainable.py", "screening.py", "artifacts.py", "errors.py"})
 
 
-def code_fingerprint(spec: Path, root: Path = REPO) -> str:
-    """sha256 of the spec, of the spec loader and of the Python files under `trainables/`
-    that a trial's numbers come from (all but LAUNCHER_SIDE at its top level), by relative path."""
+def code_fingerprint(root: Path = REPO) -> str:
+    """sha256 of the Python files under `trainables/` that a trial's numbers come from (all
+    but LAUNCHER_SIDE at its top level), by relative path."""
     trainables = root / "trainables"
     modules = [p for p in trainables.rglob("*.py") if not (p.parent == trainables and p.name in LAUNCHER_SIDE)]
-    modules.append(root / "sweeps" / "spec.py")
     digest = hashlib.sha256()
-    for path in sorted([spec, *modules]):
+    for path in sorted(modules):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
 class StoredTrials:
     """The finished trials of one benchmark file for the current code: `get` and `put` by the
-    trial's spec overrides."""
+    trial's overrides of `spec`."""
 
-    def __init__(self, path: Path, fingerprint: str):
-        self.path, self.fingerprint = path, fingerprint
+    def __init__(self, path: Path, spec: Path, fingerprint: str):
+        self.path, self.spec, self.fingerprint = path, spec, fingerprint
         self.trials: dict[str, dict[str, float]] = {}
         self.left_aside = 0  # stored trials of other code
         if path.exists():
@@ -68,11 +66,12 @@ class StoredTrials:
                 else:
                     self.left_aside += 1
 
-    @staticmethod
-    def key(overrides: list[str]) -> str:
-        """The overrides as the loader applies them: by path, the last value of each, sorted."""
-        resolved = dict(override.partition("=")[::2] for override in overrides)
-        return json.dumps(sorted(f"{path}={value}" for path, value in resolved.items()))
+    def key(self, overrides: list[str]) -> str:
+        """sha256 of the trial's configuration as the spec loader resolves it."""
+        from sweeps.spec import load_spec
+
+        config = load_spec(self.spec, overrides).trial_config().model_dump_json()
+        return hashlib.sha256(config.encode()).hexdigest()[:16]
 
     def get(self, overrides: list[str]) -> dict[str, float] | None:
         return self.trials.get(self.key(overrides))
@@ -81,7 +80,7 @@ class StoredTrials:
         key = self.key(overrides)
         self.trials[key] = metrics
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        record = json.dumps({"key": key, "code": self.fingerprint, "metrics": metrics}) + "\n"
+        record = json.dumps({"key": key, "code": self.fingerprint, "overrides": overrides, "metrics": metrics}) + "\n"
         with self.path.open("a+b") as file:
             if file.tell() > 0:  # a line cut short by a kill must not swallow this one
                 file.seek(-1, os.SEEK_END)
@@ -162,6 +161,6 @@ def add_arguments(parser, name: str) -> None:
 
 
 def open_store(args, spec: Path) -> StoredTrials:
-    store = StoredTrials(args.results, code_fingerprint(spec))
+    store = StoredTrials(args.results, spec, code_fingerprint())
     print(store.describe(), file=sys.stderr, flush=True)
     return store

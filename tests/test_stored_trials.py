@@ -16,46 +16,53 @@ import methods_table  # noqa: E402
 import stored_trials  # noqa: E402
 from stored_trials import StoredTrials, code_fingerprint  # noqa: E402
 
+SPEC = methods_table.SPEC
 METRICS = {"utility/acc": 0.9, "privacy/leak_acc": 0.7, "attack/converged/recon/mirror": 1.0, "time/attack_s": 12.0}
 
 
 def test_a_stored_trial_is_found_by_its_overrides_in_any_order_and_survives_a_reload(tmp_path):
     path = tmp_path / "table.jsonl"
-    store = StoredTrials(path, "abc")
-    store.put(["method=none", "train.seed=0"], METRICS)
-    again = StoredTrials(path, "abc")
-    assert again.get(["train.seed=0", "method=none"]) == METRICS
-    assert again.get(["method=none", "train.seed=1"]) is None
+    store = StoredTrials(path, SPEC, "abc")
+    store.put(["method=none", "search_space=null", "params={}", "train.seed=0"], METRICS)
+    again = StoredTrials(path, SPEC, "abc")
+    assert again.get(["train.seed=0", "search_space=null", "params={}", "method=none"]) == METRICS
+    assert again.get(["method=none", "search_space=null", "params={}", "train.seed=1"]) is None
 
 
 def test_trials_of_other_code_are_left_aside_and_a_line_cut_by_a_kill_is_skipped(tmp_path):
     path = tmp_path / "table.jsonl"
-    StoredTrials(path, "old").put(["method=none"], METRICS)
-    StoredTrials(path, "new").put(["method=disco"], METRICS)
+    StoredTrials(path, SPEC, "old").put(["train.seed=0"], METRICS)
+    StoredTrials(path, SPEC, "new").put(["train.seed=1"], METRICS)
     with path.open("a") as file:
         file.write('{"key": "[\\"method=maxent\\"]", "code": "new", "metr')  # killed mid-write
-    store = StoredTrials(path, "new")
-    assert store.get(["method=none"]) is None  # same overrides, other code: never reused
-    assert store.get(["method=disco"]) == METRICS
+    store = StoredTrials(path, SPEC, "new")
+    assert store.get(["train.seed=0"]) is None  # same overrides, other code: never reused
+    assert store.get(["train.seed=1"]) == METRICS
     assert store.left_aside == 1
     assert "1 of other code left aside" in store.describe()
 
 
 def test_a_record_after_a_line_cut_by_a_kill_starts_a_line_of_its_own(tmp_path):
     path = tmp_path / "table.jsonl"
-    StoredTrials(path, "code").put(["method=none"], METRICS)
+    StoredTrials(path, SPEC, "code").put(["train.seed=0"], METRICS)
     with path.open("a") as file:
-        file.write('{"key": "[\\"method=maxent\\"]", "co')  # killed mid-write, no newline
-    StoredTrials(path, "code").put(["method=disco"], METRICS)
-    store = StoredTrials(path, "code")
-    assert store.get(["method=none"]) == METRICS and store.get(["method=disco"]) == METRICS
+        file.write('{"key": "0123456789abcdef", "co')  # killed mid-write, no newline
+    StoredTrials(path, SPEC, "code").put(["train.seed=1"], METRICS)
+    store = StoredTrials(path, SPEC, "code")
+    assert store.get(["train.seed=0"]) == METRICS and store.get(["train.seed=1"]) == METRICS
 
 
-def test_overrides_are_one_trial_in_any_order_but_a_path_set_twice_keeps_its_last_value():
-    key = StoredTrials.key
-    assert key(["method=none", "train.seed=0"]) == key(["train.seed=0", "method=none"])
-    assert key(["train.seed=0", "train.seed=1"]) == key(["train.seed=1"]) != key(["train.seed=1", "train.seed=0"])
-    assert key(['params={"sigma": 1.0}']) != key(['params={"sigma": 2.0}'])
+def test_one_trial_is_one_key_whatever_the_override_order_the_specs_comments_or_its_search(tmp_path):
+    store = StoredTrials(tmp_path / "table.jsonl", SPEC, "code")
+    assert store.key(["method=none", "search_space=null", "params={}", "train.seed=1"]) == store.key(["train.seed=1", "search_space=null", "params={}", "method=none"])
+    assert store.key(["train.seed=0", "train.seed=1"]) == store.key(["train.seed=1"]) != store.key(["train.seed=1", "train.seed=0"])
+    assert store.key(['params={"sigma": 1.0}']) != store.key(['params={"sigma": 2.0}'])
+    assert store.key(["train.seed=0"]) == store.key([])  # the spec's own value, said again
+    other = tmp_path / "quickstart.yaml"  # no trial reads the search section: a new sampler keeps every stored trial
+    other.write_text("# a comment\n" + SPEC.read_text().replace("sampler: nsga2", "sampler: random"))
+    assert StoredTrials(tmp_path / "table.jsonl", other, "code").key(["train.seed=0"]) == store.key(["train.seed=0"])
+    other.write_text(SPEC.read_text().replace("epochs: 2,", "epochs: 3,"))
+    assert StoredTrials(tmp_path / "table.jsonl", other, "code").key(["train.seed=0"]) != store.key(["train.seed=0"])
 
 
 def failing_for_seed_1(spec, overrides):
@@ -72,12 +79,12 @@ def test_a_failing_trial_loses_none_of_the_others_and_is_raised_at_the_end(tmp_p
     import torch
 
     threads = torch.get_num_threads()
-    store = StoredTrials(tmp_path / "table.jsonl", "code")
+    store = StoredTrials(tmp_path / "table.jsonl", SPEC, "code")
     jobs = [["train.seed=0"], ["train.seed=1"], ["train.seed=2"]]
     with pytest.raises(RuntimeError, match="1 of 3 trial.*failed.*train.seed=1") as failure:
-        stored_trials.run_missing(store, Path("spec.yaml"), jobs, workers, run=failing_for_seed_1)
+        stored_trials.run_missing(store, SPEC, jobs, workers, run=failing_for_seed_1)
     assert isinstance(failure.value.__cause__, ValueError)
-    reloaded = StoredTrials(tmp_path / "table.jsonl", "code")
+    reloaded = StoredTrials(tmp_path / "table.jsonl", SPEC, "code")
     assert reloaded.get(["train.seed=0"]) is not None and reloaded.get(["train.seed=2"]) is not None
     assert reloaded.get(["train.seed=1"]) is None  # runs again next time
     # pool workers take one thread each (as a sweep trial with cpu: 1); in this process nothing changes
@@ -85,31 +92,25 @@ def test_a_failing_trial_loses_none_of_the_others_and_is_raised_at_the_end(tmp_p
     assert torch.get_num_threads() == threads
 
 
-def test_the_fingerprint_changes_with_any_trainables_file_the_spec_loader_and_the_spec(tmp_path):
-    (tmp_path / "sweeps").mkdir()
-    loader = tmp_path / "sweeps" / "spec.py"
-    loader.write_text("DEFAULT = 1\n")
+def test_the_fingerprint_changes_with_any_trainables_file_but_the_launcher_side(tmp_path):
     (tmp_path / "trainables" / "attacks").mkdir(parents=True)
     module = tmp_path / "trainables" / "attacks" / "suite.py"
     module.write_text("EPOCHS = 30\n")
-    spec = tmp_path / "spec.yaml"
-    spec.write_text("name: a\n")
-    before = code_fingerprint(spec, tmp_path)
-    assert code_fingerprint(spec, tmp_path) == before
+    before = code_fingerprint(tmp_path)
+    assert code_fingerprint(tmp_path) == before
     module.write_text("EPOCHS = 31\n")
-    after_code = code_fingerprint(spec, tmp_path)
+    after_code = code_fingerprint(tmp_path)
+    assert after_code != before
     (tmp_path / "trainables" / "tracking.py").write_text("URI = 'a'\n")  # launcher side: no number passes through it
-    assert code_fingerprint(spec, tmp_path) == after_code
-    spec.write_text("name: b\n")
-    after_spec = code_fingerprint(spec, tmp_path)
-    loader.write_text("DEFAULT = 2\n")
-    assert len({before, after_code, after_spec, code_fingerprint(spec, tmp_path)}) == 4
+    assert code_fingerprint(tmp_path) == after_code
+    (tmp_path / "trainables" / "attacks" / "tracking.py").write_text("URI = 'a'\n")  # not launcher side: a subpackage's
+    assert code_fingerprint(tmp_path) != after_code
 
 
 def table_args(tmp_path, stored_only: bool, seeds=(0, 1)) -> argparse.Namespace:
     args = argparse.Namespace(epochs=2, set=[], full=False, seeds=list(seeds), stored_only=stored_only, workers=1,
                               methods=["maxent"], baseline=True, controls_only=False, wanted=[])
-    args.store = StoredTrials(tmp_path / "table.jsonl", "code")
+    args.store = StoredTrials(tmp_path / "table.jsonl", SPEC, "code")
     return args
 
 
@@ -159,10 +160,10 @@ def test_each_benchmark_defaults_to_its_own_results_file(name):
 
 def test_two_workers_run_real_trials_in_processes_of_their_own_and_store_both(tmp_path, write_spec):
     spec = write_spec()  # the tiny synthetic trial, real: what is tested is the process pool's round trip
-    store = StoredTrials(tmp_path / "table.jsonl", "code")
+    store = StoredTrials(tmp_path / "table.jsonl", spec, "code")
     jobs = [["train.seed=0"], ["train.seed=1"], ["train.seed=0"]]
     stored_trials.run_missing(store, spec, jobs, workers=2)
-    reloaded = StoredTrials(tmp_path / "table.jsonl", "code")
+    reloaded = StoredTrials(tmp_path / "table.jsonl", spec, "code")
     first, second = reloaded.get(["train.seed=0"]), reloaded.get(["train.seed=1"])
     assert 0 <= first["utility/acc"] <= 1 and "privacy/leak_acc:ci95_hi" in second
     assert len((tmp_path / "table.jsonl").read_text().splitlines()) == 2  # the repeated job ran once

@@ -103,7 +103,7 @@ def test_the_replay_command_prints_every_sampler_and_writes_the_plot(setting, tm
 
 def test_the_grid_writes_no_table_until_every_configuration_is_stored(tmp_path, monkeypatch):
     monkeypatch.setattr(grid.stored_trials, "RESULTS", tmp_path)
-    store = grid.stored_trials.StoredTrials(tmp_path / "tabular_demo.jsonl", grid.stored_trials.code_fingerprint(grid.SPEC))
+    store = grid.stored_trials.StoredTrials(tmp_path / "tabular_demo.jsonl", grid.SPEC, grid.stored_trials.code_fingerprint())
     configs = grid.configurations()
     for config in configs[:-1]:
         store.put(grid.overrides_of(config, "demo"), {"utility/acc": 0.9, "privacy/leak_acc": 0.5})

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stored-only", action="store_true", help="run nothing: report what is stored, write the table if complete")
     parser.add_argument("--out", type=Path, default=None, help="the Parquet table (default benchmarks/tabular/quickstart_<size>.parquet)")
     args = parser.parse_args(argv)
-    store = stored_trials.StoredTrials(stored_trials.RESULTS / f"tabular_{args.size}.jsonl", stored_trials.code_fingerprint(SPEC))
+    store = stored_trials.StoredTrials(stored_trials.RESULTS / f"tabular_{args.size}.jsonl", SPEC, stored_trials.code_fingerprint())
     print(store.describe(), file=sys.stderr, flush=True)
     configs = configurations()
     if not args.stored_only:
