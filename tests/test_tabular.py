@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -114,3 +115,26 @@ def test_the_grid_writes_no_table_until_every_configuration_is_stored(tmp_path, 
     table = pq.read_table(out)
     assert table.num_rows == 72 and table.schema.metadata[b"train_size"] == b"2500"
     assert table.column("utility/acc").to_pylist()[-1] == 0.8
+
+
+def test_with_k_running_each_proposal_is_made_with_k_minus_1_trials_unanswered(setting, monkeypatch):
+    _, space, table = setting
+    unanswered: list[int] = []
+    study_for = replay.study_for
+
+    def recording_study(*args):
+        study = study_for(*args)
+        ask = study.ask
+
+        def counted_ask():
+            unanswered.append(len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))))
+            return ask()
+
+        study.ask = counted_ask
+        return study
+
+    monkeypatch.setattr(replay, "study_for", recording_study)
+    curve, rows = replay.replay("tpe", 0, table, space, trials=10, budget=48, concurrent=4)
+    assert unanswered == [0, 1, 2, 3, 3, 3, 3, 3, 3, 3]
+    assert len(curve) == len(rows) == 10
+    assert curve[-1] == pytest.approx(values_hypervolume(table.values[rows], table.maximise, table.reference))

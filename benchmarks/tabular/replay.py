@@ -2,6 +2,7 @@
 
     python benchmarks/tabular/replay.py [--table benchmarks/tabular/quickstart_demo.parquet]
         [--samplers random nsga2 tpe gp nsga2_sobol] [--seeds 20] [--trials 72] [--budget 48]
+        [--concurrent 1]
 
 Each sampler runs `--seeds` times (sampler seeds 0..n-1) on sweeps/quickstart.yaml's own
 search space and objectives (utility/acc max, privacy/leak_acc min), through the
@@ -19,6 +20,11 @@ trial (`analysis.pareto.values_hypervolume`, reference (the task's chance rate, 
 trials it needs to reach it, median over seeds (a seed that never reaches it counts as
 more than `--trials`). Prints a markdown table, writes `hypervolume_vs_trials.png` (median
 and quartiles over seeds) and the curves as JSON beside the table.
+
+`--concurrent k` replays a sweep that keeps k trials running (`search.max_concurrent`): a
+sampler proposes k trials before the first is answered, then one more as each is answered
+(first asked, first answered), so it decides with k - 1 trials still unanswered, as in a
+real launch. The plot and curves then go to `hypervolume_vs_trials_c<k>.*`.
 
 Caveats, said once: the table holds one seed's values per configuration, so a sampler is
 never fooled by noise here as it can be in a real sweep; a proposal that lands on a grid
@@ -127,14 +133,22 @@ def study_for(name: str, seed: int, budget: int, space: SearchSpace) -> optuna.S
     return study
 
 
-def replay(name: str, seed: int, table: Table, space: SearchSpace, trials: int, budget: int) -> tuple[np.ndarray, list[int]]:
-    """The hypervolume after each trial, and the grid row each trial landed on."""
+def replay(
+    name: str, seed: int, table: Table, space: SearchSpace, trials: int, budget: int, concurrent: int = 1
+) -> tuple[np.ndarray, list[int]]:
+    """The hypervolume after each answered trial, and the grid row each landed on, with up to
+    `concurrent` trials asked and not yet answered."""
     study = study_for(name, seed, budget, space)
     define = DefineByRun(space)
-    rows = []
-    for _ in range(trials):
-        trial = study.ask()
-        row = table.nearest(define(trial), space)
+    rows: list[int] = []
+    running: list[tuple[optuna.Trial, int]] = []
+    asked = 0
+    while len(rows) < trials:
+        while asked < trials and len(running) < concurrent:
+            trial = study.ask()
+            running.append((trial, table.nearest(define(trial), space)))
+            asked += 1
+        trial, row = running.pop(0)
         study.tell(trial, table.values[row].tolist())
         rows.append(row)
     values = table.values[rows]
@@ -159,7 +173,7 @@ def median_text(values: list[float], trials: int) -> str:
     return f"{shown(median)} [{shown(q1)}, {shown(q3)}]"
 
 
-def plot(curves: dict[str, np.ndarray], target: float, budget: int, out: Path) -> None:
+def plot(curves: dict[str, np.ndarray], target: float, budget: int, out: Path, concurrent: int = 1) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -174,7 +188,8 @@ def plot(curves: dict[str, np.ndarray], target: float, budget: int, out: Path) -
     axes.axhline(target, color="grey", ls=":", lw=1, label=f"random's median after {budget} trials")
     axes.set_xlabel("trials")
     axes.set_ylabel("hypervolume (utility ↑, leakage ↓)")
-    axes.set_title(f"Samplers on the quickstart table: median and quartiles over {next(iter(curves.values())).shape[0]} seeds", fontsize=10)
+    running = f", {concurrent} running at once" if concurrent > 1 else ""
+    axes.set_title(f"Samplers on the quickstart table: median and quartiles over {next(iter(curves.values())).shape[0]} seeds{running}", fontsize=10)
     axes.legend(fontsize=8, loc="lower right")
     axes.grid(alpha=0.3)
     figure.tight_layout()
@@ -189,10 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--trials", type=int, default=72, help="trials per replay")
     parser.add_argument("--budget", type=int, default=48, help="random's trials that set the target; num_samples of the samplers")
+    parser.add_argument("--concurrent", type=int, default=1, help="trials running at once (search.max_concurrent)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the plot and curves (default: beside the table)")
     args = parser.parse_args(argv)
     if not args.table.exists():
         print(f"{args.table}: no such table; build it with python benchmarks/tabular/grid.py", file=sys.stderr)
+        return 2
+    if args.concurrent < 1:
+        print(f"--concurrent {args.concurrent}: at least 1 trial runs at a time", file=sys.stderr)
         return 2
     if not 1 <= args.budget <= args.trials:
         print(f"--budget {args.budget} must lie in [1, --trials {args.trials}]: the target is read off the replays", file=sys.stderr)
@@ -202,11 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     space = load_search_space(spec.search_space)
     table = Table.read(args.table, spec)
     names = ["random", *[n for n in args.samplers if n != "random"]]
-    curves = {name: np.array([replay(name, seed, table, space, args.trials, args.budget)[0] for seed in range(args.seeds)]) for name in names}
+    curves = {name: np.array([replay(name, seed, table, space, args.trials, args.budget, args.concurrent)[0] for seed in range(args.seeds)]) for name in names}
     target = float(np.median(curves["random"][:, args.budget - 1]))
     best = values_hypervolume(table.values, table.maximise, table.reference)
     print(f"\n{args.table.name}: {len(table.values)} configurations; the whole grid's hypervolume {best:.4f}; "
-          f"target: random's median after {args.budget} trials, {target:.4f}; {args.seeds} seeds\n")
+          f"target: random's median after {args.budget} trials, {target:.4f}; {args.seeds} seeds; {args.concurrent} running at once\n")
     checkpoints = sorted({n for n in (12, 24, args.budget) if n <= args.trials})
     print("| sampler | trials to reach the target, median [quartiles] | " + " | ".join(f"HV after {n}" for n in checkpoints) + " |")
     print("|---|---|" + "---|" * len(checkpoints))
@@ -216,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {median_text(needed, args.trials)} | " + " | ".join(f"{v:.4f}" for v in at) + " |")
     out = args.out or args.table.parent
     out.mkdir(parents=True, exist_ok=True)
-    plot(curves, target, args.budget, out / "hypervolume_vs_trials.png")
-    (out / "hypervolume_vs_trials.json").write_text(json.dumps({n: c.tolist() for n, c in curves.items()}))
+    stem = "hypervolume_vs_trials" + (f"_c{args.concurrent}" if args.concurrent > 1 else "")
+    plot(curves, target, args.budget, out / f"{stem}.png", args.concurrent)
+    (out / f"{stem}.json").write_text(json.dumps({n: c.tolist() for n, c in curves.items()}))
     return 0
 
 
