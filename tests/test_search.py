@@ -40,3 +40,29 @@ def test_a_study_begun_by_optunas_nsga2_resumes_with_its_generations_under_the_p
     study.sampler = PicklableNSGAIISampler(population_size=4, seed=0)
     study.optimize(objectives, n_trials=4)
     assert [t.system_attrs[key] for t in study.trials[8:]] == [2] * 4  # the third generation, not a new first
+
+
+def test_gp_on_a_by_method_space_says_once_what_it_draws_at_random_not_per_parameter_of_every_trial(caplog):
+    import logging
+
+    import optuna
+
+    from sweeps.search import SAMPLERS, DefineByRun
+
+    spec = load_spec("sweeps/compare_fashion_mnist.yaml", ["search.sampler=gp"])
+    space = load_search_space(spec.search_space)
+    optuna.logging.enable_propagation()
+    try:
+        with caplog.at_level(logging.WARNING):
+            study = optuna.create_study(directions=["maximize", "minimize"], sampler=SAMPLERS["gp"](spec, space))
+            define = DefineByRun(space)
+            for number in range(14):  # past the GP's 10 random start-up trials
+                trial = study.ask()
+                define(trial)
+                study.tell(trial, [0.5 + number / 100, 0.5])
+    finally:
+        optuna.logging.disable_propagation()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len([w for w in warnings if "drawn at random" in w]) == 1
+    assert "method" in warnings[0]
+    assert not [w for w in warnings if "sampled independently" in w]
