@@ -232,16 +232,23 @@ def tables(args: argparse.Namespace) -> None:
 
 def run_then_print(tables: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> None:
     """Run the trials that `tables` needs and the store lacks (unless `--stored-only`; the
-    tables printed to nowhere find them), then print the tables from the store."""
+    tables printed to nowhere find them), then print the tables from the store; when trials
+    failed, the tables of those that did not come first, then the failure."""
+    failure = None
     if not args.stored_only:
         plan = argparse.Namespace(**{**vars(args), "wanted": []})
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             tables(plan)
-        stored_trials.run_missing(args.store, SPEC, plan.wanted, args.workers)
+        try:
+            stored_trials.run_missing(args.store, SPEC, plan.wanted, args.workers)
+        except RuntimeError as error:
+            failure = error
     args.wanted = []
     tables(args)
     if args.wanted:
         print(f"{len(args.wanted)} trial(s) not run yet: their cells read 'not run'", file=sys.stderr)
+    if failure is not None:
+        raise failure
 
 
 def main(argv: list[str] | None = None) -> int:

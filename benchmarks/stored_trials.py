@@ -5,46 +5,64 @@ converged attack suite: minutes each on 2 CPU cores, and the methods table is ab
 them (6 h), more than one working session. Each finished trial's metrics are appended to a
 JSON-lines file at once (a killed run loses at most the trial under way; a line cut short
 by the kill is skipped), keyed by the trial's resolved configuration (the spec with its
-overrides, as `TrialConfig`: override order, comments and the spec's search section, which
-no trial reads, make no difference) and by a fingerprint of the code that produced it:
+overrides, as `TrialConfig`: override order (a path given twice: its last value), comments
+and the spec's search section, which no trial reads, make no difference) and by a fingerprint of the code that produced it:
 every `trainables/**/*.py` but the launcher-side modules of LAUNCHER_SIDE, which a trial's
 numbers never pass through (MLflow logging, the Tune function, screening, artifacts, error
 types). A trial of other code is never reused: after a change that could move a number the
 benchmark starts again, and it says how many stored trials it left aside.
 A trial that fails is reported with its overrides, the others still run and are stored, and
-the run then raises the first failure; Ctrl-C kills the trials under way at once. Times
-(`time/*`) are those of the sitting that ran the trial, so with other load on the machine
-they are not comparable; every privacy and utility number is (same seed, same CPU results,
+the run then raises the first failure; Ctrl-C kills the trials under way at once. Every
+trial runs with one torch thread, in a worker or in this process (CPU results differ in the
+last bits with the thread count), so `--workers` never changes a number. Times (`time/*`)
+are those of the sitting that ran the trial, so with other load on the machine they are not
+comparable; every privacy and utility number is (same seed, same CPU results,
 `tests/test_determinism.py`).
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import json
+import multiprocessing
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
-from functools import partial
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
-Outcome = tuple[list[str], dict[str, float] | None, Exception | None]
+Outcome = tuple[list[str], dict[str, float] | None, str | None]
 LAUNCHER_SIDE = frozenset({"tracking.py", "tune_trainable.py", "screening.py", "artifacts.py", "errors.py"})
 
 
 def code_fingerprint(root: Path = REPO) -> str:
     """sha256 of the Python files under `trainables/` that a trial's numbers come from (all
-    but LAUNCHER_SIDE at its top level), by relative path."""
+    but LAUNCHER_SIDE at its top level), by relative path, each as its syntax tree without
+    docstrings: a comment or docstring edit never sets stored trials aside."""
     trainables = root / "trainables"
     modules = [p for p in trainables.rglob("*.py") if not (p.parent == trainables and p.name in LAUNCHER_SIDE)]
     digest = hashlib.sha256()
     for path in sorted(modules):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + code_of(path.read_text()).encode() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def code_of(source: str) -> str:
+    """The module's syntax tree, docstrings left out (comments never reach it)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and body:
+            first = body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
 
 class StoredTrials:
@@ -67,7 +85,10 @@ class StoredTrials:
                     self.left_aside += 1
 
     def key(self, overrides: list[str]) -> str:
-        """sha256 of the trial's configuration as the spec loader resolves it."""
+        """sha256 of the trial's configuration as the spec loader resolves it (overrides the
+        loader rejects raise its InputError here, before anything runs). A params mapping is
+        hashed as written: the same params in another order are another key, which costs a
+        rerun, never a wrong reuse."""
         from sweeps.spec import load_spec
 
         config = load_spec(self.spec, overrides).trial_config().model_dump_json()
@@ -76,8 +97,9 @@ class StoredTrials:
     def get(self, overrides: list[str]) -> dict[str, float] | None:
         return self.trials.get(self.key(overrides))
 
-    def put(self, overrides: list[str], metrics: dict[str, float]) -> None:
-        key = self.key(overrides)
+    def put(self, overrides: list[str], metrics: dict[str, float], key: str | None = None) -> None:
+        """Store a finished trial (`key`: its key taken before it ran; default: now)."""
+        key = key or self.key(overrides)
         self.trials[key] = metrics
         self.path.parent.mkdir(parents=True, exist_ok=True)
         record = json.dumps({"key": key, "code": self.fingerprint, "overrides": overrides, "metrics": metrics}) + "\n"
@@ -110,12 +132,49 @@ def one_thread() -> None:
     torch.set_num_threads(1)
 
 
+@contextlib.contextmanager
+def one_thread_here() -> Iterator[None]:
+    """One torch thread in this process while trials run in it, as in a pool worker (CPU
+    results differ in the last bits with the thread count), then the count it had."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def attempt(run: Callable[[Path, list[str]], dict[str, float]], spec: Path, job: list[str]) -> Outcome:
-    """(job, its metrics, None) or (job, None, the error it raised)."""
+    """(job, its metrics, None) or (job, None, the error and its traceback as text: a raised
+    exception may not survive the trip back from a worker)."""
     try:
         return job, run(spec, job), None
-    except Exception as error:
-        return job, None, error
+    except Exception:
+        return job, None, traceback.format_exc()
+
+
+def outcomes_of(run, spec: Path, missing: list[list[str]], workers: int) -> Iterator[Outcome]:
+    """Each job's outcome as it finishes: in this process, or `workers` at a time in processes
+    of their own (a worker that dies breaks the pool with an error, never a hang; on Ctrl-C
+    or any error the workers are killed, not waited for: a trial is minutes)."""
+    if workers == 1:
+        with one_thread_here():
+            for job in missing:
+                yield attempt(run, spec, job)
+        return
+    pool = ProcessPoolExecutor(min(workers, len(missing)), mp_context=get_context("spawn"), initializer=one_thread)
+    try:
+        futures = [pool.submit(attempt, run, spec, job) for job in missing]
+        for future in as_completed(futures):
+            yield future.result()
+    except BaseException:
+        for worker in multiprocessing.active_children():
+            worker.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def run_missing(
@@ -123,32 +182,31 @@ def run_missing(
     run: Callable[[Path, list[str]], dict[str, float]] | None = None,
 ) -> None:
     """Run the jobs (spec overrides) not stored yet, storing each as it finishes (a stop
-    loses only the trials under way): one after the other in this process, or `workers` at a
-    time in processes of their own with one torch thread each (on Ctrl-C they are killed, not
-    waited for). `run` runs one trial (default `run_trial`). A failing trial is reported and
-    the rest still run; the first failure is raised at the end."""
+    loses only the trials under way), with one torch thread each, as a sweep trial with
+    cpu: 1: one after the other in this process, or `workers` at a time in processes of their
+    own. `run` runs one trial (default `run_trial`). A failing trial is reported and the rest
+    still run; the failures are raised at the end. Every job's key is taken before any runs,
+    so a spec edited meanwhile cannot relabel a finished trial."""
     run = run or run_trial
-    missing = list({store.key(job): job for job in jobs if store.get(job) is None}.values())
+    keyed = {store.key(job): job for job in jobs}
+    missing = {key: job for key, job in keyed.items() if key not in store.trials}
     if not missing:
         return
+    key_of = {json.dumps(job): key for key, job in missing.items()}
     print(f"running {len(missing)} trial(s) not stored, {workers} at a time", file=sys.stderr, flush=True)
-    failures: list[tuple[list[str], Exception]] = []
-    with contextlib.ExitStack() as stack:
-        if workers == 1:
-            outcomes: Iterator[Outcome] = (attempt(run, spec, job) for job in missing)
-        else:
-            pool = stack.enter_context(get_context("spawn").Pool(workers, initializer=one_thread))  # exit: terminate
-            outcomes = pool.imap_unordered(partial(attempt, run, spec), missing)
-        for done, (job, metrics, error) in enumerate(outcomes, 1):
-            if error is not None:
-                failures.append((job, error))
-                print(f"{done}/{len(missing)} FAILED ({type(error).__name__}: {error}): {' '.join(job)}", file=sys.stderr, flush=True)
-                continue
-            store.put(job, metrics)
-            print(f"{done}/{len(missing)} stored: {' '.join(job)}", file=sys.stderr, flush=True)
+    failures: list[tuple[list[str], str]] = []
+    for done, (job, metrics, error) in enumerate(outcomes_of(run, spec, list(missing.values()), workers), 1):
+        if error is not None:
+            failures.append((job, error))
+            print(f"{done}/{len(missing)} FAILED: {' '.join(job)}\n{error}", file=sys.stderr, flush=True)
+            continue
+        store.put(job, metrics, key_of[json.dumps(job)])
+        print(f"{done}/{len(missing)} stored: {' '.join(job)}", file=sys.stderr, flush=True)
     if failures:
         job, error = failures[0]
-        raise RuntimeError(f"{len(failures)} of {len(missing)} trial(s) failed, the rest are stored; first: {' '.join(job)}") from error
+        raise RuntimeError(
+            f"{len(failures)} of {len(missing)} trial(s) failed, the rest are stored; first: {' '.join(job)}\n{error}"
+        )
 
 
 def add_arguments(parser, name: str) -> None:

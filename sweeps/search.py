@@ -74,7 +74,7 @@ def _nsga2(spec: SweepSpec, space: SearchSpace) -> optuna.samplers.BaseSampler:
 
 def grid_values(space: SearchSpace) -> dict[str, list[Any]]:
     if space.by_method:
-        raise InputError("search.sampler: grid cannot enumerate a by_method (conditional) search space; use random or nsga2.")
+        raise InputError("search.sampler: grid cannot enumerate a by_method (conditional) search space; use gp, tpe, nsga2 or random.")
     grid = {}
     for _, path, domain in space.items():
         if domain.kind == "choice":

@@ -56,8 +56,8 @@ and is reported as not converged.
 
 Where the time goes: each attacker's training steps, the releases of the batches and the
 validation passes are timed apart (`Stopwatch`) and logged as `time/attack/<part>`. On CUDA
-each part is bracketed by CUDA events, read once at the end, so the host never waits for the
-device mid-run (a synchronise per attacker per batch would stall the pipeline it measures).
+each part is bracketed by CUDA events, read once at the end, so the timing itself adds no
+wait for the device (a synchronise per attacker per batch would stall the pipeline it measures).
 """
 
 from __future__ import annotations
@@ -129,8 +129,8 @@ class Stopwatch:
 
 def chunk_slices(n: int, size: int | None) -> list[slice]:
     """[0, n) cut in chunks of `size` (None: one chunk); a tail under a quarter of a chunk
-    joins the chunk before it, so no step's gradient comes from a handful of examples (the
-    a last released batch of 196 would otherwise end in a step on 4)."""
+    joins the chunk before it, so no step's gradient comes from a handful of examples (a
+    last released batch of 196 would otherwise end in a step on 4)."""
     if size is None or size >= n:
         return [slice(0, n)]
     starts = list(range(0, n, size))
