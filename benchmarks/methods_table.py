@@ -18,7 +18,10 @@ weaker's), "inverted" (wholly above) or "tied" (they overlap). Rows are also str
 JSON lines on stderr. Every finished trial is kept in `--results`
 (`benchmarks/results/methods_table.jsonl`, `stored_trials`): a run stopped part-way resumes
 where it stopped, `--workers 2` runs two trials at once (one core each), and `--stored-only`
-prints the table of what is stored ("not run" cells).
+prints the table of what is stored ("not run" cells). The committed store is the run at the
+demo slice with the white-box attacker at 200 steps (the default then; 800 now, see
+`trainables.attacks.whitebox`), so it prints with `--stored-only --set
+dataset.train_size=2500 --set dataset.test_size=1000 --set attacks.whitebox.steps=200`.
 
 Same-budget controls: a method that declares a `control` (`Method.control`; DISCO:
 `random_pruning`) is also run beside it at each value of the shared knob in
