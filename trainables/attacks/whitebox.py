@@ -27,9 +27,10 @@ with Adam projected onto the box [0, 1] after every step, to minimise
   (`none`, split 2) and - / .883 / .923 (split 3);
 - 800 steps by default, the fewest that reach within .02 SSIM of 4x as many at splits 2
   and 3 of the quickstart (`none`, 10k slice, seed 0; 200 / 400 / 600 / 800 / 1200 / 2400
-  steps gave .957 / .959 / .964 / .971 / .980 / .985 at split 2 and .920 / .940 / .948 /
-  .949 / .955 / .960 at split 3). 200 steps, the earlier default, fell .029 short at
-  split 3. 800 steps cost about 50 s a trial there on 2 threads, 4x the 200-step time;
+  / 3200 steps gave .957 / .959 / .964 / .971 / .980 / .985 / .986 at split 2 and .920 /
+  .940 / .948 / .949 / .955 / .960 / .960 at split 3). 200 steps, the earlier default, fell
+  .029 short at split 3. 800 steps cost 53-60 s a trial there on 2 threads, 4x the 200-step
+  time;
 - projection, not a sigmoid: Fashion-MNIST is mostly exact-zero background, which a
   sigmoid reaches only as its logit runs to minus infinity, where its gradient vanishes
   (an invertible linear client, 16 images, 400 steps: SSIM 0.79 through a sigmoid; the
