@@ -33,7 +33,7 @@ from analysis.runs import (
     save_parquet,
 )
 from trainables.schema import PARETO_TAG, tag_is
-from trainables.tracking import with_retries
+from trainables.tracking import tracking_client, with_retries
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,9 +64,7 @@ def resolve_objectives(args: argparse.Namespace, uri: str) -> tuple[Objective, .
 
 def log_to_mlflow(table: Any, front_ids: set[str], uri: str, files: Sequence[Path]) -> list[str]:
     """Artifacts to the parent runs of the table's trials; the pareto tag on exactly the front."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
+    client = tracking_client(uri)
     parents = sorted({p for p in table.column("parent_run_id").to_pylist() if p})
     for parent in parents:
         for path in files:

@@ -46,7 +46,7 @@ from trainables.schema import (
     TABLE_TRACKING_URI_KEY,
     tag_is,
 )
-from trainables.tracking import default_tracking_uri, search_all_runs
+from trainables.tracking import default_tracking_uri, search_all_runs, tracking_client
 
 RUN_COLUMNS = ("experiment", "run_id", "run_name", "parent_run_id", "launch", "method", "status", "start_time",
                "config_id", "replicate", "control")
@@ -65,8 +65,6 @@ def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
 
 
 def _client(tracking_uri: str | None):
-    from mlflow.tracking import MlflowClient
-
     uri = resolve_tracking_uri(tracking_uri)
     if uri.startswith("sqlite:"):
         # sqlite:///relative.db or sqlite:////absolute/path.db (SQLAlchemy); sqlite:// is in-memory.
@@ -77,7 +75,7 @@ def _client(tracking_uri: str | None):
                 "(python -m sweeps run SPEC.yaml), or point --tracking-uri / $MLFLOW_TRACKING_URI / "
                 "$PRIVSWEEP_HOME at the store the sweep wrote."
             )
-    return MlflowClient(uri), uri
+    return tracking_client(uri), uri
 
 
 def _experiment(client: Any, name: str, uri: str) -> Any:

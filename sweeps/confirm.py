@@ -36,15 +36,13 @@ from trainables.schema import (
     SCREENED_TAG,
     tag_is,
 )
-from trainables.tracking import configuration_id, search_all_runs, with_retries
+from trainables.tracking import configuration_id, search_all_runs, tracking_client, with_retries
 
 
 def finished_configurations(spec: SweepSpec, uri: str) -> tuple[dict[str, dict], int]:
     """{config id: {"assignment", "replicates" (done)}} of the experiment's finished
     trial runs, and the number of finished runs without a config id (from before replicates)."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
+    client = tracking_client(uri)
     experiment = with_retries(lambda: client.get_experiment_by_name(spec.experiment))
     if experiment is None:
         raise InputError(f"confirm: experiment {spec.experiment!r} has no runs in {uri}; run the sweep first "

@@ -12,8 +12,6 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager, suppress
 
-from mlflow.tracking import MlflowClient
-
 from sweeps.spec import SweepSpec
 from trainables.errors import InputError
 from trainables.schema import (
@@ -30,6 +28,7 @@ from trainables.tracking import (
     default_tracking_uri,
     flatten,
     search_all_runs,
+    tracking_client,
     with_retries,
 )
 
@@ -62,7 +61,7 @@ def _quick_http():
 
 def experiment_id(uri: str, name: str) -> str:
     """Get or create the sweep's experiment; a remote server that does not answer is an input error."""
-    client = MlflowClient(uri)
+    client = tracking_client(uri)
     try:
         with _quick_http():
             existing = with_retries(lambda: client.get_experiment_by_name(name))
@@ -100,7 +99,7 @@ def ui_url(port: int, experiment_id: str | None = None) -> str:
 
 
 def start_parent_run(uri: str, experiment: str, spec: SweepSpec, launch: str, kind: str, planned_runs: int) -> str:
-    client = MlflowClient(uri)
+    client = tracking_client(uri)
     tags = {
         ROLE_TAG: "sweep",
         KIND_TAG: kind,
@@ -120,18 +119,18 @@ def start_parent_run(uri: str, experiment: str, spec: SweepSpec, launch: str, ki
 
 
 def reopen_parent_run(uri: str, run_id: str) -> None:
-    with_retries(lambda: MlflowClient(uri).update_run(run_id, status="RUNNING"))
+    with_retries(lambda: tracking_client(uri).update_run(run_id, status="RUNNING"))
 
 
 def describe_parent_run(uri: str, run_id: str, markdown: str) -> None:
     """The parent run's description in the MLflow UI."""
-    with_retries(lambda: MlflowClient(uri).set_tag(run_id, NOTE_TAG, markdown))
+    with_retries(lambda: tracking_client(uri).set_tag(run_id, NOTE_TAG, markdown))
 
 
 def kill_unfinished_children(uri: str, experiment_id: str, parent_run_id: str) -> int:
     """End the parent's RUNNING child runs as KILLED (an interrupted launch stopped their
     trials); `--resume` reopens them. Returns how many there were."""
-    client = MlflowClient(uri)
+    client = tracking_client(uri)
     query = f"tags.`mlflow.parentRunId` = '{parent_run_id}' and attributes.status = 'RUNNING'"
     unfinished = search_all_runs(client, [experiment_id], query)
     for run in unfinished:
@@ -140,7 +139,7 @@ def kill_unfinished_children(uri: str, experiment_id: str, parent_run_id: str) -
 
 
 def end_parent_run(uri: str, run_id: str, status: str, metrics: dict[str, float]) -> None:
-    run = TrialRun(MlflowClient(uri), run_id)
+    run = TrialRun(tracking_client(uri), run_id)
     run.log(metrics)
     run.finish(status)
 
@@ -175,6 +174,7 @@ def open_ui(port: int) -> int:
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", default_tracking_uri(),
                "--default-artifact-root", default_artifact_root(), "--host", "127.0.0.1", "--port", str(port)]
     print(f"starting the MLflow UI on the store {default_tracking_uri()} ...", file=sys.stderr, flush=True)
+    tracking_client(default_tracking_uri())  # tables made under the lock, not by the server racing a launch
     server = subprocess.Popen(command, start_new_session=True)
     stopping: list[float] = []  # when a stop signal came
 

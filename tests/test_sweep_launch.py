@@ -20,6 +20,7 @@ from fixture_data import write_smoke_dataset
 from mlflow.tracking import MlflowClient
 
 from sweeps.spec import load_spec
+from trainables.tracking import tracking_client
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -65,7 +66,9 @@ def sweeps(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 
 def client(home: Path) -> MlflowClient:
-    return MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    """The store as a second privsweep command sees it: the tests poll it while a launch opens
+    it, which crashed one of them on MLflow's table creation before tracking_client's lock."""
+    return tracking_client(f"sqlite:///{home / 'mlflow.db'}")
 
 
 def runs(home: Path, experiment: str, role: str):

@@ -37,7 +37,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
-from mlflow.tracking import MlflowClient
 
 from trainables.config import AttackConfig
 from trainables.schema import (
@@ -50,7 +49,7 @@ from trainables.schema import (
     SCREENED_TAG,
     tag_is,
 )
-from trainables.tracking import search_all_runs
+from trainables.tracking import search_all_runs, tracking_client
 
 Objectives = Sequence[tuple[str, str]]  # (metric, "max" | "min")
 
@@ -77,7 +76,7 @@ def launch_front(tracking_uri: str, experiment_id: str, launch: str, objectives:
     """The objective points of the launch's fully attacked configurations: those with all
     `replicates` seeds finished (a mean of fewer may not survive the others), as their mean;
     runs without every objective finite, screened runs and failed ones left out."""
-    client = MlflowClient(tracking_uri)
+    client = tracking_client(tracking_uri)
     query = f"{tag_is(ROLE_TAG, 'trial')} and {tag_is(LAUNCH_TAG, launch)} and attributes.status = 'FINISHED'"
     by_configuration: dict[str, list[list[float]]] = {}
     for run in search_all_runs(client, [experiment_id], query):

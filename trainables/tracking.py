@@ -11,6 +11,7 @@ re-runs a configuration under more seeds.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from sqlalchemy.engine import make_url
 
 from trainables.schema import (
     CONFIG_ID_TAG,
@@ -50,6 +52,31 @@ def default_tracking_uri() -> str:
 
 def default_artifact_root() -> str:
     return (home() / "mlartifacts").as_uri()
+
+
+def tracking_client(tracking_uri: str) -> MlflowClient:
+    """An MlflowClient on the store; every privsweep process opens stores here.
+
+    The first open of a SQLite store without tables creates them (MLflow's alembic
+    migrations, a few seconds). Two processes doing that at once crash one of them
+    ("duplicate column name: step", "table ... already exists"): 3 rounds in 3 with two
+    processes opening a fresh store together (MLflow 3.17), and a CI run where a test polled
+    the store while the launcher opened it. So an open holds an exclusive lock on
+    `<db>.lock` beside the SQLite file; a later open in the same process is cached by MLflow
+    and holds it for microseconds. A server store migrates in its own process."""
+    path = _sqlite_path(tracking_uri)
+    if path is None or not path.parent.is_dir():  # in-memory, remote, or MLflow's own error
+        return MlflowClient(tracking_uri)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        return MlflowClient(tracking_uri)
+
+
+def _sqlite_path(tracking_uri: str) -> Path | None:
+    if not tracking_uri.startswith("sqlite:"):
+        return None
+    database = make_url(tracking_uri).database
+    return None if database in (None, "", ":memory:") else Path(database)
 
 
 def with_retries(call: Callable[[], T], attempts: int = 8) -> T:
@@ -121,7 +148,7 @@ def finished_twin(tracking_uri: str, experiment_id: str, launch: str, config_id:
     """A FINISHED run of the launch (before or after a resume) of the same configuration and
     seed: its results are what a new run of it would give (a seed fixes everything). Earlier
     launches do not count: the code may have changed since, and their numbers with it."""
-    client = MlflowClient(tracking_uri)
+    client = tracking_client(tracking_uri)
     query = (f"{tag_is(CONFIG_ID_TAG, config_id)} and params.`train.seed` = '{seed}' "
              f"and {tag_is(LAUNCH_TAG, launch)} and attributes.status = 'FINISHED'")
     found = with_retries(lambda: client.search_runs([experiment_id], query, max_results=1))
@@ -139,7 +166,7 @@ class TrialRun:
     @classmethod
     def find(cls, tracking_uri: str, experiment_id: str, trial_id: str, launch: str, replicate: int = 0) -> TrialRun | None:
         """The run of (trial, launch, replicate) if there is one (see `open`)."""
-        client = MlflowClient(tracking_uri)
+        client = tracking_client(tracking_uri)
         query = f"{tag_is(TRIAL_ID_TAG, trial_id)} and {tag_is(LAUNCH_TAG, launch)}"
         found = with_retries(lambda: client.search_runs([experiment_id], query, max_results=100))
         existing = [r for r in found if r.data.tags.get(REPLICATE_TAG, "0") == str(replicate)]
@@ -162,7 +189,7 @@ class TrialRun:
         """The run of (trial, launch, replicate), created with `tags` if it does not exist. A
         run that finished stays FINISHED (`final_metrics` then returns its results); replicate
         0 is also a run from before replicates (no replicate tag), so such a launch resumes."""
-        client = MlflowClient(tracking_uri)
+        client = tracking_client(tracking_uri)
         existing = cls.find(tracking_uri, experiment_id, trial_id, launch, replicate)
         if existing is not None:
             if existing.status != "FINISHED":
