@@ -33,6 +33,7 @@ from sweeps.search_space import Domain, SearchSpace
 from sweeps.spec import SweepSpec
 from trainables.config import CONDITIONAL_SEPARATOR
 from trainables.errors import InputError
+from trainables.tracking import sqlite_store_lock
 from trainables.tune_trainable import FINAL_KEY, SCREENED_KEY
 
 log = logging.getLogger(__name__)
@@ -181,8 +182,14 @@ class HonestOptunaSearch(OptunaSearch):
         return any(t.number == ot_trial.number for t in self._ot_study.get_trials(deepcopy=False, states=finished))
 
 
+def study_storage(storage_url: str) -> optuna.storages.RDBStorage:
+    """The studies' store, opened under a lock: two launches creating its tables at once crash one."""
+    with sqlite_store_lock(storage_url):
+        return optuna.storages.RDBStorage(storage_url)
+
+
 def build_searcher(spec: SweepSpec, space: SearchSpace, storage_url: str, study_name: str) -> HonestOptunaSearch:
-    storage = optuna.storages.RDBStorage(storage_url)
+    storage = study_storage(storage_url)
     return HonestOptunaSearch(
         space=DefineByRun(space),
         metric=[o.metric for o in spec.objectives],

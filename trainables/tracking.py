@@ -16,7 +16,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,27 +56,37 @@ def default_artifact_root() -> str:
 
 
 def tracking_client(tracking_uri: str) -> MlflowClient:
-    """An MlflowClient on the store; every privsweep process opens stores here.
-
-    The first open of a SQLite store without tables creates them (MLflow's alembic
-    migrations, a few seconds). Two processes doing that at once crash one of them
-    ("duplicate column name: step", "table ... already exists"): 3 rounds in 3 with two
-    processes opening a fresh store together (MLflow 3.17), and a CI run where a test polled
-    the store while the launcher opened it. So an open holds an exclusive lock on
-    `<db>.lock` beside the SQLite file; a later open in the same process is cached by MLflow
-    and holds it for microseconds. A server store migrates in its own process."""
-    path = _sqlite_path(tracking_uri)
-    if path is None or not path.parent.is_dir():  # in-memory, remote, or MLflow's own error
+    """An MlflowClient on the store; every privsweep process opens stores here, under
+    `sqlite_store_lock` (a later open in the same process is cached by MLflow and holds the
+    lock for microseconds). A server store migrates in its own process."""
+    with sqlite_store_lock(tracking_uri):
         return MlflowClient(tracking_uri)
+
+
+@contextmanager
+def sqlite_store_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock on `<db>.lock` beside a SQLite store, held while a process opens it.
+
+    The first open of a SQLite store without tables creates them (MLflow's and Optuna's
+    alembic migrations). Two processes doing that at once crash one of them: MLflow 3.17
+    with "duplicate column name: step" or "table ... already exists", 3 rounds in 3 with two
+    processes opening a fresh store together, and in a CI run where a test polled the store
+    while the launcher opened it; Optuna 4 with "UNIQUE constraint failed:
+    alembic_version.version_num", 1 round in 3 (two launches on a fresh home). Not SQLite,
+    or a folder that does not exist (the store's own error says so): no lock."""
+    path = _sqlite_path(uri)
+    if path is None or not path.parent.is_dir():
+        yield
+        return
     with open(path.with_name(path.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        return MlflowClient(tracking_uri)
+        yield
 
 
-def _sqlite_path(tracking_uri: str) -> Path | None:
-    if not tracking_uri.startswith("sqlite:"):
+def _sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:"):
         return None
-    database = make_url(tracking_uri).database
+    database = make_url(uri).database
     return None if database in (None, "", ":memory:") else Path(database)
 
 
