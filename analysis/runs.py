@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -46,7 +45,7 @@ from trainables.schema import (
     TABLE_TRACKING_URI_KEY,
     tag_is,
 )
-from trainables.tracking import default_tracking_uri, search_all_runs, tracking_client
+from trainables.tracking import default_tracking_uri, search_all_runs, sqlite_path, tracking_client
 
 RUN_COLUMNS = ("experiment", "run_id", "run_name", "parent_run_id", "launch", "method", "status", "start_time",
                "config_id", "replicate", "control")
@@ -66,15 +65,13 @@ def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
 
 def _client(tracking_uri: str | None):
     uri = resolve_tracking_uri(tracking_uri)
-    if uri.startswith("sqlite:"):
-        # sqlite:///relative.db or sqlite:////absolute/path.db (SQLAlchemy); sqlite:// is in-memory.
-        path = unquote(uri[len("sqlite:///"):].split("?")[0]) if uri.startswith("sqlite:///") else ""
-        if path and path != ":memory:" and not Path(path).exists():
-            raise AnalysisInputError(
-                f"There is no MLflow store at {path} (tracking URI {uri}). Run a sweep first "
-                "(python -m sweeps run SPEC.yaml), or point --tracking-uri / $MLFLOW_TRACKING_URI / "
-                "$PRIVSWEEP_HOME at the store the sweep wrote."
-            )
+    path = sqlite_path(uri)
+    if path is not None and not path.exists():
+        raise AnalysisInputError(
+            f"There is no MLflow store at {path} (tracking URI {uri}). Run a sweep first "
+            "(python -m sweeps run SPEC.yaml), or point --tracking-uri / $MLFLOW_TRACKING_URI / "
+            "$PRIVSWEEP_HOME at the store the sweep wrote."
+        )
     return tracking_client(uri), uri
 
 

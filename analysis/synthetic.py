@@ -107,12 +107,14 @@ def write_synthetic_sweep(
     import yaml
     from matplotlib import image
     from mlflow.entities import Metric, Param, RunTag
-    from mlflow.tracking import MlflowClient
 
-    if artifact_location is None and tracking_uri.startswith("sqlite:///"):
+    from trainables.tracking import sqlite_path, tracking_client
+
+    store = sqlite_path(tracking_uri)
+    if artifact_location is None and store is not None:
         # like the launcher: mlartifacts/ beside mlflow.db (MLflow's default would be ./mlruns in the cwd)
-        artifact_location = (Path(tracking_uri[len("sqlite:///"):]).resolve().parent / "mlartifacts" / experiment).as_uri()
-    client = MlflowClient(tracking_uri)
+        artifact_location = (store.resolve().parent / "mlartifacts" / experiment).as_uri()
+    client = tracking_client(tracking_uri)
     experiment_id = client.create_experiment(experiment, artifact_location=artifact_location)
     objectives = parse_objectives(objectives) if objectives is not None else DEFAULT_OBJECTIVES
     objectives_tag = json.dumps([{"metric": o.metric, "mode": o.mode} for o in objectives])

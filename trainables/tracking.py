@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from trainables.schema import (
     CONFIG_ID_TAG,
@@ -74,7 +75,7 @@ def sqlite_store_lock(uri: str) -> Iterator[None]:
     while the launcher opened it; Optuna 4 with "UNIQUE constraint failed:
     alembic_version.version_num", 1 round in 3 (two launches on a fresh home). Not SQLite,
     or a folder that does not exist (the store's own error says so): no lock."""
-    path = _sqlite_path(uri)
+    path = sqlite_path(uri)
     if path is None or not path.parent.is_dir():
         yield
         return
@@ -83,10 +84,16 @@ def sqlite_store_lock(uri: str) -> Iterator[None]:
         yield
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
+    """The file of a SQLite store's URI (sqlite:///relative.db, sqlite:////absolute.db, with
+    its %-escapes and ?query read as SQLAlchemy reads them); None for in-memory, any other
+    scheme, or a URI SQLAlchemy cannot parse (the store's own error then says so)."""
     if not uri.startswith("sqlite:"):
         return None
-    database = make_url(uri).database
+    try:
+        database = make_url(uri).database
+    except ArgumentError:
+        return None
     return None if database in (None, "", ":memory:") else Path(database)
 
 
