@@ -33,7 +33,7 @@ class SearchConfig(Strict):
     num_samples: int = Field(16, ge=1, description="trials (sampled configurations) of a launch; a grid runs at most its size")
     max_concurrent: int = Field(2, ge=1, description="trials running at once")
     seed: int = Field(0, description="the sampler's seed")
-    max_failures: int = Field(0, ge=0, description="retries of a failed trial from its last checkpoint")
+    max_failures: int = Field(0, ge=0, description="retries of a failed trial from its last finished epoch")
     replicates: int = Field(
         1, ge=1,
         description="seeds each sampled configuration runs (train.seed + 0..k-1, one MLflow child run each, "

@@ -126,6 +126,10 @@ def test_resume_after_sigkill_finishes_every_trial_once(home, tmp_path):
     same_study = study(home, record["study"])
     states = [t.state for t in same_study.trials]
     assert states.count(optuna.trial.TrialState.COMPLETE) == 6
+    # No Tune checkpoint, so no snapshot can name one that was deleted (trainables.tune_trainable):
+    # the trials' own state files carried the resume.
+    assert not list((home / "ray_results").rglob("checkpoint_*"))
+    assert list((home / "ray_results").rglob("trial_state/*.pt"))
 
 
 def test_sigterm_ends_unfinished_runs_killed_and_resume_reopens_them(home, tmp_path):

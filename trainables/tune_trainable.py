@@ -6,11 +6,11 @@ same Tune trial; the final report to Tune, and so to the searcher, is the replic
 every final metric (`privsweep/replicates` = k). `sweeps confirm` runs the replicates a
 finished configuration still lacks through `run_confirm_trial`.
 
-Per replicate and epoch it logs the epoch metrics to MLflow, checkpoints the whole trial
-state and reports to Tune; at the end of a replicate it runs the attack suite and logs final
+Per replicate and epoch it saves the whole trial state, logs the epoch metrics to MLflow
+and reports to Tune; at the end of a replicate it runs the attack suite and logs final
 metrics and artifacts; after the last replicate it reports their mean with
 `privsweep/final = 1`. Every report carries every objective (NaN until the final one), so
-no trial can break the searcher by omitting a key. A replicate restarted from a checkpoint
+no trial can break the searcher by omitting a key. A replicate restarted from its saved state
 continues from its last epoch in the same MLflow run; one restarted after it had already
 finished contributes its logged results instead of re-running. A configuration and seed
 that already finished in this launch (before or after a resume) is not trained again: the
@@ -22,12 +22,19 @@ so they always run.
 Each epoch's state is first written (atomically) to the launch's
 `trial_state/<trial id>[-r<replicate>].pt`
 (a path that, unlike Tune's per-session trial folder, survives a resume), then logged,
-then reported: a driver killed between those steps loses no epoch, because Tune's
-checkpoint is only registered in its next experiment snapshot while this file is already
-on disk. A restart resumes from whichever of the two is further along and logs to MLflow
-any finished epoch the run lacks, so every epoch is trained once and logged once. (On a
-multi-node cluster without a shared filesystem the file stays on the worker that wrote it;
-a resume elsewhere falls back to Tune's checkpoint.)
+then reported: a driver killed between those steps loses no epoch. A restart resumes from
+that file and logs to MLflow any finished epoch the run lacks, so every epoch is trained
+once and logged once. The file lives in the launch folder, under Tune's storage path, which
+a multi-node cluster must share anyway (Ray >= 2.7 refuses multi-node checkpoints on a
+local path).
+
+No Tune checkpoint is reported. With one per epoch (`num_to_keep=1`), a driver killed
+within a second of a trial's new checkpoint left an experiment snapshot naming the
+checkpoint that the new one had deleted, and the resumed trial died in Tune's restore
+("Could not recover from checkpoint as it does not exist on storage anymore", before this
+code runs) and was told FAIL, though its state file and its run were intact: once in 5
+runs of the SIGKILL-resume test here. Without a checkpoint, Tune restarts the trial and this
+file carries it on.
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ from trainables.screening import (
     screening_budget,
 )
 from trainables.tracking import TrialRun, configuration_id, finished_twin, flatten, run_name
-from trainables.trial import Trial, load_checkpoint
+from trainables.trial import Trial
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +92,12 @@ class SweepContext:
     screen: float | None = None  # `search.screen`: the screening attack's fraction of the budget; None = off
 
 
-def _report(metrics: dict[str, float], objectives: tuple[str, ...], final: bool, checkpoint_dir: str | None = None,
-            screened: bool = False) -> None:
+def _report(metrics: dict[str, float], objectives: tuple[str, ...], final: bool, screened: bool = False) -> None:
     payload = {key: metrics.get(key, math.nan) for key in objectives}
     payload.update(metrics)
     payload[FINAL_KEY] = 1.0 if final else 0.0
     payload[SCREENED_KEY] = 1.0 if screened else 0.0
-    checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-    tune.report(payload, checkpoint=checkpoint)
+    tune.report(payload)
 
 
 def save_atomically(trial: Trial, path: Path) -> None:
@@ -100,20 +105,6 @@ def save_atomically(trial: Trial, path: Path) -> None:
     partial = path.with_suffix(".partial")
     trial.save(partial)
     os.replace(partial, path)
-
-
-def restore_latest(trial: Trial, durable: Path, checkpoint: tune.Checkpoint | None, filename: str) -> None:
-    """Restore the further along of the trial's own file and Tune's checkpoint (if it holds
-    this replicate's state)."""
-    candidates = []
-    if durable.exists():
-        candidates.append(load_checkpoint(durable, trial.device))
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            if (Path(folder) / filename).exists():
-                candidates.append(load_checkpoint(Path(folder) / filename, trial.device))
-    if candidates:
-        trial.load_state_dict(max(candidates, key=lambda state: state["epoch"]))
 
 
 def replicate_config(config: TrialConfig, replicate: int) -> TrialConfig:
@@ -210,8 +201,8 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
         run.log(tags={DEVICE_TAG: device_description(trial.device)})
         suffix = f"-r{replicate}" if replicate else ""  # replicate 0: the names of a launch from before replicates
         durable = Path(context.state_dir) / f"{trial_id}{suffix}.pt"
-        checkpoint_file = f"trial{suffix}.pt"
-        restore_latest(trial, durable, tune.get_checkpoint(), checkpoint_file)
+        if durable.exists():
+            trial.restore(durable)
         logged = run.logged_steps(TRAIN_KEY)
         for epoch, metrics in enumerate(trial.history, start=1):
             if epoch not in logged:
@@ -220,9 +211,7 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             save_atomically(trial, durable)
             run.log(metrics, step=epoch)
-            with tempfile.TemporaryDirectory() as folder:
-                trial.save(Path(folder) / checkpoint_file)
-                _report({**metrics, "epoch": epoch, "replicate": replicate}, context.objectives, final=False, checkpoint_dir=folder)
+            _report({**metrics, "epoch": epoch, "replicate": replicate}, context.objectives, final=False)
 
         trial.train(on_epoch)
         if context.screen is not None and replicate == 0:  # only a configuration's first seed is screened
