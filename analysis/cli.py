@@ -1,4 +1,5 @@
 """`python -m analysis pareto --experiment NAME [--tracking-uri URI] [--out DIR] [--objectives ...]`
+`python -m analysis curves --run RUN_ID [--tracking-uri URI] [--out DIR]`
 
 Writes front.parquet, front.csv, pareto.png, hypervolume.png, summary.md (and gallery.png when the runs have
 reconstructions, pareto.html with --html) to --out, prints the summary, logs pareto.png,
@@ -6,6 +7,10 @@ front.csv and summary.md to the sweep's parent run(s) and tags the combined fron
 runs `privsweep.pareto=true` (removing the tag from the other trials it read). Seed
 replicates of one configuration are one point, their mean (`analysis.replicates`), and every
 replicate run of a front configuration gets the tag.
+
+`curves` writes `curves-<run id>.png` to --out (default out/curves): a trial's defense
+training curves, validation utility and proxy scores beside the training losses, its phases
+shaded and the epoch where training stopped marked converged or cap (`analysis.curves`).
 Exit codes: 0 ok, 2 bad input (one-paragraph message, no traceback), 1 anything else.
 """
 
@@ -53,7 +58,30 @@ def build_parser() -> argparse.ArgumentParser:
     pareto.add_argument("--launch", metavar="ID", help="only this launch's trials (default: every launch)")
     pareto.add_argument("--html", action="store_true", help="also write an interactive pareto.html (needs plotly)")
     pareto.add_argument("--no-mlflow", action="store_true", help="do not log to the parent run or tag the front's runs")
+    curves = commands.add_parser("curves", help="a trial's defense training curves, its convergence epoch marked")
+    curves.add_argument("--run", required=True, metavar="RUN_ID", help="the trial's MLflow run id")
+    curves.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: as for pareto)")
+    curves.add_argument("--out", metavar="DIR", default="out/curves", help="output folder (default: out/curves)")
     return parser
+
+
+def curves_command(args: argparse.Namespace) -> int:
+    from analysis.curves import plot_defense_curves, run_series
+    from trainables.methods import METHODS
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    series, info = run_series(uri, args.run)
+    cls = METHODS.get(info["method"])
+    converged = info["metrics"].get("train/converged")
+    epochs = info["metrics"].get("train/epochs_run")
+    stop = "" if converged is None else f", {epochs:.0f} epochs, {'converged' if converged == 1 else 'stopped at the cap'}"
+    figure = plot_defense_curves(series, f"{info['name']}{stop}", cls.phases if cls else (), converged)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"curves-{args.run}.png"
+    figure.savefig(path, dpi=130)
+    print(f"Wrote {path}")
+    return 0
 
 
 def resolve_objectives(args: argparse.Namespace, uri: str) -> tuple[Objective, ...]:
@@ -144,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "pareto":
             return pareto_command(args)
+        if args.command == "curves":
+            return curves_command(args)
     except AnalysisInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

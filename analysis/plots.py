@@ -4,7 +4,8 @@
 every trial a faint point coloured by method, each method's front a thin staircase, the
 combined front bold, the no-defense trials starred, the ideal corner marked. Attack
 strength is drawn too: a red cross on a trial whose strongest attacker hit its epoch cap
-(its privacy number is a lower bound), a hollow marker joined to a front point where the
+(its privacy number is a lower bound), an orange square round a trial whose defense hit its
+epoch cap before it converged (`train/converged` = 0: undertrained), a hollow marker joined to a front point where the
 method's own adversary reported a different number (proxy beside fresh), and the leakage
 floor (what perfect utility forces) as a dashed line. Each trial's 95 % test-set bootstrap
 interval is drawn on both axes where the runs logged one (bold on the combined front), and
@@ -45,7 +46,7 @@ from analysis.pareto import (
     resolve_reference,
 )
 from analysis.runs import table_experiments
-from analysis.strength import FLOOR, PROXY_OF, column, unconverged
+from analysis.strength import FLOOR, PROXY_OF, column, defense_unconverged, unconverged
 
 BASELINE = "none"
 BASELINE_COLOUR = "#3a3a3a"
@@ -161,8 +162,15 @@ def _front_labels(ax: Any, table: pa.Table, xs: np.ndarray, ys: np.ndarray, fron
 
 def _attack_strength(ax: Any, table: pa.Table, x_obj: Objective, xs: np.ndarray, ys: np.ndarray, valid: np.ndarray,
                      front: np.ndarray, colours: list[str]) -> list[Line2D]:
-    """Red crosses on unconverged trials; each front point's own-adversary (proxy) value."""
+    """Red crosses on trials whose strongest attacker hit its cap, orange squares round those
+    whose defense hit its cap; each front point's own-adversary (proxy) value."""
     handles = []
+    undertrained = defense_unconverged(table) & valid
+    if undertrained.any():
+        ax.scatter(xs[undertrained], ys[undertrained], s=110, marker="s", facecolors="none", edgecolors="#e07b00",
+                   linewidths=1.6, zorder=9)
+        handles.append(Line2D([], [], linestyle="none", marker="s", markerfacecolor="none", color="#e07b00", markersize=9,
+                              label=f"defense hit its epoch cap: undertrained ({int(undertrained.sum())})"))
     capped = unconverged(table, x_obj.metric) & valid
     if capped.any():
         ax.scatter(xs[capped], ys[capped], s=70, marker="x", color="#d01010", linewidths=1.6, zorder=9)

@@ -28,7 +28,16 @@ from analysis.pareto import (
     resolve_reference,
 )
 from analysis.runs import LaunchProgress, table_experiments
-from analysis.strength import FLOOR, LEAK, PROXY_OF, above_floor, column, unconverged
+from analysis.strength import (
+    DEFENSE_CONVERGED,
+    FLOOR,
+    LEAK,
+    PROXY_OF,
+    above_floor,
+    column,
+    defense_unconverged,
+    unconverged,
+)
 
 
 def delta_values(table: pa.Table) -> np.ndarray | None:
@@ -202,6 +211,8 @@ def _strength_columns(table: pa.Table, objectives) -> list[tuple[str, list[str]]
         flags |= unconverged(table, metric)
     if any(name.startswith("attack/converged/") for name in table.column_names):
         extras.append(("attackers", ["cap hit: lower bound" if flag else "converged" for flag in flags]))
+    if DEFENSE_CONVERGED in table.column_names:
+        extras.append(("defense", ["cap hit: undertrained" if flag else "converged" for flag in defense_unconverged(table)]))
     return extras
 
 
@@ -214,6 +225,13 @@ def _strength_notes(table: pa.Table, objectives, combined: np.ndarray, extras) -
         if capped:
             notes.append(f"- {len(capped)} front point(s) have a strongest attacker that hit `attacks.epochs` before it "
                          "converged: their privacy numbers are lower bounds on the leakage (raise `attacks.epochs`).")
+    if "defense" in names:
+        cells = dict(extras)["defense"]
+        capped = [i for i in np.flatnonzero(combined) if cells[i] != "converged"]
+        if capped:
+            notes.append(f"- {len(capped)} front point(s) come from a defense that hit `train.epochs` before it converged: "
+                         "an undertrained defense, whose place on the front says nothing yet about the method (raise "
+                         "`train.epochs`).")
     if any("own adversary" in name for name in names):
         notes.append("- `(own adversary)`: the method's training-time adversary, frozen, on the same test split. Far below "
                      "the fresh attackers' number means the defense fools only its own adversary.")

@@ -8,6 +8,10 @@ leakage above the floor that perfect utility forces.
   it): that privacy number is a lower bound on the
   leakage. The white-box attacker trains nothing and never counts as unconverged; a table
   without convergence columns (runs from before the metric existed) is all False.
+- `defense_unconverged(table)`: True where the defense's training stopped at its epoch cap
+  (`train/converged` = 0; in a table of seed means, below 1) instead of by the convergence
+  rule (`trainables/convergence.py`): its privacy and utility are those of an undertrained
+  defense, neither a bound nor a verdict. Runs without the metric are all False.
 - `PROXY_OF`: the proxy key that sits beside each fresh privacy metric.
 """
 
@@ -17,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 LEAK, SSIM, FLOOR = "privacy/leak_acc", "recon/ssim", "privacy/leak_floor"
+DEFENSE_CONVERGED = "train/converged"
 PROXY_OF = {LEAK: "privacy/proxy_leak_acc", SSIM: "recon/proxy_ssim"}
 ATTACKER_FAMILY = {LEAK: "leak", SSIM: "recon"}
 
@@ -44,6 +49,10 @@ def unconverged(table: pa.Table, metric: str) -> np.ndarray:
         sets_it = column(table, name) == aggregate
         flags |= sets_it & (converged < 1)  # a seed mean below 1: some seed hit the cap
     return flags
+
+
+def defense_unconverged(table: pa.Table) -> np.ndarray:
+    return column(table, DEFENSE_CONVERGED) < 1
 
 
 def above_floor(table: pa.Table) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Every method at two settings of its main knob against `none`, on Fashion-MNIST.
 
     python benchmarks/methods_table.py [--methods disco maxent ...] [--seeds 0 1 2]
-                                       [--full] [--epochs 2] [--set attacks.epochs=5]
+                                       [--full] [--epochs CAP] [--set attacks.epochs=5]
                                        [--workers 2] [--stored-only]
 
 Each cell is one trial of sweeps/quickstart.yaml (task `coarse`, private `class`, small_cnn
@@ -18,10 +18,12 @@ weaker's), "inverted" (wholly above) or "tied" (they overlap). Rows are also str
 JSON lines on stderr. Every finished trial is kept in `--results`
 (`benchmarks/results/methods_table.jsonl`, `stored_trials`): a run stopped part-way resumes
 where it stopped, `--workers 2` runs two trials at once (one core each), and `--stored-only`
-prints the table of what is stored ("not run" cells). The committed store is the run at the
-demo slice with the white-box attacker at 200 steps (the default then; 800 now, see
-`trainables.attacks.whitebox`), so it prints with `--stored-only --set
-dataset.train_size=2500 --set dataset.test_size=1000 --set attacks.whitebox.steps=200`.
+prints the table of what is stored ("not run" cells), `--curves DIR` also plots each stored
+trial's defense curves. Every defense trains to convergence (the spec's `train` section:
+`trainables/convergence.py`), `none` under the same rule; the table shows its epochs and
+whether it converged. The store also keeps the earlier runs of 2-epoch defenses (code
+fingerprints 925e2d761046d1ca and 2bcf31856078e31f), left aside by this code: check out
+c4315c9 to print them.
 
 Same-budget controls: a method that declares a `control` (`Method.control`; DISCO:
 `random_pruning`) is also run beside it at each value of the shared knob in
@@ -61,6 +63,7 @@ COLUMNS = (
 )
 CONVERGED = "attack/converged/"
 AT_CAP = "at cap"
+DEFENSE_CONVERGED = "defense converged"  # seeds whose defense stopped by the convergence rule, not at train.epochs
 LEAK = "privacy/leak_acc"
 
 # method -> (knob, weaker params, stronger params): "stronger" = more privacy by the paper.
@@ -100,7 +103,7 @@ def run(method: str, params: dict, seed: int, args: argparse.Namespace, split: s
         f"method={method}",
         "search_space=null",
         f"params={json.dumps(params)}",
-        f"train.epochs={args.epochs}",
+        *([f"train.epochs={args.epochs}"] if args.epochs is not None else []),
         f"train.seed={seed}",
         f"model.split={split}",
         *args.set,
@@ -111,14 +114,31 @@ def run(method: str, params: dict, seed: int, args: argparse.Namespace, split: s
     if metrics is None:
         args.wanted.append(overrides)
         return None
+    if getattr(args, "curves", None):
+        write_curves(args, overrides, f"{method}-{'-'.join(f'{k}{v}' for k, v in params.items())}-split{split}-seed{seed}", metrics)
     metrics = dict(metrics)
     capped = sorted(k.removeprefix(CONVERGED) for k, v in metrics.items() if k.startswith(CONVERGED) and v != 1)
     metrics["attackers converged"] = float(not capped)
     metrics[AT_CAP] = capped
-    shown = [*COLUMNS, "attackers converged", AT_CAP, *(c + end for c in COLUMNS for end in (":ci95_lo", ":ci95_hi"))]
+    metrics[DEFENSE_CONVERGED] = metrics.get("train/converged", math.nan)
+    shown = [*COLUMNS, "train/epochs_run", DEFENSE_CONVERGED, "attackers converged", AT_CAP, *(c + end for c in COLUMNS for end in (":ci95_lo", ":ci95_hi"))]
     row = {"method": method, "split": split, "seed": seed, **params, **{c: metrics.get(c, math.nan) for c in shown}}
     print(json.dumps(row), file=sys.stderr, flush=True)
     return metrics
+
+
+def write_curves(args: argparse.Namespace, overrides: list[str], name: str, metrics: dict[str, float]) -> None:
+    """The stored trial's defense curves as `<args.curves>/<name>.png` (none for a trial stored without them)."""
+    from analysis.curves import epoch_series, plot_defense_curves
+
+    history = args.store.curves.get(args.store.key(overrides))
+    if not history:
+        return
+    converged = metrics.get("train/converged")
+    title = f"{name}: {len(history)} epochs, {'converged' if converged == 1 else 'stopped at the cap'}"
+    figure = plot_defense_curves(epoch_series(history), title, method_class(overrides[0].removeprefix("method=")).phases, converged)
+    args.curves.mkdir(parents=True, exist_ok=True)
+    figure.savefig(args.curves / f"{name}.png", dpi=110)
 
 
 def run_seeds(method: str, params: dict, args: argparse.Namespace, split: str = "2") -> Cell:
@@ -141,11 +161,11 @@ def summary(cell: Cell, column: str) -> str:
     values = [m.get(column, math.nan) for m in cell]
     if any(isinstance(v, float) and math.isnan(v) for v in values):
         return "–"
-    if column == "attackers converged":
+    if column in ("attackers converged", DEFENSE_CONVERGED):
         return f"{sum(values):.0f}/{len(values)}"
     if column == AT_CAP:  # which attackers hit attacks.epochs in some seed: their numbers are lower bounds
         return ", ".join(sorted({name for names in values for name in names})) or "none"
-    if column.startswith(("client/", "time/")):
+    if column.startswith(("client/", "time/", "train/")):
         return f"{statistics.fmean(values):.4g}"
     mean, low, high = interval(cell, column)
     return f"{mean:.4f} [{low:.4f}, {high:.4f}]" if math.isfinite(low) else f"{mean:.4f}"
@@ -173,7 +193,7 @@ def lower_of(method: str, cell: Cell, control: str, control_cell: Cell, column: 
 def control_table(methods: list[str], args: argparse.Namespace) -> None:
     """Each method beside its same-budget control at every value of the shared knob."""
     print(f"\nsame-budget controls; seeds {args.seeds}; mean [95 % interval of the mean]\n")
-    print("| R | method | " + " | ".join((*CONTROL_COLUMNS, "attackers converged", AT_CAP)) + " | leakage | SSIM |")
+    print("| R | method | " + " | ".join((*CONTROL_COLUMNS, "train/epochs_run", DEFENSE_CONVERGED, "attackers converged", AT_CAP)) + " | leakage | SSIM |")
     print("|---|---|" + "---|" * (len(CONTROL_COLUMNS) + 4))
     for method in methods:
         control = method_class(method).control
@@ -184,7 +204,7 @@ def control_table(methods: list[str], args: argparse.Namespace) -> None:
             verdicts = [lower_of(method, cell, control.method, control_cell, c) for c in (LEAK, "recon/ssim")]
             for name, params, seeds in ((method, own, cell), (control.method, {}, control_cell)):
                 shown = ", ".join(f"{k}={v}" for k, v in params.items())
-                cells = [summary(seeds, c) for c in (*CONTROL_COLUMNS, "attackers converged", AT_CAP)]
+                cells = [summary(seeds, c) for c in (*CONTROL_COLUMNS, "train/epochs_run", DEFENSE_CONVERGED, "attackers converged", AT_CAP)]
                 tail = " | ".join(verdicts) if name == method else " | "
                 label = f"{name}{' (' + shown + ')' if shown else ''}{seeds_note(seeds, args)}"
                 print(f"| {value} | {label} | " + " | ".join(cells) + f" | {tail} |", flush=True)
@@ -202,7 +222,7 @@ def seeds_note(cell: Cell, args: argparse.Namespace) -> str:
 
 
 def print_row(method: str, setting: str, cell: Cell, args: argparse.Namespace, leakage_verdict: str = "") -> None:
-    cells = [summary(cell, c) for c in (*COLUMNS, "attackers converged", AT_CAP)]
+    cells = [summary(cell, c) for c in (*COLUMNS, "train/epochs_run", DEFENSE_CONVERGED, "attackers converged", AT_CAP)]
     print(f"| {method} | {setting}{seeds_note(cell, args)} | " + " | ".join(cells) + f" | {leakage_verdict} |", flush=True)
 
 
@@ -216,7 +236,7 @@ def tables(args: argparse.Namespace) -> None:
     baseline_splits = sorted(set(splits.values()), reverse=True) if args.baseline else []
     baselines = {split: run_seeds("none", {}, args, split) for split in baseline_splits}
     print(f"\nseeds {args.seeds}; mean [95 % interval of the mean]\n")
-    print("| method | setting | " + " | ".join((*COLUMNS, "attackers converged", AT_CAP)) + " | leakage verdict |")
+    print("| method | setting | " + " | ".join((*COLUMNS, "train/epochs_run", DEFENSE_CONVERGED, "attackers converged", AT_CAP)) + " | leakage verdict |")
     print("|---|---|" + "---|" * (len(COLUMNS) + 3))
     for split, cell in baselines.items():
         print_row("none", f"split {split}", cell, args)
@@ -258,11 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", choices=sorted(SETTINGS), default=sorted(SETTINGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=None, help="cap on defense epochs per phase; default: the spec's")
     parser.add_argument("--full", action="store_true", help="full train/test splits instead of the 10k/2k slice")
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True, help="run `none` too")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra spec override, e.g. attacks.epochs=5")
     parser.add_argument("--controls-only", action="store_true", help="only the same-budget control table")
+    parser.add_argument("--curves", type=Path, metavar="DIR",
+                        help="also write each stored trial's defense training curves there (analysis.curves), one PNG a trial")
     stored_trials.add_arguments(parser, "methods_table")
     args = parser.parse_args(argv)
     args.store = stored_trials.open_store(args, SPEC)

@@ -2,7 +2,7 @@
 strongest fresh attacker?
 
     python benchmarks/pp_defenders.py [--defenders 1 2 3] [--lambda 10] [--seeds 0 1 2]
-                                      [--epochs 2] [--set KEY=VALUE ...]
+                                      [--epochs CAP] [--set KEY=VALUE ...]
 
 Each cell is a trial of sweeps/quickstart.yaml (Fashion-MNIST coarse / class, small_cnn
 split 2, its 10k/2k slice) with `privacy_partitioning` at one lambda and D defenders (the
@@ -37,7 +37,7 @@ def main() -> int:
     parser.add_argument("--defenders", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--lambda", dest="lambda_", type=float, default=10.0)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=None, help="cap on defense epochs per phase; default: the spec's")
     parser.add_argument("--full", action="store_true", help="full train/test splits instead of the 10k/2k slice")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra spec override")
     stored_trials.add_arguments(parser, "pp_defenders")
@@ -49,7 +49,7 @@ def main() -> int:
 
 def table(args: argparse.Namespace) -> None:
     cells = {d: run_seeds("privacy_partitioning", {"lambda": args.lambda_, "defenders": d}, args) for d in args.defenders}
-    print(f"\nprivacy_partitioning lambda={args.lambda_}, {args.epochs} epochs; seeds {args.seeds}; mean [95 % interval of the mean]\n")
+    print(f"\nprivacy_partitioning lambda={args.lambda_}, defense cap {args.epochs or 'of the spec'}; seeds {args.seeds}; mean [95 % interval of the mean]\n")
     print("| defenders | " + " | ".join(COLUMNS) + " | SSIM vs one fewer |")
     print("|---|" + "---|" * (len(COLUMNS) + 1))
     previous = None

@@ -38,6 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 Outcome = tuple[list[str], dict[str, float] | None, str | None]
+CURVES = "curves"  # in a run's result: the trial's per-epoch history, stored beside its metrics
 LAUNCHER_SIDE = frozenset({"tracking.py", "tune_trainable.py", "screening.py", "artifacts.py", "errors.py"})
 
 
@@ -72,6 +73,7 @@ class StoredTrials:
     def __init__(self, path: Path, spec: Path, fingerprint: str):
         self.path, self.spec, self.fingerprint = path, spec, fingerprint
         self.trials: dict[str, dict[str, float]] = {}
+        self.curves: dict[str, list[dict[str, float]]] = {}  # key -> the trial's per-epoch train/* and val/* metrics
         self.left_aside = 0  # stored trials of other code
         if path.exists():
             for line in path.read_text().splitlines():
@@ -81,6 +83,8 @@ class StoredTrials:
                     continue  # the tail of a run killed mid-write
                 if record.get("code") == fingerprint:
                     self.trials[record["key"]] = record["metrics"]
+                    if "curves" in record:
+                        self.curves[record["key"]] = record["curves"]
                 else:
                     self.left_aside += 1
 
@@ -98,11 +102,19 @@ class StoredTrials:
         return self.trials.get(self.key(overrides))
 
     def put(self, overrides: list[str], metrics: dict[str, float], key: str | None = None) -> None:
-        """Store a finished trial (`key`: its key taken before it ran; default: now)."""
+        """Store a finished trial (`key`: its key taken before it ran; default: now); its
+        per-epoch curves, when `metrics` holds them under CURVES, beside its metrics."""
         key = key or self.key(overrides)
+        metrics = dict(metrics)
+        curves = metrics.pop(CURVES, None)
         self.trials[key] = metrics
+        if curves is not None:
+            self.curves[key] = curves
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        record = json.dumps({"key": key, "code": self.fingerprint, "overrides": overrides, "metrics": metrics}) + "\n"
+        stored = {"key": key, "code": self.fingerprint, "overrides": overrides, "metrics": metrics}
+        if curves is not None:
+            stored["curves"] = curves
+        record = json.dumps(stored) + "\n"
         with self.path.open("a+b") as file:
             if file.tell() > 0:  # a line cut short by a kill must not swallow this one
                 file.seek(-1, os.SEEK_END)
@@ -117,12 +129,13 @@ class StoredTrials:
 
 
 def run_trial(spec: Path, overrides: list[str]) -> dict[str, float]:
-    """One trial's final metrics."""
+    """One trial's final metrics, with its per-epoch defense curves under CURVES."""
     from sweeps.spec import load_spec
     from trainables.trial import Trial
 
-    metrics, _ = Trial(load_spec(spec, overrides).trial_config()).run()
-    return metrics
+    trial = Trial(load_spec(spec, overrides).trial_config())
+    metrics, _ = trial.run()
+    return {**metrics, CURVES: trial.history}
 
 
 def one_thread() -> None:

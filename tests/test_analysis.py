@@ -451,7 +451,8 @@ def test_module_entry_point_bad_input(store, tmp_path):
 def strength_table() -> pa.Table:
     """Three trials: `a` converged, `b`'s strongest leakage attacker (mlp) hit the cap while
     its unconverged server_arch attacker is weaker (so `c`, whose weaker attacker is the
-    unconverged one, is not flagged), and a proxy number for `a` and `b` only."""
+    unconverged one, is not flagged), a proxy number for `a` and `b` only, and `c`'s defense
+    stopped at its epoch cap."""
     rows = {
         "run_id": ["a" * 32, "b" * 32, "c" * 32], "run_name": ["a", "b", "c"], "method": ["noisy_arl"] * 3,
         "experiment": ["x"] * 3, "status": ["FINISHED"] * 3,
@@ -459,6 +460,7 @@ def strength_table() -> pa.Table:
         "privacy/leak_acc/mlp": [0.70, 0.50, 0.40], "privacy/leak_acc/server_arch": [0.60, 0.45, 0.30],
         "attack/converged/leak/mlp": [1.0, 0.0, 1.0], "attack/converged/leak/server_arch": [1.0, 0.0, 0.0],
         "privacy/proxy_leak_acc": [0.30, 0.20, None], "privacy/leak_floor": [0.2, 0.2, 0.2],
+        "train/converged": [1.0, 1.0, 0.0],
     }
     return pa.table(rows)
 
@@ -470,6 +472,23 @@ def test_unconverged_flags_only_trials_whose_strongest_attacker_hit_the_cap():
     assert unconverged(table, "privacy/leak_acc").tolist() == [False, True, False]
     assert unconverged(table, "utility/acc").tolist() == [False, False, False]
     assert above_floor(table) == pytest.approx([0.5, 0.3, 0.2])
+
+
+def test_an_undertrained_defense_is_flagged_in_the_summary_and_on_the_plot():
+    from analysis.plots import plot_pareto
+    from analysis.report import summary_markdown
+    from analysis.strength import defense_unconverged
+
+    table = strength_table()
+    assert defense_unconverged(table).tolist() == [False, False, True]
+    text = summary_markdown(table, OBJ2)
+    row_c = next(line for line in text.split("## Combined front")[1].splitlines() if "cccccccccccc" in line)
+    assert "cap hit: undertrained" in row_c
+    assert "1 front point(s) come from a defense that hit `train.epochs`" in text
+    labels = [t.get_text() for t in plot_pareto(table, OBJ2).axes[0].get_legend().get_texts()]
+    assert any("defense hit its epoch cap" in label and "(1)" in label for label in labels)
+    old = table.drop(["train/converged"])  # runs from before the metric: nothing flagged, no column
+    assert not defense_unconverged(old).any() and "undertrained" not in summary_markdown(old, OBJ2)
 
 
 def test_summary_puts_proxy_beside_fresh_and_marks_lower_bounds():

@@ -1,6 +1,6 @@
 """After training, the deployed path's batch-norm statistics are recomputed on the train
 split (trainables/batch_norm.py): equal to torch's own `update_bn` on release -> serve in
-eval mode, leaving layers off that path alone."""
+eval mode, and on release -> each proxy the same way; layers on neither path keep theirs."""
 
 from __future__ import annotations
 
@@ -60,13 +60,14 @@ def test_deployed_path_gets_the_train_split_average_of_its_batch_statistics():
         assert torch.equal(method.state_dict()[key], value), key  # no weight moves
 
 
-def test_layers_off_the_deployed_path_keep_their_statistics_and_release_runs_as_deployed():
-    trial = trained("noisy_arl", {"sigma": 0.5, "lambda": 0.1})
+def test_the_proxies_get_the_same_on_the_final_release_and_layers_on_neither_path_keep_theirs():
+    trial = trained("noisy_arl", {"sigma": 0.0, "lambda": 0.1})  # sigma 0: a release the oracle can repeat
     method = trial.method
-    adversary = method.adversary
-    off_path = buffers(adversary)
-    assert off_path, "the proxy adversary should have batch-norm layers"
-    on_path_before = buffers(method.client)
+    oracle = Trial(tiny_config(method="noisy_arl", params={"sigma": 0.0, "lambda": 0.1}))
+    oracle.method.load_state_dict(method.state_dict())
+    expected_net = nn.Sequential(oracle.method.client, oracle.method.adversary)
+    update_bn([x for x, *_ in trial.data.train.batches(64)], expected_net)
+    corrupt(method.adversary)
     releases: list[tuple[bool, bool]] = []
     original = type(method).release
 
@@ -80,8 +81,17 @@ def test_layers_off_the_deployed_path_keep_their_statistics_and_release_runs_as_
     finally:
         type(method).release = original
     assert releases and all(not training and not grad for training, grad in releases)
-    assert len(releases) == trial.data.train.num_batches(64)
-    after = buffers(adversary)
-    assert all(torch.equal(after[k], off_path[k]) for k in off_path)
-    changed = buffers(method.client)
-    assert any(not torch.equal(changed[k], on_path_before[k]) for k in on_path_before if "running_mean" in k)
+    assert len(releases) == trial.data.train.num_batches(64)  # one release feeds the server and the proxy
+    got, expected = buffers(method.adversary), buffers(oracle.method.adversary)
+    assert got and got.keys() == expected.keys()
+    for key in expected:
+        if "running" in key:
+            torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5, msg=key)
+
+    gan = trained("adv_recon", {"lambda1": 1.0, "mu1": 1.0})  # its discriminator is on neither path
+    decoder_before, critic_before = buffers(gan.method.decoder), buffers(gan.method.discriminator)
+    recalibrate_batch_norm(gan.method, gan.data.train, 64)
+    assert buffers(gan.method.discriminator).keys() == critic_before.keys()
+    assert all(torch.equal(buffers(gan.method.discriminator)[k], v) for k, v in critic_before.items())
+    after = buffers(gan.method.decoder)
+    assert any(not torch.equal(after[k], decoder_before[k]) for k in decoder_before if "running_mean" in k)

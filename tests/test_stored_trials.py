@@ -191,6 +191,9 @@ def test_two_workers_run_real_trials_in_processes_of_their_own_and_store_both(tm
     reloaded = StoredTrials(tmp_path / "table.jsonl", spec, "code")
     first, second = reloaded.get(["train.seed=0"]), reloaded.get(["train.seed=1"])
     assert 0 <= first["utility/acc"] <= 1 and "privacy/leak_acc:ci95_hi" in second
+    assert stored_trials.CURVES not in first  # the curves are kept beside the metrics, per epoch
+    curves = reloaded.curves[reloaded.key(["train.seed=0"])]
+    assert len(curves) == first["train/epochs_run"] and "val/utility_acc" in curves[0] and "train/task_loss" in curves[0]
     assert len((tmp_path / "table.jsonl").read_text().splitlines()) == 2  # the repeated job ran once
     stored_trials.run_missing(reloaded, spec, jobs, workers=2)
     assert len((tmp_path / "table.jsonl").read_text().splitlines()) == 2  # nothing left to run

@@ -11,8 +11,11 @@ lambda1 = 1, 2 epochs: 0.98 validation accuracy with either network on batch sta
 So after the last epoch, with every weight final and the method in eval mode (its deployed
 release, noise included, then `serve`), each batch-norm layer on that path gets the plain
 average of its batch statistics over the train split (`momentum=None`, as SWA's `update_bn`
-and "precise BN" do). Only train-split images are used. Layers the deployed path does not
-reach (proxy adversaries, defenders) keep their statistics. Not `torch.optim.swa_utils.update_bn`
+and "precise BN" do). Only train-split images are used. The method's own adversaries (its
+proxy classifier, defenders, decoders) get the same on the final release: their running
+statistics were averaged over releases of a client that kept moving, and the suite evaluates
+them on the final one beside fresh attackers whose statistics are all of it. Layers on
+neither path (adv_recon's discriminator) keep their statistics. Not `torch.optim.swa_utils.update_bn`
 itself: it puts the whole model in train mode (a method's training-time release: soft masks,
 other noise) and resets every batch-norm layer, including those off the deployed path.
 """
@@ -40,7 +43,8 @@ def recalibrate_batch_norm(
     autocast: AbstractContextManager | None = None,
 ) -> int:
     """Recompute the running statistics of the batch-norm layers on `method`'s deployed path
-    (release, then serve) over `data`; returns how many layers were recalibrated."""
+    (release, then serve) and on its proxies (proxy_leak and proxy_decoders of the release)
+    over `data`; returns how many layers were recalibrated."""
     norms = _batch_norms(method)
     if not norms or len(data) == 0:
         return 0
@@ -50,9 +54,14 @@ def recalibrate_batch_norm(
         norm.reset_running_stats()
         norm.momentum = None
         norm.train()
+    decoders = list(method.proxy_decoders().values())
     for x, *_ in data.batches(batch_size):
         with autocast or nullcontext():
-            method.serve(method.release(x))
+            z = method.release(x)
+            method.serve(z)
+            method.proxy_leak(z)
+            for decoder in decoders:
+                decoder(z)
     method.eval()
     recalibrated = 0
     for norm, (momentum, state) in saved.items():

@@ -48,7 +48,27 @@ class ModelConfig(Strict):
 
 
 class TrainConfig(Strict):
-    epochs: int = Field(10, ge=1, description="defense training epochs over the train split")
+    epochs: int = Field(
+        60, ge=1,
+        description="cap on the defense's training epochs per phase of its method; each phase stops earlier when its "
+        "validation signals stop moving (patience, tolerance; trainables/convergence.py)",
+    )
+    patience: int = Field(
+        10, ge=1,
+        description="window W of the convergence rule: a phase has converged once no validation signal (utility, every "
+        "proxy adversary's score) trends over its last 2 W epochs by more than tolerance per W epochs, nor beyond twice "
+        "its standard error (so a phase runs at least 2 W epochs)",
+    )
+    tolerance: float = Field(
+        0.01, ge=0,
+        description="smallest trend of a validation signal over W epochs that counts as movement (absolute, on "
+        "accuracies and SSIM)",
+    )
+    init: Literal["scratch", "pretrained"] = Field(
+        "scratch",
+        description="scratch: every network from random weights; pretrained: the client and the deployed server start "
+        "from a task model trained without defense (to convergence, once per data slice, backbone and seed, cached)",
+    )
     batch_size: int = Field(128, ge=1, description="defense training batch size")
     lr: float = Field(1e-3, gt=0, description="learning rate of defense training (Adam unless a method says otherwise in its docstring)")
     seed: int = Field(0, description="seeds data order, initialisation, defense randomness and every attacker: same seed, same CPU metrics")

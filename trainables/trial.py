@@ -1,10 +1,17 @@
 """One configuration end to end: defense training on the train split, then the attack suite.
 
+Defense training runs the method's phases (`Method.phases`), each until its validation
+signals converge or the cap `train.epochs` (`trainables/convergence.py`); the last epoch is
+deployed. `train.init: pretrained` first loads a cached task model trained without defense
+into the client and the deployed server (`trainables/pretraining.py`) and skips the phases
+it stands in for.
+
 `Trial` is resumable: `state_dict()` after any epoch holds the networks, the optimisers,
-the RNG state and the elapsed training time, so a checkpointed trial continues from its
-last epoch and ends with the same metrics as an uninterrupted one. After the last epoch the
-batch-norm statistics of the deployed path are recomputed on the train split
-(`trainables/batch_norm.py`), then the attack suite runs.
+the RNG state, the phase and its convergence state and the elapsed training time, so a
+checkpointed trial continues from its last epoch and ends with the same metrics as an
+uninterrupted one. After the last epoch the batch-norm statistics of the deployed path and of
+the method's proxies are recomputed on the train split (`trainables/batch_norm.py`), then
+the attack suite runs.
 
 Data: one fixed shuffle of each split (`DATA_SEED`) gives the train slice, the validation
 hold-out (early stopping and model selection, never trained on) and the test slice. With
@@ -36,10 +43,12 @@ from trainables.attacks.suite import (
 )
 from trainables.batch_norm import recalibrate_batch_norm
 from trainables.config import AttackConfig, TrialConfig
+from trainables.convergence import Plateau
 from trainables.data import Dataset, load_dataset
 from trainables.data.batches import TensorSplit
 from trainables.errors import InputError
-from trainables.methods import MethodContext, method_class
+from trainables.methods import Method, MethodContext, method_class
+from trainables.methods.ssim_losses import ssim_per_image
 from trainables.metrics import client_gflops, params_mb
 from trainables.models import SplitArchitecture
 
@@ -48,6 +57,7 @@ from trainables.models import SplitArchitecture
 DATA_SEED = 0
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+MethodBuilder = Callable[[TrialConfig, tuple[int, int, int], tuple[int, int]], Method]
 
 
 def seed_everything(seed: int) -> None:
@@ -146,20 +156,52 @@ def check_config(config: TrialConfig) -> None:
 
 
 class Trial:
-    def __init__(self, config: TrialConfig, dataset: Dataset | None = None):
+    def __init__(self, config: TrialConfig, dataset: Dataset | None = None, build: MethodBuilder = build_method):
         self.config = config
         check_config(config)
         self.device = resolve_device(config.train.device)
         dataset = dataset if dataset is not None else load_dataset(config.dataset.name, config.dataset.options, config.dataset.root)
         self.data = prepare_data(dataset, config, self.device)
+        task_model = None
+        if config.train.init == "pretrained":
+            from trainables.pretraining import pretrained_task_model
+
+            task_model = pretrained_task_model(config, dataset)
         seed_everything(config.train.seed)
-        self.method = build_method(config, self.data.image_shape, self.data.classes).to(
-            self.device, memory_format=torch.channels_last
-        )
+        self.method = build(config, self.data.image_shape, self.data.classes).to(self.device, memory_format=torch.channels_last)
+        self.phases = self.method.phases
+        self.phase_index = 0
+        self.pretraining: dict[str, float] = {}
+        if task_model is not None:
+            from trainables.pretraining import load_task_model
+
+            load_task_model(self.method, task_model.stages)
+            self.pretraining = task_model.metrics
+            self.phase_index = len(self.method.pretrained_phases)
         self.method.start_training(self.data.train, config.train.batch_size)
+        self.method.start_phase(self.phase)
+        self.plateau = self._new_plateau()
+        self.phase_epochs = 0
+        self.phase_outcomes: dict[str, tuple[int, bool]] = {}  # finished phase -> (epochs, converged)
         self.epoch = 0
         self.train_seconds = 0.0
         self.history: list[dict[str, float]] = []
+
+    def _new_plateau(self) -> Plateau:
+        return Plateau(self.config.train.patience, self.config.train.tolerance)
+
+    @property
+    def phase(self) -> str:
+        return self.phases[min(self.phase_index, len(self.phases) - 1)]
+
+    @property
+    def finished(self) -> bool:
+        """Every phase has converged or reached the cap."""
+        return self.phase_index >= len(self.phases)
+
+    @property
+    def converged(self) -> bool:
+        return self.finished and all(converged for _, converged in self.phase_outcomes.values())
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.train.precision == "bf16")
@@ -173,9 +215,8 @@ class Trial:
         batch_size = self.config.train.batch_size
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
-        self.method.start_epoch(self.epoch, self.config.train.epochs, self.data.train.num_batches(batch_size))
         batches = self.data.train.batches(batch_size, self._shuffle_generator())
-        desc = f"train epoch {self.epoch + 1}/{self.config.train.epochs}"
+        desc = f"train {self.phase} epoch {self.phase_epochs + 1}/{self.config.train.epochs}"
         for x, y_task, y_private in tqdm(batches, total=self.data.train.num_batches(batch_size), desc=desc, leave=False, disable=None):
             with self._autocast():
                 losses = self.method.train_step(x, y_task, y_private)
@@ -185,27 +226,64 @@ class Trial:
         if not all(np.isfinite(v) for v in sums.values()):
             raise FloatingPointError(f"training diverged at epoch {self.epoch + 1}: losses {sums}")
         self.epoch += 1
-        self.train_seconds += time.perf_counter() - start
+        self.phase_epochs += 1
+        signals = self.validate()
         metrics = {f"train/{key}": total / counts[key] for key, total in sums.items()}
-        metrics.update(self.validate())
+        metrics.update(signals)
+        metrics["train/phase"] = float(self.phase_index)
+        self._end_epoch(signals)
+        self.train_seconds += time.perf_counter() - start
         self.history.append(metrics)
         return metrics
 
+    def _end_epoch(self, signals: dict[str, float]) -> None:
+        """Count the epoch towards its phase's convergence; move to the next phase, or end
+        training, when the phase has converged or reached the cap."""
+        converged = self.plateau.update(signals)
+        if not converged and self.phase_epochs < self.config.train.epochs:
+            return
+        self.phase_outcomes[self.phase] = (self.phase_epochs, converged)
+        self.phase_index += 1
+        self.phase_epochs = 0
+        self.plateau = self._new_plateau()
+        if not self.finished:
+            self.method.start_phase(self.phase)
+
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
+        """The convergence signals on the validation split: the deployed utility, the proxy
+        adversary's leakage and the best proxy decoder's SSIM."""
         if len(self.data.val) == 0:
             return {}
         self.method.eval()
         utility, leak = 0, None
+        decoders = self.method.proxy_decoders()
+        ssims: dict[str, list[torch.Tensor]] = {name: [] for name in decoders}
         for x, y_task, y_private in self.data.val.batches(self.config.attacks.batch_size):
             z = self.method.release(x)
             utility += (self.method.serve(z).argmax(1) == y_task).sum().item()
             proxy = self.method.proxy_leak(z)
             if proxy is not None:
                 leak = (leak or 0) + (proxy.argmax(1) == y_private).sum().item()
-        metrics = {"val/utility_acc": utility / len(self.data.val)}
+            for name, decoder in decoders.items():
+                ssims[name].append(ssim_per_image(decoder(z).float().clamp(0, 1), x.float()).cpu())
+        n = len(self.data.val)
+        signals = {"val/utility_acc": utility / n}
         if leak is not None:
-            metrics["val/proxy_leak_acc"] = leak / len(self.data.val)
+            signals["val/proxy_leak_acc"] = leak / n
+        if ssims:
+            signals["val/proxy_ssim"] = max(torch.cat(values).mean().item() for values in ssims.values())
+        return signals
+
+    def training_metrics(self) -> dict[str, float]:
+        """`train/epochs_run`, `train/converged` (1: every phase stopped by the convergence rule;
+        0: one reached the cap) and, per phase, its epochs and whether it converged; a
+        pretrained start adds the task model's own."""
+        metrics = {"train/epochs_run": float(self.epoch), "train/converged": float(self.converged)}
+        for phase, (epochs, converged) in self.phase_outcomes.items():
+            metrics[f"train/epochs_run/{phase}"] = float(epochs)
+            metrics[f"train/converged/{phase}"] = float(converged)
+        metrics.update(self.pretraining)
         return metrics
 
     def attack(self, attacks: AttackConfig | None = None) -> tuple[dict[str, float], AttackReport]:
@@ -215,6 +293,7 @@ class Trial:
         recalibrate_batch_norm(self.method, self.data.train, attacks.batch_size, self._autocast())
         report = run_attack_suite(self.method, self.data.attack_data(), attacks, seed=self.config.train.seed + 1)
         metrics = dict(report.metrics)
+        metrics.update(self.training_metrics())
         metrics["client/gflops"] = client_gflops(self.method.release, self.data.image_shape, self.device)
         metrics["client/params_mb"] = params_mb(self.method.client_network())
         metrics["time/train_s"] = self.train_seconds
@@ -222,8 +301,8 @@ class Trial:
         return metrics, report
 
     def train(self, on_epoch: EpochCallback | None = None) -> None:
-        """The remaining training epochs."""
-        while self.epoch < self.config.train.epochs:
+        """The remaining training epochs: every phase to convergence or its cap."""
+        while not self.finished:
             metrics = self.train_epoch()
             if on_epoch is not None:
                 on_epoch(self.epoch, metrics)
@@ -237,6 +316,10 @@ class Trial:
             "epoch": self.epoch,
             "train_seconds": self.train_seconds,
             "history": self.history,
+            "phase_index": self.phase_index,
+            "phase_epochs": self.phase_epochs,
+            "phase_outcomes": {phase: list(outcome) for phase, outcome in self.phase_outcomes.items()},
+            "plateau": self.plateau.state_dict(),
             "method": self.method.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.method.optimizers.items()},
             "torch_rng": torch.get_rng_state(),
@@ -247,7 +330,13 @@ class Trial:
         self.epoch = state["epoch"]
         self.train_seconds = state["train_seconds"]
         self.history = list(state["history"])
+        self.phase_index = state["phase_index"]
+        self.phase_epochs = state["phase_epochs"]
+        self.phase_outcomes = {phase: (int(epochs), bool(converged)) for phase, (epochs, converged) in state["phase_outcomes"].items()}
+        self.plateau.load_state_dict(state["plateau"])
         self.method.load_state_dict(state["method"])
+        if not self.finished:
+            self.method.start_phase(self.phase)
         for name, optimizer in self.method.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
         torch.set_rng_state(state["torch_rng"])

@@ -35,11 +35,9 @@ def _do(params: dict | None = None, lr: float = 1e-3, seed: int = 0):
 
 
 def _force_stage(method, stage: str) -> None:
-    if stage == "pretrain":
-        method.pretrain_steps, count = 3, 0
-    else:
-        method.pretrain_steps, count = 2, 2 + ["defend_reconstruction", "defend_leakage", "attack", "classifier"].index(stage)
-    method.step_count.fill_(count)
+    if stage != "pretrain":
+        method.start_phase("game")
+        method.game_steps.fill_(["defend_reconstruction", "defend_leakage", "attack", "classifier"].index(stage))
     assert method.stage() == stage
 
 
@@ -55,7 +53,7 @@ def test_deep_obfuscator_each_stage_updates_only_its_own_networks(stage):
     _force_stage(method, stage)
     before = {name: snapshot(getattr(method, name)) for name in DO_MODULES}
     noise = method.noise_image.clone()
-    count = int(method.step_count)
+    count = int(method.game_steps)
     method.train_step(*batch())
     for name in DO_MODULES:
         module = getattr(method, name)
@@ -67,7 +65,7 @@ def test_deep_obfuscator_each_stage_updates_only_its_own_networks(stage):
             assert changed == set(), name  # parameters and batch-norm statistics as they were
             assert all(p.grad is None for p in module.parameters()), name
     assert torch.equal(method.noise_image, noise)
-    assert int(method.step_count) == count + 1
+    assert int(method.game_steps) == count + (stage != "pretrain")  # pre-training steps are not game steps
 
 
 
@@ -100,14 +98,14 @@ def test_deep_obfuscator_obfuscator_gradient_is_the_stage_objective(stage):
 
 
 def test_deep_obfuscator_cycles_stages_0_1_2_3_after_pretraining_and_never_touches_the_noise_image():
-    method = _do({"pretrain_fraction": 0.2})
-    assert method.stage() == "defend_reconstruction"  # no start_epoch: no pre-training
+    method = _do()
+    assert method.phases == ("pretrain", "game") and method.stage() == "pretrain"  # before any start_phase
     noise = method.noise_image.clone()
     expected = ["pretrain"] * 2 + ["defend_reconstruction", "defend_leakage", "attack", "classifier"] * 2
     seen, changed = [], []
     for i in range(10):
-        method.start_epoch(epoch=i // 5, epochs=2, steps_per_epoch=5)  # 20% of 10 steps = 2
-        assert method.pretrain_steps == 2
+        if i == 2:  # the trainer's convergence rule ended pre-training
+            method.start_phase("game")
         seen.append(method.stage())
         before = {name: snapshot(getattr(method, name)) for name in DO_MODULES}
         method.train_step(*batch(seed=i))
@@ -115,29 +113,27 @@ def test_deep_obfuscator_cycles_stages_0_1_2_3_after_pretraining_and_never_touch
         assert torch.equal(method.noise_image, noise)
     assert seen == expected
     assert changed == [EXPECTED_CHANGE[stage] for stage in expected]
-    no_pretrain = _do({"pretrain_fraction": 0.0})
-    no_pretrain.start_epoch(epoch=0, epochs=2, steps_per_epoch=5)
-    assert no_pretrain.stage() == "defend_reconstruction"
 
 
 
-def test_deep_obfuscator_noise_image_and_step_count_survive_a_state_dict_round_trip():
+def test_deep_obfuscator_noise_image_and_game_steps_survive_a_state_dict_round_trip():
     method = _do()
     noise = method.noise_image
     assert noise.shape == (1, *IMAGE) and noise.min() >= 0 and noise.max() <= 1
     assert noise.mean().item() == pytest.approx(0.5, abs=0.05) and noise.std().item() == pytest.approx(0.25, abs=0.05)
-    method.start_epoch(epoch=0, epochs=1, steps_per_epoch=5)  # 1 pre-training step
-    for i in range(3):
+    method.train_step(*batch(seed=0))  # 1 pre-training step
+    method.start_phase("game")
+    for i in range(1, 3):
         method.train_step(*batch(seed=i))
     state = method.state_dict()
-    assert int(state["step_count"]) == 3 and torch.equal(state["noise_image"], noise)
+    assert int(state["game_steps"]) == 2 and torch.equal(state["noise_image"], noise)
 
     resumed = _do(seed=1)
     assert not torch.equal(resumed.noise_image, noise)  # drawn from the trial's seeded RNG
     resumed.load_state_dict(state)
-    resumed.start_epoch(epoch=0, epochs=1, steps_per_epoch=5)
-    assert torch.equal(resumed.noise_image, noise) and int(resumed.step_count) == 3
-    assert resumed.stage() == method.stage() == "attack"  # (3 - 1) mod 4 = 2
+    resumed.start_phase("game")  # the trainer announces the current phase on a resume
+    assert torch.equal(resumed.noise_image, noise) and int(resumed.game_steps) == 2
+    assert resumed.stage() == method.stage() == "attack"  # 2 mod 4
     before = {name: snapshot(getattr(resumed, name)) for name in DO_MODULES}
     resumed.train_step(*batch(seed=3))
     assert _changed_modules(resumed, before) == EXPECTED_CHANGE["attack"]

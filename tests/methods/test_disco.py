@@ -19,8 +19,8 @@ from .helpers import rand_batch as batch
 
 
 def enter_phase2(method) -> None:
-    method.start_epoch(epoch=1, epochs=2, steps_per_epoch=1)  # phase1_fraction 0.5 -> step 1 is phase 2
-    assert method.phase == 2
+    method.start_phase("filter")
+    assert method.phase == "filter"
 
 
 
@@ -94,18 +94,19 @@ def test_disco_client_trained_in_phase2_gets_only_the_task_gradient():
 
 
 
-def test_disco_phase1_trains_client_and_predictor_only_and_schedule_is_by_step():
-    method = make("disco", {"phase1_fraction": 0.5}).train()
-    method.start_epoch(epoch=1, epochs=3, steps_per_epoch=4)  # 6 phase-1 steps of 12
-    assert method.phase == 1
-    method.train_step(*batch())
+def test_disco_phase1_trains_client_and_predictor_only_until_the_trainer_starts_phase2():
+    method = make("disco").train()
+    assert method.phases == ("client", "filter") and method.phase == "client"  # before any start_phase
+    for _ in range(3):
+        method.zero_grad(set_to_none=True)
+        method.train_step(*batch())
+        assert method.phase == "client"  # steps never change the phase: the trainer's convergence rule does
     assert all(p.grad is not None for p in method.client.parameters())
     assert all(p.grad is None for p in method.filter.parameters())
     assert all(p.grad is None for p in method.adversary.parameters())
+    enter_phase2(method)
     method.train_step(*batch())
-    assert method.phase == 2
-    method.start_epoch(epoch=0, epochs=3, steps_per_epoch=4)  # a resumed trial restarts the counter
-    assert method.phase == 1
+    assert all(p.grad is not None for p in method.filter.parameters())
 
 
 
@@ -145,8 +146,9 @@ def test_disco_trial_end_to_end_with_release_ratios():
     )
     trial = Trial(config, data)
     metrics, _ = trial.run()
-    assert trial.method._phase1_steps == 3 and trial.method.phase == 2  # 2 epochs x 3 steps, half each
-    assert "train/proxy_loss" not in trial.history[0] and trial.history[1]["train/proxy_loss"] > 0  # phase 1 has no proxy
+    assert trial.method.phase == "filter" and metrics["train/epochs_run"] == 4  # each phase to its cap of 2 epochs
+    assert metrics["train/epochs_run/client"] == metrics["train/epochs_run/filter"] == 2 and metrics["train/converged"] == 0
+    assert "train/proxy_loss" not in trial.history[1] and trial.history[2]["train/proxy_loss"] > 0  # phase 1 has no proxy
     assert "privacy/leak_acc:R0.3" in metrics and "utility/acc:R0.3" in metrics
 
 

@@ -7,7 +7,12 @@ hooks with safe defaults:
 - `start_training`: the trainer hands over the defense's train split once, before the first
   step, for methods that draw batches of their own (adv_recon's decoder trains on full
   batches of its share X2);
-- `start_epoch`: the trainer announces each epoch, for methods with a training schedule;
+- `phases` / `start_phase`: the method's training phases in order (default one, `train`);
+  the trainer runs each until its validation signals converge or the cap
+  (`trainables/convergence.py`), and announces each with `start_phase` (again on a resume);
+- `pretrained_phases`: the phases a task model trained without defense stands in for
+  (`train.init: pretrained`), which the trainer skips after loading it into
+  `task_networks()` (client and deployed server);
 - `at_release_ratio`: an inference-time pruning ratio the attack suite can set on the frozen
   method (`attacks.release_ratios`);
 - `release_is_random`: whether `release` draws defense randomness (default True, so the
@@ -86,6 +91,10 @@ class Method(nn.Module, ABC):
     # "image": the method releases a randomised image whatever model.split says (its context
     # is split at "0", the whole backbone on the server); "features": features at model.split
     releases: ClassVar[Literal["features", "image"]] = "features"
+    # the training phases in order, each run to convergence (trainables/convergence.py)
+    phases: ClassVar[tuple[str, ...]] = ("train",)
+    # the phases a pretrained task model replaces (`train.init: pretrained`): they are skipped
+    pretrained_phases: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: MethodContext, params: BaseModel):
         super().__init__()
@@ -136,9 +145,15 @@ class Method(nn.Module, ABC):
         is rebuilt to resume), with the split the defense trains on (on the trial's device)
         and the train batch size; methods that draw batches of their own keep what they need."""
 
-    def start_epoch(self, epoch: int, epochs: int, steps_per_epoch: int) -> None:
-        """Called by the trainer before training epoch `epoch` (0-based) of `epochs`, each of
-        `steps_per_epoch` `train_step` calls; methods with a schedule (phases) read it here."""
+    def start_phase(self, phase: str) -> None:
+        """Called by the trainer when phase `phase` (one of `phases`) begins, and again with the
+        current phase when a trial is rebuilt to resume: what a phase needs to continue (step
+        counters) lives in the state dict, not here. Before any call a method is in `phases[0]`."""
+
+    def task_networks(self) -> tuple[nn.Module, nn.Module]:
+        """(client, deployed server): the task model's two halves, where `train.init:
+        pretrained` loads the task model trained without defense."""
+        return self.client, self.server
 
     def at_release_ratio(self, ratio: float) -> AbstractContextManager | None:
         """Inference-time pruning ratio: a context manager inside which `release` prunes a

@@ -8,9 +8,12 @@ transposed conv, Table 1). Losses on a batch (x, y, s):
     L(C)   = CE(C(O(x)), y)                 L(AC)  = CE(AC(O(x)), s)
     L(AR1) = 1 - MS-SSIM(x, AR(O(x)))       L(AR2) = 1 - MS-SSIM(I_noise, AR(O(x)))
 
-Pre-training (the first `pretrain_fraction` of all optimisation steps): O and C jointly on
-L(C) "without privacy concern", and, on the same batches with O fixed, AR on L(AR1) and AC on
-L(AC) "for initialization". Then Algorithm 1 cycles over batches, stage = step index mod 4:
+Two phases (`phases`), each run until its validation signals converge
+(`trainables/convergence.py`). Pre-training (`pretrain`): O and C jointly on L(C) "without
+privacy concern", and, on the same batches with O fixed, AR on L(AR1) and AC on L(AC) "for
+initialization" (Sec. 3.5: "to obtain the optimal performance"), until the utility and both
+adversaries' validation scores stop moving. Then the game (`game`): Algorithm 1 cycles over
+batches, stage = game step index mod 4:
 
     0  O  <- L(C) + lambda2 * (L(AR2) - L(AR1))      (Eq. 9; C, AR fixed)
     1  O  <- L(C) - lambda1 * L(AC)                  (Eq. 5; C, AC fixed)
@@ -24,9 +27,9 @@ networks' batch statistics make the deployed O -> C path's running statistics st
 0.98 accuracy in one measured case): the trial recomputes them after training
 (`trainables/batch_norm.py`).
 
-The step counter lives in a buffer (`step_count`), as does the noise image (`noise_image`): both are
-in the method's state_dict, so a resumed trial continues in the same stage with the same
-I_noise. The pre-training length is computed from `start_epoch` (epochs x steps per epoch).
+The game's step counter lives in a buffer (`game_steps`), as does the noise image
+(`noise_image`): both are in the method's state_dict, so a resumed trial continues in the
+same stage with the same I_noise.
 
 Choices the paper leaves open or contradicts itself on, made here:
 - Algorithm 1 (lines 6, 9) has no lambdas; Eq. 5 and 9 weight L(AC) by lambda1 and
@@ -38,14 +41,15 @@ Choices the paper leaves open or contradicts itself on, made here:
 - I_noise: "one additional Gaussian noise image", parameters not given: one image of the
   input's shape, pixels N(0.5, 0.25^2) clipped to [0, 1] (MS-SSIM needs data range 1), drawn
   once at construction from the trial's seeded RNG and never redrawn.
-- Pre-training length is not given: `pretrain_fraction` (default 0.2) of all training steps,
-  counted in steps so a 1-epoch run still has both parts (0 = no pre-training). Pre-training
-  of AR/AC runs concurrently with O/C's (on each pre-training batch, after O/C's step is
-  computed on the same features, O fixed), so they end initialised on the pre-trained O.
-  Without `start_epoch` (direct `train_step` use) there is no pre-training.
-- The cycle restarts at stage 0 after pre-training (stage = (step - pretrain steps) mod 4), and
-  runs across epoch boundaries (the paper's "batch idx" is per epoch; with epochs not a
-  multiple of 4 batches the difference is one partial cycle per epoch).
+- Pre-training length is not given: until convergence (the paper's "optimal performance"),
+  at most `train.epochs` epochs. Pre-training of AR/AC runs concurrently with O/C's (on each
+  pre-training batch, after O/C's step is computed on the same features, O fixed), so they
+  end initialised on the pre-trained O. `train.init: pretrained` starts O and C from a task
+  model trained without defense and still runs this phase: AR and AC need it. Without
+  `start_phase` (direct `train_step` use) the method is in pre-training.
+- The cycle starts at stage 0 with the game and runs across epoch boundaries (the paper's
+  "batch idx" is per epoch; with epochs not a multiple of 4 batches the difference is one
+  partial cycle per epoch).
 - MS-SSIM on small images: `trainables.metrics.ms_ssim_settings` (28x28 and 32x32: 3 scales,
   renormalised betas; the Gaussian window is 11 taps), `normalize="relu"`; the
   differentiable MS-SSIM of `ssim_losses`, equal to torchmetrics'.
@@ -79,11 +83,11 @@ STAGES = ("defend_reconstruction", "defend_leakage", "attack", "classifier")
 class DeepObfuscatorParams(NoParams):
     lambda1: float = Field(1.0, ge=0, description="weight of -L(AC) for the obfuscator (Eq. 5)")
     lambda2: float = Field(1.0, ge=0, description="weight of L(AR2) - L(AR1) for the obfuscator (Eq. 9)")
-    pretrain_fraction: float = Field(0.2, ge=0, le=1, description="share of all training steps spent pre-training")
 
 
 class DeepObfuscator(Method):
     Params = DeepObfuscatorParams
+    phases = ("pretrain", "game")
 
     def __init__(self, ctx: MethodContext, params: DeepObfuscatorParams):
         super().__init__(ctx, params)
@@ -96,18 +100,20 @@ class DeepObfuscator(Method):
             self.optimizers[name] = make_optimizer(parameters_of(getattr(self, name)), ctx.lr)
         noise = (NOISE_MEAN + NOISE_STD * torch.randn(1, *ctx.image_shape)).clamp(0, 1)
         self.register_buffer("noise_image", noise)
-        self.register_buffer("step_count", torch.zeros((), dtype=torch.int64))
-        self.pretrain_steps = 0
+        self.register_buffer("game_steps", torch.zeros((), dtype=torch.int64))
+        self.phase = self.phases[0]
 
-    def start_epoch(self, epoch: int, epochs: int, steps_per_epoch: int) -> None:
-        self.pretrain_steps = round(self.params.pretrain_fraction * epochs * steps_per_epoch)
+    def start_phase(self, phase: str) -> None:
+        self.phase = phase
+
+    def task_networks(self) -> tuple[nn.Module, nn.Module]:
+        return self.obfuscator, self.classifier
 
     def stage(self) -> str:
         """What the next `train_step` does: `pretrain` or one of STAGES."""
-        done = int(self.step_count)
-        if done < self.pretrain_steps:
+        if self.phase == "pretrain":
             return "pretrain"
-        return STAGES[(done - self.pretrain_steps) % 4]
+        return STAGES[int(self.game_steps) % 4]
 
     # ------------------------------------------------------------------ losses
 
@@ -165,7 +171,8 @@ class DeepObfuscator(Method):
             task_loss = F.cross_entropy(self.classifier(z), y_task)
             step(task_loss, [opt["classifier"]], self.classifier)
             adversary_ce = self._monitor(self.adversary_classifier, z, y_private)
-        self.step_count += 1
+        if stage != "pretrain":
+            self.game_steps += 1
         return {"task_loss": task_loss.item(), "adversary_ce": adversary_ce.item()}
 
     # ------------------------------------------------------------------ deployment

@@ -10,10 +10,12 @@ z = z_hat * b keeps the (1 - R) * C best-scored channels. Server side: the task 
     mask, release:   b = 1 on the top round((1 - R) * C) scores, 0 elsewhere (hard), so
                      exactly round((1 - R) * C) channels survive per input (eval mode)
 
-Training, two phases (Sec. 4 "Dynamic Integration"), split by optimisation step:
-  phase 1 (the first round(phase1_fraction * epochs * steps_per_epoch) steps): client and
-    predictor minimise the task cross-entropy on the unpruned z_hat (Eq. 1).
-  phase 2 (the rest): the filter generator minimises rho * L_util - L_priv, the predictor
+Training, two phases (Sec. 4 "Dynamic Integration"), each run until it converges
+(`trainables/convergence.py`):
+  phase 1 (`client`): client and predictor minimise the task cross-entropy on the unpruned
+    z_hat (Eq. 1). `train.init: pretrained` loads a task model trained without defense in its
+    place (the same objective: the paper's phase 1 is that task model), and skips it.
+  phase 2 (`filter`): the filter generator minimises rho * L_util - L_priv, the predictor
     L_util, the proxy adversary L_priv, all on the pruned z; the client is frozen (eval mode,
     no gradient) by default. No gradient of L_priv ever reaches the client: each loss is
     back-propagated only into the parameters it trains (`torch.autograd.backward(inputs=)`).
@@ -35,11 +37,10 @@ Choices the paper leaves open or contradicts itself on, made here:
   (`client_phase2: false`) follows Sec. 4: the client is frozen in phase 2 (eval mode, so its
   batch-norm statistics stay those of phase 1). `client_phase2: true` keeps training it in
   phase 2 on L_util through the pruned z (the task loss's gradient only, Sec. 3.4).
-- Phase lengths are not given. `phase1_fraction` (default 0.5) of all optimisation steps;
-  the split is by step so a 1-epoch (smoke) run still has both phases. 0 skips phase 1, 1
-  skips phase 2 (no privacy training). The counter is reset from (epoch, steps) at every
-  epoch start, so a resumed trial continues in the right phase. Without `start_epoch`
-  (direct use of `train_step`) the method stays in phase 1.
+- Phase lengths are not given: each phase runs until its validation signals converge, at
+  most `train.epochs` epochs (phase 1: the utility; phase 2: the utility and the proxy
+  adversary's score). Without `start_phase` (direct use of `train_step`) the method stays in
+  phase 1.
 - Mask threshold tau: midway between the lowest kept and the highest pruned score of the
   input (so b > 0.5 exactly on the channels the hard mask keeps), detached from the graph
   (the score ranking is a selection, not a learned quantity). Training uses the soft mask
@@ -103,7 +104,6 @@ class DiscoParams(NoParams):
     preprocess: bool = Field(False, description="pre-processing module (spatial decoupler + feature aggregator)")
     grid: int = Field(8, ge=1, description="d: the spatial decoupler makes d x d patches (d^2 = F filters)")
     temperature: float = Field(0.03, gt=0, description="temperature of the training-time sigmoid mask")
-    phase1_fraction: float = Field(0.5, ge=0, le=1, description="fraction of training steps in phase 1")
     client_phase2: bool = Field(False, description="keep training the client on L_util in phase 2")
     optimizer: Literal["sgd", "adam"] = Field("sgd", description="App. A: SGD with momentum")
     lr: float | None = Field(
@@ -162,6 +162,8 @@ class Disco(Method):
     Params = DiscoParams
     # Is the learned, input-dependent channel choice better than keeping as many channels at random?
     control = SameBudgetControl("random_pruning", ("pruning_ratio",))
+    phases = ("client", "filter")
+    pretrained_phases = ("client",)
 
     def __init__(self, ctx: MethodContext, params: DiscoParams):
         super().__init__(ctx, params)
@@ -195,21 +197,15 @@ class Disco(Method):
             "adversary": self._optimizer(self.adversary.parameters()),
         }
         self.release_ratio = params.pruning_ratio
-        self._step = 0
-        self._phase1_steps: int | None = None
+        self.phase = self.phases[0]
 
     def _optimizer(self, parameters) -> torch.optim.Optimizer:
         default_lr = PAPER_SGD_LR if self.params.optimizer == "sgd" else self.ctx.lr
         return make_optimizer(parameters, self.params.lr or default_lr, self.params.optimizer)
 
     # -- schedule -------------------------------------------------------------------------
-    def start_epoch(self, epoch: int, epochs: int, steps_per_epoch: int) -> None:
-        self._step = epoch * steps_per_epoch
-        self._phase1_steps = int(self.params.phase1_fraction * epochs * steps_per_epoch + 0.5)
-
-    @property
-    def phase(self) -> int:
-        return 1 if self._phase1_steps is None or self._step < self._phase1_steps else 2
+    def start_phase(self, phase: str) -> None:
+        self.phase = phase
 
     # -- client computation ---------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -276,10 +272,8 @@ class Disco(Method):
             optimizer.zero_grad(set_to_none=True)
 
     def train_step(self, x: torch.Tensor, y_task: torch.Tensor, y_private: torch.Tensor) -> dict[str, float]:
-        phase = self.phase
-        self._step += 1
         self._zero_grad()
-        if phase == 1:
+        if self.phase == "client":
             task_loss = F.cross_entropy(self.server(self.features(x)), y_task)
             task_loss.backward()
             self.optimizers["client"].step()

@@ -62,11 +62,16 @@ def _ssim_and_cs(preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tenso
     return ssim_map.flatten(1).mean(1), cs_map.flatten(1).mean(1)
 
 
-def ssim(preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean SSIM of a batch (a differentiable scalar)."""
+def ssim_per_image(preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """SSIM of each image of a batch, shape (B,)."""
     with torch.autocast(preds.device.type, enabled=False):
         value, _ = _ssim_and_cs(preds.float().contiguous(), target.float().contiguous())
-        return value.mean()
+        return value
+
+
+def ssim(preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM of a batch (a differentiable scalar)."""
+    return ssim_per_image(preds, target).mean()
 
 
 def ms_ssim(preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

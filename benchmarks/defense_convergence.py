@@ -1,0 +1,134 @@
+"""Does a defense stopped by the convergence rule reach what twice its training reaches?
+
+    python benchmarks/defense_convergence.py [--configs maxent:alpha=0.9 ...] [--workers 2]
+                                             [--set dataset.train_size=2500 ...]
+
+For each configuration (a quickstart trial, sweeps/quickstart.yaml: Fashion-MNIST coarse /
+class, small_cnn split 2, seed 0, with the method and params swapped in) two trials run,
+each attacked by the full default suite:
+
+- the default: every phase trained until the convergence rule stops it
+  (`trainables/convergence.py`: `train.patience`, `train.tolerance`), at most `train.epochs`;
+- the reference: every phase trained for twice the epochs the default's longest phase ran,
+  with no early stop (patience above the cap).
+
+Prints a markdown table (utility, fresh leakage and fresh SSIM of each with the strongest
+attacker, the proxy's leakage and SSIM, epochs run per phase, whether the default converged,
+training and attack seconds) and PASS/FAIL per row against the targets: the default's fresh
+leakage within 0.02 of the reference's and its fresh SSIM within 0.03, in either direction (a
+gap either way means the verdict would still move with the training budget). Rows are also
+printed as JSON lines on stderr. Every trial runs on one torch thread;
+`--workers k` runs k configurations at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+SPEC = Path(__file__).resolve().parent.parent / "sweeps" / "quickstart.yaml"
+CONFIGS = ["maxent:alpha=0.9", "privacy_partitioning:lambda=10.0", "adv_recon:lambda1=10.0", "deep_obfuscator:lambda1=10.0"]
+LEAK_TOLERANCE, SSIM_TOLERANCE = 0.02, 0.03
+SHOWN = ("utility/acc", "privacy/leak_acc", "recon/ssim", "privacy/proxy_leak_acc", "recon/proxy_ssim")
+
+
+def parse(config: str) -> tuple[str, dict]:
+    method, _, assignments = config.partition(":")
+    params = {}
+    for assignment in filter(None, assignments.split(",")):
+        name, value = assignment.split("=")
+        params[name] = float(value)
+    return method, params
+
+
+def trial_metrics(method: str, params: dict, overrides: list[str]) -> tuple[dict[str, float], float]:
+    import torch
+
+    from sweeps.spec import load_spec
+    from trainables.trial import Trial
+
+    torch.set_num_threads(1)
+    spec = load_spec(SPEC, [f"method={method}", f"params={json.dumps(params)}", "search_space=null", *overrides])
+    start = time.perf_counter()
+    metrics, _ = Trial(spec.trial_config()).run()
+    return metrics, time.perf_counter() - start
+
+
+def strongest(metrics: dict[str, float], prefix: str) -> str:
+    per = {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix) and ":" not in k}
+    return max(per, key=per.get) if per else "-"
+
+
+def phase_epochs(metrics: dict[str, float]) -> dict[str, int]:
+    return {k.removeprefix("train/epochs_run/"): int(v) for k, v in metrics.items() if k.startswith("train/epochs_run/")}
+
+
+def row(config: str, overrides: list[str]) -> dict:
+    method, params = parse(config)
+    default, default_s = trial_metrics(method, params, overrides)
+    epochs = 2 * max(phase_epochs(default).values())
+    reference, reference_s = trial_metrics(method, params, [*overrides, f"train.epochs={epochs}", f"train.patience={epochs + 1}"])
+    result = {
+        "config": config,
+        "default": {k: default.get(k) for k in SHOWN}, "reference": {k: reference.get(k) for k in SHOWN},
+        "leak_by": strongest(default, "privacy/leak_acc/"), "ssim_by": strongest(default, "recon/ssim/"),
+        "leak_ref_by": strongest(reference, "privacy/leak_acc/"), "ssim_ref_by": strongest(reference, "recon/ssim/"),
+        "leak_ci": [default.get("privacy/leak_acc:ci95_lo"), default.get("privacy/leak_acc:ci95_hi")],
+        "leak_ref_ci": [reference.get("privacy/leak_acc:ci95_lo"), reference.get("privacy/leak_acc:ci95_hi")],
+        "epochs": phase_epochs(default), "reference_epochs": phase_epochs(reference),
+        "converged": default.get("train/converged") == 1,
+        "train_s": default["time/train_s"], "attack_s": default["time/attack_s"], "trial_s": default_s,
+        "reference_train_s": reference["time/train_s"], "reference_trial_s": reference_s,
+    }
+    leak_gap = abs(default["privacy/leak_acc"] - reference["privacy/leak_acc"])
+    ssim_gap = abs(default["recon/ssim"] - reference["recon/ssim"])
+    result["pass"] = round(leak_gap, 6) <= LEAK_TOLERANCE and round(ssim_gap, 6) <= SSIM_TOLERANCE  # 0.833 - 0.813 is within 0.02
+    return result
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| config | utility default / ref | leak default (by) | leak ref (by) | SSIM default (by) | SSIM ref (by) | proxy leak default / ref | "
+        "proxy SSIM default / ref | epochs default | epochs ref | converged | train s | attack s | ref train s | within target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---:|---:|---:|---|",
+    ]
+
+    def f(value) -> str:
+        return "–" if value is None else f"{value:.3f}"
+
+    for r in rows:
+        d, ref = r["default"], r["reference"]
+        lines.append(
+            f"| {r['config']} | {f(d['utility/acc'])} / {f(ref['utility/acc'])} | "
+            f"{f(d['privacy/leak_acc'])} [{f(r['leak_ci'][0])}, {f(r['leak_ci'][1])}] ({r['leak_by']}) | "
+            f"{f(ref['privacy/leak_acc'])} [{f(r['leak_ref_ci'][0])}, {f(r['leak_ref_ci'][1])}] ({r['leak_ref_by']}) | "
+            f"{f(d['recon/ssim'])} ({r['ssim_by']}) | {f(ref['recon/ssim'])} ({r['ssim_ref_by']}) | "
+            f"{f(d['privacy/proxy_leak_acc'])} / {f(ref['privacy/proxy_leak_acc'])} | {f(d['recon/proxy_ssim'])} / {f(ref['recon/proxy_ssim'])} | "
+            f"{r['epochs']} | {r['reference_epochs']} | {'yes' if r['converged'] else 'no'} | {r['train_s']:.0f} | {r['attack_s']:.0f} | "
+            f"{r['reference_train_s']:.0f} | {'PASS' if r['pass'] else 'FAIL'} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", nargs="+", default=CONFIGS, help="METHOD:PARAM=VALUE[,PARAM=VALUE]")
+    parser.add_argument("--workers", type=int, default=1, help="configurations at once, one core each")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="spec override PATH=VALUE")
+    args = parser.parse_args(argv)
+    rows = []
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        for result in pool.map(row, args.configs, [args.overrides] * len(args.configs)):
+            rows.append(result)
+            print(json.dumps(result), file=sys.stderr, flush=True)
+    print(markdown(rows))
+    return 0 if all(r["pass"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The defense's convergence rule (`trainables/convergence.py`) and how the trainer runs
+phases by it: a defense still improving at the cap is flagged (`train/converged` = 0), one
+that has plateaued stops early, an oscillation without a trend has converged while a trend
+beyond its scatter has not, phases advance on convergence, and a resumed trial continues."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import tiny_config
+
+from trainables.convergence import Plateau
+from trainables.data import synthetic
+from trainables.trial import Trial
+
+
+def scripted(monkeypatch, values: list[float]) -> None:
+    """Trial.validate returns values[k] as the utility, and 1 - values[k] as the proxy's
+    leakage, at the k-th call."""
+    calls = iter(values)
+    monkeypatch.setattr(Trial, "validate", lambda self: {"val/utility_acc": (v := next(calls)), "val/proxy_leak_acc": 1 - v})
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic.load(train_size=64, test_size=32, image_size=16)
+
+
+def test_a_defense_still_improving_at_the_cap_is_flagged_unconverged(monkeypatch, data):
+    scripted(monkeypatch, [0.50 + 0.05 * k for k in range(8)])  # every epoch moves 0.05 > tolerance
+    trial = Trial(tiny_config(method="none", params={}, train__epochs=8, train__patience=3), data)
+    trial.train()
+    metrics = trial.training_metrics()
+    assert metrics["train/epochs_run"] == 8 and metrics["train/converged"] == 0
+
+
+def test_a_plateaued_defense_stops_once_its_last_two_windows_have_no_trend(monkeypatch, data):
+    scripted(monkeypatch, [0.5, 0.7, 0.8, 0.805, 0.80, 0.808, 0.80, 0.805] + [0.9] * 10)
+    trial = Trial(tiny_config(method="none", params={}, train__epochs=20, train__patience=3, train__tolerance=0.01), data)
+    trial.train()
+    metrics = trial.training_metrics()
+    assert metrics["train/converged"] == 1
+    assert metrics["train/epochs_run"] == 7  # epochs 2-7: the rise from 0.7 is one epoch, no trend beyond the scatter
+    assert trial.history[-1]["val/utility_acc"] == 0.80  # the last epoch is the one deployed
+
+
+def test_an_oscillating_game_without_a_trend_has_converged():
+    swings = [0.3, 0.65, 0.25, 0.6, 0.35, 0.62, 0.28, 0.66, 0.3, 0.6]  # a proxy fooled, then recovering, ...
+    plateau = Plateau(window=5, tolerance=0.01)
+    assert [plateau.update({"s": v}) for v in swings][-1]
+
+
+def test_a_trend_counts_only_beyond_its_scatter():
+    noisy = Plateau(window=3, tolerance=0.01)
+    for k, value in enumerate([0.5, 0.6, 0.45, 0.62, 0.48, 0.6]):  # +0.01 an epoch under 0.07 swings
+        noisy.update({"s": value + 0.01 * k})
+    assert noisy.converged
+    drifting = Plateau(window=3, tolerance=0.01)
+    for k in range(12):  # 0.005 an epoch with almost no scatter: 0.015 a window
+        drifting.update({"s": 0.5 + 0.005 * k + 0.0005 * (-1) ** k})
+        assert not drifting.converged
+
+
+def test_a_rising_signal_moves_however_noisy_its_epochs():
+    plateau = Plateau(window=3, tolerance=0.01)
+    for value in [0.30, 0.52, 0.48, 0.70, 0.66, 0.90]:
+        plateau.update({"s": value})
+    assert not plateau.converged
+
+
+def test_a_phase_advances_when_it_converges_and_the_method_is_told(monkeypatch, data):
+    # DISCO: phase `client` plateaus at once, then `filter` keeps improving to its cap
+    scripted(monkeypatch, [0.6] * 4 + [0.3 + 0.1 * k for k in range(5)])
+    config = tiny_config(method="disco", params={"optimizer": "adam"}, train__epochs=5, train__patience=2)
+    trial = Trial(config, data)
+    assert trial.method.phase == "client"
+    trial.train()
+    metrics = trial.training_metrics()
+    assert trial.method.phase == "filter"
+    assert metrics["train/epochs_run/client"] == 4 and metrics["train/converged/client"] == 1  # 2 windows of 2
+    assert metrics["train/epochs_run/filter"] == 5 and metrics["train/converged/filter"] == 0
+    assert metrics["train/epochs_run"] == 9 and metrics["train/converged"] == 0
+    assert [h["train/phase"] for h in trial.history] == [0.0] * 4 + [1.0] * 5
+
+
+def test_a_resumed_trial_continues_its_phase_and_stale_count(monkeypatch, data, tmp_path):
+    values = [0.6] * 4 + [0.3] * 4
+    config = tiny_config(method="disco", params={"optimizer": "adam"}, train__epochs=6, train__patience=2)
+    scripted(monkeypatch, values)
+    whole = Trial(config, data)
+    whole.train()
+    scripted(monkeypatch, values)
+    first = Trial(config, data)
+    for _ in range(5):  # phase `client` converged at epoch 4; one epoch into `filter`
+        first.train_epoch()
+    first.save(tmp_path / "state.pt")
+    resumed = Trial(config, data)
+    resumed.restore(tmp_path / "state.pt")
+    assert resumed.method.phase == "filter" and resumed.plateau.history == first.plateau.history
+    resumed.train()
+    assert resumed.training_metrics() == whole.training_metrics()
+    assert resumed.epoch == whole.epoch == 8
+
+
+def test_the_trainer_reports_proxy_decoder_ssim_on_validation(data):
+    trial = Trial(tiny_config(method="privacy_partitioning", params={}, train__epochs=1), data)
+    trial.train()
+    assert 0 <= trial.history[0]["val/proxy_ssim"] <= 1 and "val/proxy_leak_acc" not in trial.history[0]
