@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from analysis.errors import AnalysisInputError
 
 VALIDATION = ("val/utility_acc", "val/proxy_leak_acc", "val/proxy_ssim")
-PHASE = "train/phase"
+PHASE = "defense/phase"
 
 
 def epoch_series(history: Sequence[Mapping[str, float]]) -> dict[str, list[tuple[int, float]]]:
@@ -88,7 +88,7 @@ def run_series(uri: str, run_id: str) -> tuple[dict[str, list[tuple[int, float]]
                                  "copy the run id from the MLflow UI (the run page's header).") from None
     series: dict[str, list[tuple[int, float]]] = {}
     for key in run.data.metrics:
-        if key.startswith(("val/utility", "val/proxy", "train/")) and key.count("/") == 1:
+        if key == PHASE or (key.startswith(("val/utility", "val/proxy", "train/")) and key.count("/") == 1):
             history = with_retries(lambda k=key: client.get_metric_history(run_id, k))
             points = sorted((m.step, m.value) for m in history)
             if len(points) > 1 or key in VALIDATION or key == PHASE:

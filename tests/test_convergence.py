@@ -79,7 +79,7 @@ def test_a_phase_advances_when_it_converges_and_the_method_is_told(monkeypatch, 
     assert metrics["train/epochs_run/client"] == 4 and metrics["train/converged/client"] == 1  # 2 windows of 2
     assert metrics["train/epochs_run/filter"] == 5 and metrics["train/converged/filter"] == 0
     assert metrics["train/epochs_run"] == 9 and metrics["train/converged"] == 0
-    assert [h["train/phase"] for h in trial.history] == [0.0] * 4 + [1.0] * 5
+    assert [h["defense/phase"] for h in trial.history] == [0.0] * 4 + [1.0] * 5
 
 
 def test_a_resumed_trial_continues_its_phase_and_stale_count(monkeypatch, data, tmp_path):

@@ -12,7 +12,7 @@ from trainables.tracking import tracking_client
 
 HISTORY = [
     {"train/task_loss": 0.5 / (e + 1), "train/proxy_loss": 1.0, "val/utility_acc": 0.8 + 0.01 * e,
-     "val/proxy_leak_acc": 0.3, "train/phase": float(e >= 3)}
+     "val/proxy_leak_acc": 0.3, "defense/phase": float(e >= 3)}
     for e in range(6)
 ]
 
@@ -49,6 +49,7 @@ def test_curves_of_a_run_from_mlflow(trial_run, tmp_path, capsys):
     series, info = run_series(uri, run_id)
     assert [value for _, value in series["val/utility_acc"]] == pytest.approx([h["val/utility_acc"] for h in HISTORY])
     assert "train/converged" not in series and info["method"] == "disco"
+    assert [phase for _, phase in series["defense/phase"]] == [h["defense/phase"] for h in HISTORY]
     assert main(["curves", "--run", run_id, "--tracking-uri", uri, "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / f"curves-{run_id}.png").stat().st_size > 10_000
     assert f"curves-{run_id}.png" in capsys.readouterr().out

@@ -64,7 +64,7 @@ def test_one_trial_is_one_key_whatever_the_override_order_the_specs_comments_or_
     other = tmp_path / "quickstart.yaml"  # no trial reads the search section: a new sampler keeps every stored trial
     other.write_text("# a comment\n" + SPEC.read_text().replace("sampler: gp", "sampler: random"))
     assert StoredTrials(tmp_path / "table.jsonl", other, "code").key(["train.seed=0"]) == store.key(["train.seed=0"])
-    other.write_text(SPEC.read_text().replace("epochs: 2,", "epochs: 3,"))
+    other.write_text(SPEC.read_text().replace("epochs: 60,", "epochs: 61,"))
     assert StoredTrials(tmp_path / "table.jsonl", other, "code").key(["train.seed=0"]) != store.key(["train.seed=0"])
 
 

@@ -98,7 +98,10 @@ def stages_of(client: nn.Module, server: nn.Module) -> list[nn.Module]:
 def train_task_model(config: TrialConfig, dataset: Dataset) -> PretrainedTaskModel:
     from trainables.trial import Trial
 
-    task_config = config.model_copy(update={"method": "none", "params": {}, "train": config.train.model_copy(update={"init": "scratch"})})
+    task_config = config.model_copy(update={
+        "method": "none", "params": {}, "train": config.train.model_copy(update={"init": "scratch"}),
+        "attacks": config.attacks.model_copy(update={"release_ratios": None}),  # the defense's knob, not the task model's
+    })
     trial = Trial(task_config, dataset, build=_build_task_model)
     trial.train()
     stages = [{k: v.detach().cpu() for k, v in stage.state_dict().items()} for stage in stages_of(*trial.method.task_networks())]

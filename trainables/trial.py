@@ -230,7 +230,7 @@ class Trial:
         signals = self.validate()
         metrics = {f"train/{key}": total / counts[key] for key, total in sums.items()}
         metrics.update(signals)
-        metrics["train/phase"] = float(self.phase_index)
+        metrics["defense/phase"] = float(self.phase_index)
         self._end_epoch(signals)
         self.train_seconds += time.perf_counter() - start
         self.history.append(metrics)

@@ -188,3 +188,10 @@ def test_adv_recon_perceptual_loss_without_vgg16_weights_is_an_input_error(tmp_p
     with pytest.raises(InputError, match=r"params\.lambda2/params\.mu2.*vgg16-397923af\.pth"):
         _adv(params)
     _adv({"lambda2": 0.0, "mu2": 0.0})  # the same machine runs the pixel-only variant
+
+
+def test_adv_recon_decoder_learns_at_ten_times_the_encoder_rate_unless_set():
+    """Dec at 10 x train.lr by default (measured in the module docstring), Enc and f at train.lr."""
+    rates = {name: o.param_groups[0]["lr"] for name, o in _adv(lr=1e-3).optimizers.items()}
+    assert rates == {"client": 1e-3, "server": 1e-3, "decoder": pytest.approx(1e-2)}
+    assert _adv({"decoder_lr": 3e-3}).optimizers["decoder"].param_groups[0]["lr"] == 3e-3
