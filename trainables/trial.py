@@ -260,7 +260,7 @@ class Trial:
         decoders = self.method.proxy_decoders()
         ssims: dict[str, list[torch.Tensor]] = {name: [] for name in decoders}
         for x, y_task, y_private in self.data.val.batches(self.config.attacks.batch_size):
-            z = self.method.release(x)
+            z = self.method.validation_release(x)
             utility += (self.method.serve(z).argmax(1) == y_task).sum().item()
             proxy = self.method.proxy_leak(z)
             if proxy is not None:

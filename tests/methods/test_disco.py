@@ -161,3 +161,13 @@ def test_disco_trains_at_the_papers_sgd_rate_not_the_shared_adam_rate():
     adam = make("disco", {"optimizer": "adam"}, lr=1e-3)
     assert {type(o).__name__ for o in adam.optimizers.values()} == {"Adam"}
     assert {o.param_groups[0]["lr"] for o in adam.optimizers.values()} == {1e-3}
+
+
+def test_disco_phase1_is_validated_on_the_unpruned_features_it_trains():
+    method = make("disco", {"pruning_ratio": 0.6}).eval()
+    x, _, _ = batch()
+    with torch.no_grad():
+        assert torch.equal(method.validation_release(x), method.features(x))  # phase `client`
+        method.start_phase("filter")
+        assert torch.equal(method.validation_release(x), method.release(x))
+        assert not torch.equal(method.release(x), method.features(x))

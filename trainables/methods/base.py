@@ -10,6 +10,8 @@ hooks with safe defaults:
 - `phases` / `start_phase`: the method's training phases in order (default one, `train`);
   the trainer runs each until its validation signals converge or the cap
   (`trainables/convergence.py`), and announces each with `start_phase` (again on a resume);
+- `validation_release`: the release the trainer validates the current phase on (default
+  `release`; DISCO's first phase trains the unpruned features, so it is validated on them);
 - `pretrained_phases`: the phases a task model trained without defense stands in for
   (`train.init: pretrained`), which the trainer skips after loading it into
   `task_networks()` (client and deployed server);
@@ -149,6 +151,11 @@ class Method(nn.Module, ABC):
         """Called by the trainer when phase `phase` (one of `phases`) begins, and again with the
         current phase when a trial is rebuilt to resume: what a phase needs to continue (step
         counters) lives in the state dict, not here. Before any call a method is in `phases[0]`."""
+
+    def validation_release(self, x: torch.Tensor) -> torch.Tensor:
+        """What the trainer's per-epoch validation serves and shows the proxies: the release,
+        unless the current phase trains another path."""
+        return self.release(x)
 
     def task_networks(self) -> tuple[nn.Module, nn.Module]:
         """(client, deployed server): the task model's two halves, where `train.init:

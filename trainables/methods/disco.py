@@ -231,6 +231,13 @@ class Disco(Method):
         features = self.features(x)
         return self.apply_mask(features, self.mask(features))
 
+    def validation_release(self, x: torch.Tensor) -> torch.Tensor:
+        """Phase 1 trains client and predictor on the unpruned features: they are what it is
+        validated (and judged converged) on. Measured: validated on the pruned release with the
+        untrained filter instead, the phase-1 utility wandered between 0.63 and 0.90 while the
+        training loss was near 0 (rho 1000, demo slice)."""
+        return self.features(x) if self.phase == "client" else self.release(x)
+
     def at_release_ratio(self, ratio: float) -> AbstractContextManager:
         return overriding(self, "release_ratio", ratio)
 
