@@ -64,6 +64,7 @@ COLUMNS = (
 CONVERGED = "attack/converged/"
 AT_CAP = "at cap"
 DEFENSE_CONVERGED = "defense converged"  # seeds whose defense stopped by the convergence rule, not at train.epochs
+STRENGTH = ("train/epochs_run", DEFENSE_CONVERGED, "attackers converged", AT_CAP)  # did both sides converge
 LEAK = "privacy/leak_acc"
 
 # method -> (knob, weaker params, stronger params): "stronger" = more privacy by the paper.
@@ -115,19 +116,19 @@ def run(method: str, params: dict, seed: int, args: argparse.Namespace, split: s
         args.wanted.append(overrides)
         return None
     if getattr(args, "curves", None):
-        write_curves(args, overrides, f"{method}-{'-'.join(f'{k}{v}' for k, v in params.items())}-split{split}-seed{seed}", metrics)
+        write_curves(args, method, overrides, f"{method}-{'-'.join(f'{k}{v}' for k, v in params.items())}-split{split}-seed{seed}", metrics)
     metrics = dict(metrics)
     capped = sorted(k.removeprefix(CONVERGED) for k, v in metrics.items() if k.startswith(CONVERGED) and v != 1)
     metrics["attackers converged"] = float(not capped)
     metrics[AT_CAP] = capped
     metrics[DEFENSE_CONVERGED] = metrics.get("train/converged", math.nan)
-    shown = [*COLUMNS, "train/epochs_run", DEFENSE_CONVERGED, "attackers converged", AT_CAP, *(c + end for c in COLUMNS for end in (":ci95_lo", ":ci95_hi"))]
+    shown = [*COLUMNS, *STRENGTH, *(c + end for c in COLUMNS for end in (":ci95_lo", ":ci95_hi"))]
     row = {"method": method, "split": split, "seed": seed, **params, **{c: metrics.get(c, math.nan) for c in shown}}
     print(json.dumps(row), file=sys.stderr, flush=True)
     return metrics
 
 
-def write_curves(args: argparse.Namespace, overrides: list[str], name: str, metrics: dict[str, float]) -> None:
+def write_curves(args: argparse.Namespace, method: str, overrides: list[str], name: str, metrics: dict[str, float]) -> None:
     """The stored trial's defense curves as `<args.curves>/<name>.png` (none for a trial stored without them)."""
     from analysis.curves import epoch_series, plot_defense_curves
 
@@ -136,7 +137,7 @@ def write_curves(args: argparse.Namespace, overrides: list[str], name: str, metr
         return
     converged = metrics.get("train/converged")
     title = f"{name}: {len(history)} epochs, {'converged' if converged == 1 else 'stopped at the cap'}"
-    figure = plot_defense_curves(epoch_series(history), title, method_class(overrides[0].removeprefix("method=")).phases, converged)
+    figure = plot_defense_curves(epoch_series(history), title, method_class(method).phases, converged)
     args.curves.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.curves / f"{name}.png", dpi=110)
 
@@ -193,7 +194,7 @@ def lower_of(method: str, cell: Cell, control: str, control_cell: Cell, column: 
 def control_table(methods: list[str], args: argparse.Namespace) -> None:
     """Each method beside its same-budget control at every value of the shared knob."""
     print(f"\nsame-budget controls; seeds {args.seeds}; mean [95 % interval of the mean]\n")
-    print("| R | method | " + " | ".join((*CONTROL_COLUMNS, "train/epochs_run", DEFENSE_CONVERGED, "attackers converged", AT_CAP)) + " | leakage | SSIM |")
+    print("| R | method | " + " | ".join((*CONTROL_COLUMNS, *STRENGTH)) + " | leakage | SSIM |")
     print("|---|---|" + "---|" * (len(CONTROL_COLUMNS) + 4))
     for method in methods:
         control = method_class(method).control
@@ -204,7 +205,7 @@ def control_table(methods: list[str], args: argparse.Namespace) -> None:
             verdicts = [lower_of(method, cell, control.method, control_cell, c) for c in (LEAK, "recon/ssim")]
             for name, params, seeds in ((method, own, cell), (control.method, {}, control_cell)):
                 shown = ", ".join(f"{k}={v}" for k, v in params.items())
-                cells = [summary(seeds, c) for c in (*CONTROL_COLUMNS, "train/epochs_run", DEFENSE_CONVERGED, "attackers converged", AT_CAP)]
+                cells = [summary(seeds, c) for c in (*CONTROL_COLUMNS, *STRENGTH)]
                 tail = " | ".join(verdicts) if name == method else " | "
                 label = f"{name}{' (' + shown + ')' if shown else ''}{seeds_note(seeds, args)}"
                 print(f"| {value} | {label} | " + " | ".join(cells) + f" | {tail} |", flush=True)
@@ -222,7 +223,7 @@ def seeds_note(cell: Cell, args: argparse.Namespace) -> str:
 
 
 def print_row(method: str, setting: str, cell: Cell, args: argparse.Namespace, leakage_verdict: str = "") -> None:
-    cells = [summary(cell, c) for c in (*COLUMNS, "train/epochs_run", DEFENSE_CONVERGED, "attackers converged", AT_CAP)]
+    cells = [summary(cell, c) for c in (*COLUMNS, *STRENGTH)]
     print(f"| {method} | {setting}{seeds_note(cell, args)} | " + " | ".join(cells) + f" | {leakage_verdict} |", flush=True)
 
 
@@ -236,7 +237,7 @@ def tables(args: argparse.Namespace) -> None:
     baseline_splits = sorted(set(splits.values()), reverse=True) if args.baseline else []
     baselines = {split: run_seeds("none", {}, args, split) for split in baseline_splits}
     print(f"\nseeds {args.seeds}; mean [95 % interval of the mean]\n")
-    print("| method | setting | " + " | ".join((*COLUMNS, "train/epochs_run", DEFENSE_CONVERGED, "attackers converged", AT_CAP)) + " | leakage verdict |")
+    print("| method | setting | " + " | ".join((*COLUMNS, *STRENGTH)) + " | leakage verdict |")
     print("|---|---|" + "---|" * (len(COLUMNS) + 3))
     for split, cell in baselines.items():
         print_row("none", f"split {split}", cell, args)

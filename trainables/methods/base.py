@@ -103,6 +103,7 @@ class Method(nn.Module, ABC):
         self.ctx = ctx.at_input() if self.releases == "image" else ctx
         self.params = params
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.phase = self.phases[0]  # set by the trainer through `start_phase`
 
     @classmethod
     def hyperparameters(cls) -> list[str]:
@@ -150,7 +151,9 @@ class Method(nn.Module, ABC):
     def start_phase(self, phase: str) -> None:
         """Called by the trainer when phase `phase` (one of `phases`) begins, and again with the
         current phase when a trial is rebuilt to resume: what a phase needs to continue (step
-        counters) lives in the state dict, not here. Before any call a method is in `phases[0]`."""
+        counters) lives in the state dict, not here. Before any call a method is in `phases[0]`.
+        The default keeps `self.phase`, which a method with phases reads in `train_step`."""
+        self.phase = phase
 
     def validation_release(self, x: torch.Tensor) -> torch.Tensor:
         """What the trainer's per-epoch validation serves and shows the proxies: the release,

@@ -101,10 +101,6 @@ class DeepObfuscator(Method):
         noise = (NOISE_MEAN + NOISE_STD * torch.randn(1, *ctx.image_shape)).clamp(0, 1)
         self.register_buffer("noise_image", noise)
         self.register_buffer("game_steps", torch.zeros((), dtype=torch.int64))
-        self.phase = self.phases[0]
-
-    def start_phase(self, phase: str) -> None:
-        self.phase = phase
 
     def task_networks(self) -> tuple[nn.Module, nn.Module]:
         return self.obfuscator, self.classifier

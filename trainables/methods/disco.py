@@ -197,15 +197,10 @@ class Disco(Method):
             "adversary": self._optimizer(self.adversary.parameters()),
         }
         self.release_ratio = params.pruning_ratio
-        self.phase = self.phases[0]
 
     def _optimizer(self, parameters) -> torch.optim.Optimizer:
         default_lr = PAPER_SGD_LR if self.params.optimizer == "sgd" else self.ctx.lr
         return make_optimizer(parameters, self.params.lr or default_lr, self.params.optimizer)
-
-    # -- schedule -------------------------------------------------------------------------
-    def start_phase(self, phase: str) -> None:
-        self.phase = phase
 
     # -- client computation ---------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
