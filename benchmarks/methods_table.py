@@ -195,7 +195,7 @@ def control_table(methods: list[str], args: argparse.Namespace) -> None:
     """Each method beside its same-budget control at every value of the shared knob."""
     print(f"\nsame-budget controls; seeds {args.seeds}; mean [95 % interval of the mean]\n")
     print("| R | method | " + " | ".join((*CONTROL_COLUMNS, *STRENGTH)) + " | leakage | SSIM |")
-    print("|---|---|" + "---|" * (len(CONTROL_COLUMNS) + 4))
+    print("|---|---|" + "---|" * (len(CONTROL_COLUMNS) + len(STRENGTH) + 2))
     for method in methods:
         control = method_class(method).control
         own, knob, values = CONTROL_SETTINGS[method]
@@ -238,7 +238,7 @@ def tables(args: argparse.Namespace) -> None:
     baselines = {split: run_seeds("none", {}, args, split) for split in baseline_splits}
     print(f"\nseeds {args.seeds}; mean [95 % interval of the mean]\n")
     print("| method | setting | " + " | ".join((*COLUMNS, *STRENGTH)) + " | leakage verdict |")
-    print("|---|---|" + "---|" * (len(COLUMNS) + 3))
+    print("|---|---|" + "---|" * (len(COLUMNS) + len(STRENGTH) + 1))
     for split, cell in baselines.items():
         print_row("none", f"split {split}", cell, args)
     verdicts = {}
