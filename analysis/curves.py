@@ -2,7 +2,7 @@
 
 One figure per trial (`plot_defense_curves`), from its per-epoch history (MLflow's metric
 history of the run, or a stored benchmark trial's `curves`): the validation utility and every
-proxy adversary's validation score on the left, the training losses on the right, each phase
+proxy adversary's and the shadow attacker's validation score on the left, the training losses on the right, each phase
 shaded and named, and the epoch where training stopped marked: "converged" when the
 convergence rule stopped the last phase, "cap" when it reached `train.epochs`.
 """
@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from analysis.errors import AnalysisInputError
 
-VALIDATION = ("val/utility_acc", "val/proxy_leak_acc", "val/proxy_ssim")
+VALIDATION = ("val/utility_acc", "val/proxy_leak_acc", "val/proxy_ssim", "val/shadow_leak_acc")
 PHASE = "defense/phase"
 
 
@@ -42,7 +42,7 @@ def plot_defense_curves(series: Mapping[str, Sequence[tuple[int, float]]], title
     for key in losses:
         epochs, values = zip(*series[key], strict=True)
         losses_ax.plot(epochs, values, marker=".", label=key)
-    signals_ax.set(xlabel="epoch", ylabel="validation score", title="validation: utility and the proxies")
+    signals_ax.set(xlabel="epoch", ylabel="validation score", title="validation: utility, the proxies, the shadow attacker")
     losses_ax.set(xlabel="epoch", ylabel="loss", title="training losses")
     last = max((epoch for values in series.values() for epoch, _ in values), default=0)
     for ax in (signals_ax, losses_ax):

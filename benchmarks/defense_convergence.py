@@ -8,13 +8,15 @@ class, small_cnn split 2, seed 0, with the method and params swapped in) two tri
 each attacked by the full default suite:
 
 - the default: every phase trained until the convergence rule stops it
-  (`trainables/convergence.py`: `train.patience`, `train.tolerance`), at most `train.epochs`;
-- the reference: every phase trained for twice the epochs the default's longest phase ran,
-  with no early stop (patience above the cap).
+  (`trainables/convergence.py`: `train.patience`, `train.tolerance`), at most `train.epochs`
+  at each learning rate, a game annealed `train.anneal` times;
+- the reference: the default's schedule with every stage twice as long and no early stop:
+  each phase at each of its learning rates for twice the epochs the default spent there,
+  halving where the default halved (`ScheduledTrial`).
 
 Prints a markdown table (utility, fresh leakage and fresh SSIM of each with the strongest
 attacker, the proxy's leakage and SSIM, epochs run per phase, whether the default converged,
-training and attack seconds) and PASS/FAIL per row against the targets: the default's fresh
+whether every learned attacker of each trial converged, training and attack seconds) and PASS/FAIL per row against the targets: the default's fresh
 leakage within 0.02 of the reference's and its fresh SSIM within 0.03, in either direction (a
 gap either way means the verdict would still move with the training budget). Rows are also
 printed as JSON lines on stderr. Every trial runs on one torch thread;
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -46,7 +49,38 @@ def parse(config: str) -> tuple[str, dict]:
     return method, params
 
 
-def trial_metrics(method: str, params: dict, overrides: list[str]) -> tuple[dict[str, float], float]:
+def stages(history: list[dict[str, float]]) -> dict[int, list[int]]:
+    """Phase index -> epochs the trial spent at each of that phase's learning rates."""
+    spent: dict[int, list[int]] = {}
+    for epoch in history:
+        rates = spent.setdefault(int(epoch["defense/phase"]), [])
+        halvings = round(-math.log2(epoch["defense/lr_scale"]))
+        rates.extend([0] * (halvings + 1 - len(rates)))
+        rates[halvings] += 1
+    return spent
+
+
+def scheduled_trial(config, schedule: dict[int, list[int]]):
+    """A trial that ignores the convergence rule and follows `schedule` (phase index -> epochs
+    at each learning rate): halving, and ending phases, where the schedule says."""
+    from trainables.trial import Trial
+
+    class ScheduledTrial(Trial):
+        def _end_epoch(self, signals: dict[str, float]) -> None:
+            self.plateau.update(signals)
+            lengths = schedule[self.phase_index]
+            if self.stage_epochs < lengths[self.halvings]:
+                return
+            if self.halvings + 1 < len(lengths):
+                self.halve_learning_rates()
+            else:
+                self.finish_phase(False)
+
+    return ScheduledTrial(config)
+
+
+def trial_metrics(method: str, params: dict, overrides: list[str], schedule: dict[int, list[int]] | None = None):
+    """(metrics, seconds, per-epoch history) of one trial: by the rule, or on `schedule`."""
     import torch
 
     from sweeps.spec import load_spec
@@ -55,8 +89,13 @@ def trial_metrics(method: str, params: dict, overrides: list[str]) -> tuple[dict
     torch.set_num_threads(1)
     spec = load_spec(SPEC, [f"method={method}", f"params={json.dumps(params)}", "search_space=null", *overrides])
     start = time.perf_counter()
-    metrics, _ = Trial(spec.trial_config()).run()
-    return metrics, time.perf_counter() - start
+    trial = Trial(spec.trial_config()) if schedule is None else scheduled_trial(spec.trial_config(), schedule)
+    metrics, _ = trial.run()
+    return metrics, time.perf_counter() - start, trial.history
+
+
+def attackers_converged(metrics: dict[str, float]) -> bool:
+    return all(v == 1 for k, v in metrics.items() if k.startswith("attack/converged/"))
 
 
 def strongest(metrics: dict[str, float], prefix: str) -> str:
@@ -70,9 +109,9 @@ def phase_epochs(metrics: dict[str, float]) -> dict[str, int]:
 
 def row(config: str, overrides: list[str]) -> dict:
     method, params = parse(config)
-    default, default_s = trial_metrics(method, params, overrides)
-    epochs = 2 * max(phase_epochs(default).values())
-    reference, reference_s = trial_metrics(method, params, [*overrides, f"train.epochs={epochs}", f"train.patience={epochs + 1}"])
+    default, default_s, history = trial_metrics(method, params, overrides)
+    schedule = {phase: [2 * n for n in lengths] for phase, lengths in stages(history).items()}
+    reference, reference_s, _ = trial_metrics(method, params, overrides, schedule)
     result = {
         "config": config,
         "default": {k: default.get(k) for k in SHOWN}, "reference": {k: reference.get(k) for k in SHOWN},
@@ -81,7 +120,8 @@ def row(config: str, overrides: list[str]) -> dict:
         "leak_ci": [default.get("privacy/leak_acc:ci95_lo"), default.get("privacy/leak_acc:ci95_hi")],
         "leak_ref_ci": [reference.get("privacy/leak_acc:ci95_lo"), reference.get("privacy/leak_acc:ci95_hi")],
         "epochs": phase_epochs(default), "reference_epochs": phase_epochs(reference),
-        "converged": default.get("train/converged") == 1,
+        "converged": default.get("train/converged") == 1, "schedule": schedule,
+        "attackers_converged": [attackers_converged(default), attackers_converged(reference)],
         "train_s": default["time/train_s"], "attack_s": default["time/attack_s"], "trial_s": default_s,
         "reference_train_s": reference["time/train_s"], "reference_trial_s": reference_s,
     }
@@ -94,8 +134,9 @@ def row(config: str, overrides: list[str]) -> dict:
 def markdown(rows: list[dict]) -> str:
     lines = [
         "| config | utility default / ref | leak default (by) | leak ref (by) | SSIM default (by) | SSIM ref (by) | proxy leak default / ref | "
-        "proxy SSIM default / ref | epochs default | epochs ref | converged | train s | attack s | ref train s | within target |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---:|---:|---:|---|",
+        "proxy SSIM default / ref | epochs default | epochs ref | converged | attackers converged default / ref | train s | attack s | "
+        "ref train s | within target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---:|---:|---:|---|",
     ]
 
     def f(value) -> str:
@@ -109,7 +150,8 @@ def markdown(rows: list[dict]) -> str:
             f"{f(ref['privacy/leak_acc'])} [{f(r['leak_ref_ci'][0])}, {f(r['leak_ref_ci'][1])}] ({r['leak_ref_by']}) | "
             f"{f(d['recon/ssim'])} ({r['ssim_by']}) | {f(ref['recon/ssim'])} ({r['ssim_ref_by']}) | "
             f"{f(d['privacy/proxy_leak_acc'])} / {f(ref['privacy/proxy_leak_acc'])} | {f(d['recon/proxy_ssim'])} / {f(ref['recon/proxy_ssim'])} | "
-            f"{r['epochs']} | {r['reference_epochs']} | {'yes' if r['converged'] else 'no'} | {r['train_s']:.0f} | {r['attack_s']:.0f} | "
+            f"{r['epochs']} | {r['reference_epochs']} | {'yes' if r['converged'] else 'no'} | "
+            f"{' / '.join('yes' if c else 'no' for c in r['attackers_converged'])} | {r['train_s']:.0f} | {r['attack_s']:.0f} | "
             f"{r['reference_train_s']:.0f} | {'PASS' if r['pass'] else 'FAIL'} |"
         )
     return "\n".join(lines)

@@ -6,6 +6,7 @@ beyond its scatter has not, phases advance on convergence, and a resumed trial c
 from __future__ import annotations
 
 import pytest
+import torch
 from conftest import tiny_config
 
 from trainables.convergence import Plateau
@@ -82,26 +83,71 @@ def test_a_phase_advances_when_it_converges_and_the_method_is_told(monkeypatch, 
     assert [h["defense/phase"] for h in trial.history] == [0.0] * 4 + [1.0] * 5
 
 
-def test_a_resumed_trial_continues_its_phase_and_stale_count(monkeypatch, data, tmp_path):
-    values = [0.6] * 4 + [0.3] * 4
-    config = tiny_config(method="disco", params={"optimizer": "adam"}, train__epochs=6, train__patience=2)
+def test_a_resumed_trial_continues_its_phase_rate_and_stale_count(monkeypatch, data, tmp_path):
+    values = [0.6] * 4 + [0.3] * 8  # `client` converges at epoch 4, `filter` at 8 (then halves) and 12
+    config = tiny_config(method="disco", params={"optimizer": "adam"}, train__epochs=6, train__patience=2, train__anneal=1)
     scripted(monkeypatch, values)
     whole = Trial(config, data)
     whole.train()
     scripted(monkeypatch, values)
     first = Trial(config, data)
-    for _ in range(5):  # phase `client` converged at epoch 4; one epoch into `filter`
+    for _ in range(9):  # one epoch into `filter` at half its rates
         first.train_epoch()
     first.save(tmp_path / "state.pt")
     resumed = Trial(config, data)
     resumed.restore(tmp_path / "state.pt")
-    assert resumed.method.phase == "filter" and resumed.plateau.history == first.plateau.history
+    assert resumed.method.phase == "filter" and resumed.halvings == 1 and resumed.plateau.history == first.plateau.history
+    assert all(group["lr"] == 0.5 * config.train.lr for group in resumed.method.optimizers["filter"].param_groups)
     resumed.train()
     assert resumed.training_metrics() == whole.training_metrics()
-    assert resumed.epoch == whole.epoch == 8
+    assert resumed.epoch == whole.epoch == 12
+
+
+def test_a_game_halves_its_rates_on_convergence_until_annealed(monkeypatch, data):
+    """A converged game goes on at half its learning rates, `train.anneal` times; a phase that
+    is not a game (DISCO's `client`) ends at its first convergence."""
+    scripted(monkeypatch, [0.6] * 4 + [0.3] * 12)
+    trial = Trial(tiny_config(method="disco", params={"optimizer": "adam"}, train__epochs=6, train__patience=2, train__anneal=2), data)
+    trial.train()
+    metrics = trial.training_metrics()
+    assert metrics["train/epochs_run/client"] == 4 and "train/lr_halvings/client" not in metrics
+    assert metrics["train/epochs_run/filter"] == 12 and metrics["train/lr_halvings/filter"] == 2
+    assert metrics["train/converged"] == 1
+    assert [h["defense/lr_scale"] for h in trial.history] == [1.0] * 8 + [0.5] * 4 + [0.25] * 4
+    assert all(group["lr"] == 0.25 * trial.config.train.lr for group in trial.method.optimizers["filter"].param_groups)
 
 
 def test_the_trainer_reports_proxy_decoder_ssim_on_validation(data):
     trial = Trial(tiny_config(method="privacy_partitioning", params={}, train__epochs=1), data)
     trial.train()
     assert 0 <= trial.history[0]["val/proxy_ssim"] <= 1 and "val/proxy_leak_acc" not in trial.history[0]
+
+
+def test_only_a_defense_that_fights_its_proxies_is_watched_by_the_shadow_attacker(data):
+    fighting = Trial(tiny_config(method="noisy_arl", train__epochs=1), data)
+    fighting.train()
+    assert 0 <= fighting.history[0]["val/shadow_leak_acc"] <= 1
+    monitored = Trial(tiny_config(method="none", params={}, train__epochs=1), data)
+    monitored.train()
+    assert monitored.shadow is None and "val/shadow_leak_acc" not in monitored.history[0]
+
+
+def shadow_accuracy(trial: Trial, release) -> float:
+    predictions = torch.cat([trial.shadow.predict(release(x)) for x, _, _ in trial.data.val.batches(64)])
+    return (predictions == trial.data.val.private).float().mean().item()
+
+
+def test_the_shadow_attacker_scores_what_the_release_gives_away_now():
+    """Warm-started, it still follows the release: a release that stops carrying the private
+    attribute drops its score within an epoch, though it learned the attribute before."""
+    trial = Trial(tiny_config(method="noisy_arl"), synthetic.load(train_size=512, test_size=32, image_size=16))
+    client = trial.method.client.eval()
+    informative = client
+    blank = lambda x: torch.zeros_like(client(x))  # noqa: E731
+    for epoch in range(1, 6):
+        trial.shadow.train_epoch(informative, trial.data.train, 64, epoch)
+    learned = shadow_accuracy(trial, informative)
+    majority = torch.bincount(trial.data.val.private).max().item() / len(trial.data.val)
+    assert learned > majority + 0.2
+    trial.shadow.train_epoch(blank, trial.data.train, 64, 6)
+    assert shadow_accuracy(trial, blank) <= majority + 0.05

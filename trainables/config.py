@@ -50,8 +50,9 @@ class ModelConfig(Strict):
 class TrainConfig(Strict):
     epochs: int = Field(
         60, ge=1,
-        description="cap on the defense's training epochs per phase of its method; each phase stops earlier when its "
-        "validation signals stop moving (patience, tolerance; trainables/convergence.py)",
+        description="cap on the defense's training epochs per phase of its method (per learning rate in an annealed "
+        "game); each phase stops earlier when its validation signals stop moving (patience, tolerance; "
+        "trainables/convergence.py)",
     )
     patience: int = Field(
         10, ge=1,
@@ -63,6 +64,12 @@ class TrainConfig(Strict):
         0.01, ge=0,
         description="smallest trend of a validation signal over W epochs that counts as movement (absolute, on "
         "accuracies and SSIM)",
+    )
+    anneal: int = Field(
+        2, ge=0,
+        description="in a game phase (the client against the method's own adversaries): times the phase halves every "
+        "learning rate once its signals have converged, then trains on until they converge again (a game at a constant "
+        "rate keeps cycling; trainables/convergence.py). The cap train.epochs holds at each rate",
     )
     init: Literal["scratch", "pretrained"] = Field(
         "scratch",

@@ -4,8 +4,10 @@ A defense trains in its method's phases (`Method.phases`: most have one; DISCO t
 client first and the filter after, DeepObfuscator pre-trains before its game). Each phase
 runs until its validation signals stop moving, or to the cap `train.epochs`:
 
-- signals: the deployed utility on the validation split (`val/utility_acc`) and every proxy
-  adversary's validation score (`val/proxy_leak_acc`, `val/proxy_ssim`), once per epoch;
+- signals: the deployed utility on the validation split (`val/utility_acc`), every proxy
+  adversary's validation score (`val/proxy_leak_acc`, `val/proxy_ssim`) and, for a method
+  with a game, the shadow attacker's (`val/shadow_leak_acc`, `trainables/shadow.py`), once
+  per epoch;
 - a signal still moves while the least-squares trend of its last 2 W epochs (W =
   `train.patience`) would carry it further than `max(train.tolerance, NOISE_Z * its standard
   error)` over one window (W epochs), the standard error from the scatter of the 2 W values
@@ -13,7 +15,21 @@ runs until its validation signals stop moving, or to the cap `train.epochs`:
 - a phase has converged at the first epoch (at least 2 W into it) at which no signal moves.
   The last phase's convergence ends training with `train/converged` = 1; a phase that hits
   the cap moves on (or ends training) with `train/converged` = 0, and the analysis flags the
-  defense as it flags an attacker at its cap.
+  defense as it flags an attacker at its cap;
+- a game phase (`Method.game_phases`: the client trains against the method's own
+  adversaries) that has converged halves every learning rate of the method and runs on,
+  with a fresh window, until it converges again, `train.anneal` times (default 2); the cap
+  `train.epochs` holds at each rate (`train/lr_halvings/<phase>`, per epoch
+  `defense/lr_scale`).
+
+Why a game anneals: at a constant rate a game settles into a cycle, not a point, and where
+the cycle is when training stops decides the verdict. Measured (DeepObfuscator lambda1 10,
+quickstart at the demo slice, seed 0, a fresh `server_arch` attacker's test leakage every
+10 or 20 game epochs): at the constant 1e-3, .877 / .784 / .791 / .797 / .853 / .808 at
+game epochs 0 / 19 / 39 / 59 / 79 / 99 (the rule stopped at 33 once, .820, and a reference
+at 110 read .731); with the rate halved every 20 epochs, .848 / .758 / .832 / .814 at 1e-3
+and 5e-4, then .834 / .836 / .826 / .835 at 2.5e-4 and 1.25e-4: the cycle shrinks to
+the test set's noise.
 
 Why a trend test and not "no new best for `patience` epochs", as the attackers stop: an
 attacker climbs to a plateau, while a game can settle into an oscillation. Measured (MaxEnt

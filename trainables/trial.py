@@ -1,8 +1,10 @@
 """One configuration end to end: defense training on the train split, then the attack suite.
 
 Defense training runs the method's phases (`Method.phases`), each until its validation
-signals converge or the cap `train.epochs` (`trainables/convergence.py`); the last epoch is
-deployed. `train.init: pretrained` first loads a cached task model trained without defense
+signals converge or the cap `train.epochs` (`trainables/convergence.py`); a game phase
+(`Method.game_phases`) then halves its learning rates and converges again, `train.anneal`
+times, watched by a shadow attacker as well as by its own proxies (`trainables/shadow.py`);
+the last epoch is deployed. `train.init: pretrained` first loads a cached task model trained without defense
 into the client and the deployed server (`trainables/pretraining.py`) and skips the phases
 it stands in for.
 
@@ -51,6 +53,7 @@ from trainables.methods import Method, MethodContext, method_class
 from trainables.methods.ssim_losses import ssim_per_image
 from trainables.metrics import client_gflops, params_mb
 from trainables.models import SplitArchitecture
+from trainables.shadow import ShadowAttacker
 
 # Subsets and the validation hold-out come from one fixed shuffle, the same for every
 # trial and seed, so all trials of a sweep see the same examples.
@@ -180,9 +183,13 @@ class Trial:
             self.phase_index = len(self.method.pretrained_phases)
         self.method.start_training(self.data.train, config.train.batch_size)
         self.method.start_phase(self.phase)
+        self.shadow = ShadowAttacker(self.method.ctx.arch, self.data.classes[1], self.device) if self.method.game_phases else None
         self.plateau = self._new_plateau()
         self.phase_epochs = 0
+        self.halvings = 0  # of the current phase's learning rates (a game's annealing)
+        self.stage_epochs = 0  # epochs at the current learning rate
         self.phase_outcomes: dict[str, tuple[int, bool]] = {}  # finished phase -> (epochs, converged)
+        self.phase_halvings: dict[str, int] = {}  # finished phase -> halvings of its learning rates
         self.epoch = 0
         self.train_seconds = 0.0
         self.history: list[dict[str, float]] = []
@@ -216,7 +223,8 @@ class Trial:
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         batches = self.data.train.batches(batch_size, self._shuffle_generator())
-        desc = f"train {self.phase} epoch {self.phase_epochs + 1}/{self.config.train.epochs}"
+        rate = f" at lr x{0.5**self.halvings:g}" if self.halvings else ""
+        desc = f"train {self.phase} epoch {self.phase_epochs + 1}{rate}"
         for x, y_task, y_private in tqdm(batches, total=self.data.train.num_batches(batch_size), desc=desc, leave=False, disable=None):
             with self._autocast():
                 losses = self.method.train_step(x, y_task, y_private)
@@ -227,24 +235,48 @@ class Trial:
             raise FloatingPointError(f"training diverged at epoch {self.epoch + 1}: losses {sums}")
         self.epoch += 1
         self.phase_epochs += 1
+        self.stage_epochs += 1
+        if self.shadow is not None:
+            self.method.eval()
+            self.shadow.train_epoch(self.method.validation_release, self.data.train, batch_size, self.epoch)
         signals = self.validate()
         metrics = {f"train/{key}": total / counts[key] for key, total in sums.items()}
         metrics.update(signals)
         metrics["defense/phase"] = float(self.phase_index)
+        metrics["defense/lr_scale"] = 0.5**self.halvings
         self._end_epoch(signals)
         self.train_seconds += time.perf_counter() - start
         self.history.append(metrics)
         return metrics
 
     def _end_epoch(self, signals: dict[str, float]) -> None:
-        """Count the epoch towards its phase's convergence; move to the next phase, or end
-        training, when the phase has converged or reached the cap."""
+        """Count the epoch towards its phase's convergence. A game phase that has converged
+        halves its learning rates and goes on, `train.anneal` times; a phase moves on to the
+        next, or ends training, once it has converged at its last rate or reached the cap
+        (`train.epochs` at one rate)."""
         converged = self.plateau.update(signals)
-        if not converged and self.phase_epochs < self.config.train.epochs:
+        if not converged and self.stage_epochs < self.config.train.epochs:
             return
+        if converged and self.phase in self.method.game_phases and self.halvings < self.config.train.anneal:
+            self.halve_learning_rates()
+        else:
+            self.finish_phase(converged)
+
+    def halve_learning_rates(self) -> None:
+        """Go on in this phase at half of every learning rate, with a fresh convergence window."""
+        self.halvings += 1
+        for optimizer in self.method.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] *= 0.5
+        self.plateau = self._new_plateau()
+        self.stage_epochs = 0
+
+    def finish_phase(self, converged: bool) -> None:
+        """Record the phase's outcome and start the next phase, if any."""
         self.phase_outcomes[self.phase] = (self.phase_epochs, converged)
+        self.phase_halvings[self.phase] = self.halvings
         self.phase_index += 1
-        self.phase_epochs = 0
+        self.phase_epochs = self.stage_epochs = self.halvings = 0
         self.plateau = self._new_plateau()
         if not self.finished:
             self.method.start_phase(self.phase)
@@ -252,11 +284,11 @@ class Trial:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """The convergence signals on the validation split: the deployed utility, the proxy
-        adversary's leakage and the best proxy decoder's SSIM."""
+        adversary's leakage, the best proxy decoder's SSIM and the shadow attacker's leakage."""
         if len(self.data.val) == 0:
             return {}
         self.method.eval()
-        utility, leak = 0, None
+        utility, leak, shadow = 0, None, 0
         decoders = self.method.proxy_decoders()
         ssims: dict[str, list[torch.Tensor]] = {name: [] for name in decoders}
         for x, y_task, y_private in self.data.val.batches(self.config.attacks.batch_size):
@@ -265,12 +297,16 @@ class Trial:
             proxy = self.method.proxy_leak(z)
             if proxy is not None:
                 leak = (leak or 0) + (proxy.argmax(1) == y_private).sum().item()
+            if self.shadow is not None:
+                shadow += (self.shadow.predict(z) == y_private).sum().item()
             for name, decoder in decoders.items():
                 ssims[name].append(ssim_per_image(decoder(z).float().clamp(0, 1), x.float()).cpu())
         n = len(self.data.val)
         signals = {"val/utility_acc": utility / n}
         if leak is not None:
             signals["val/proxy_leak_acc"] = leak / n
+        if self.shadow is not None:
+            signals["val/shadow_leak_acc"] = shadow / n
         if ssims:
             signals["val/proxy_ssim"] = max(torch.cat(values).mean().item() for values in ssims.values())
         return signals
@@ -283,6 +319,8 @@ class Trial:
         for phase, (epochs, converged) in self.phase_outcomes.items():
             metrics[f"train/epochs_run/{phase}"] = float(epochs)
             metrics[f"train/converged/{phase}"] = float(converged)
+            if phase in self.method.game_phases:
+                metrics[f"train/lr_halvings/{phase}"] = float(self.phase_halvings[phase])
         metrics.update(self.pretraining)
         return metrics
 
@@ -318,8 +356,12 @@ class Trial:
             "history": self.history,
             "phase_index": self.phase_index,
             "phase_epochs": self.phase_epochs,
+            "halvings": self.halvings,
+            "stage_epochs": self.stage_epochs,
+            "phase_halvings": dict(self.phase_halvings),
             "phase_outcomes": {phase: list(outcome) for phase, outcome in self.phase_outcomes.items()},
             "plateau": self.plateau.state_dict(),
+            "shadow": self.shadow.state_dict() if self.shadow is not None else None,
             "method": self.method.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.method.optimizers.items()},
             "torch_rng": torch.get_rng_state(),
@@ -332,8 +374,13 @@ class Trial:
         self.history = list(state["history"])
         self.phase_index = state["phase_index"]
         self.phase_epochs = state["phase_epochs"]
+        self.halvings = state["halvings"]
+        self.stage_epochs = state["stage_epochs"]
+        self.phase_halvings = {phase: int(n) for phase, n in state["phase_halvings"].items()}
         self.phase_outcomes = {phase: (int(epochs), bool(converged)) for phase, (epochs, converged) in state["phase_outcomes"].items()}
         self.plateau.load_state_dict(state["plateau"])
+        if self.shadow is not None:
+            self.shadow.load_state_dict(state["shadow"])
         self.method.load_state_dict(state["method"])
         if not self.finished:
             self.method.start_phase(self.phase)

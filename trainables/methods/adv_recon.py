@@ -168,6 +168,7 @@ class Discriminator(nn.Module):
 
 class AdvRecon(ReleasesClientFeatures, Method):
     Params = AdvReconParams
+    game_phases = ("train",)
 
     def __init__(self, ctx: MethodContext, params: AdvReconParams):
         super().__init__(ctx, params)

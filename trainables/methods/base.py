@@ -97,6 +97,10 @@ class Method(nn.Module, ABC):
     phases: ClassVar[tuple[str, ...]] = ("train",)
     # the phases a pretrained task model replaces (`train.init: pretrained`): they are skipped
     pretrained_phases: ClassVar[tuple[str, ...]] = ()
+    # the phases in which the client trains against the method's own adversaries: a game, whose
+    # proxies co-adapt with the client (the trainer then watches a shadow attacker too,
+    # trainables/shadow.py) and which the trainer anneals (trainables/convergence.py)
+    game_phases: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: MethodContext, params: BaseModel):
         super().__init__()

@@ -160,6 +160,7 @@ class SpatialDecoupler(nn.Module):
 
 class Disco(Method):
     Params = DiscoParams
+    game_phases = ("filter",)
     # Is the learned, input-dependent channel choice better than keeping as many channels at random?
     control = SameBudgetControl("random_pruning", ("pruning_ratio",))
     phases = ("client", "filter")

@@ -46,6 +46,7 @@ def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 class MaxEnt(ObfuscationMethod):
     Params = MaxEntParams
+    game_phases = ("train",)
 
     def obfuscate(self, features: torch.Tensor) -> torch.Tensor:
         return features

@@ -31,6 +31,7 @@ def add_gaussian_noise(features: torch.Tensor, sigma: float) -> torch.Tensor:
 
 class NoisyARL(ObfuscationMethod):
     Params = NoisyARLParams
+    game_phases = ("train",)
 
     def adversary_weight(self) -> float:
         return self.params.lambda_

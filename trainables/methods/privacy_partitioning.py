@@ -111,6 +111,7 @@ def build_defender(name: str, client: nn.Module, z_shape: tuple[int, ...], image
 
 class PrivacyPartitioning(ReleasesClientFeatures, Method):
     Params = PrivacyPartitioningParams
+    game_phases = ("train",)
 
     def __init__(self, ctx: MethodContext, params: PrivacyPartitioningParams):
         super().__init__(ctx, params)
