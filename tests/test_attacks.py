@@ -118,6 +118,7 @@ def spied_trial():
         mp.setattr(training.Attacker, "loss", spy_loss)
         trial = Trial(config, dataset)
         mp.setattr(trial, "validate", phase("validate", trial.validate))
+        mp.setattr(trial.shadow, "train_epoch", phase("shadow", trial.shadow.train_epoch))
         assert isinstance(trial.method, SpyNoisyARL)
         trial.train_epoch()
         recorder.phase = "defense_done"
@@ -142,6 +143,11 @@ def test_defense_trains_on_the_train_split_only(spied_trial):
     assert sum(len(r.x) for r in defense) == len(trial.data.train)
     validation = recorder.in_phase("validate")
     assert validation and all(r.marks == {TRAIN} and not r.grad for r in validation)  # val is held out of train
+    # the shadow attacker (a game's convergence signal) sees the train split's releases once an
+    # epoch, with no gradient into the defense and the client in eval mode
+    shadow = recorder.in_phase("shadow")
+    assert all(r.marks == {TRAIN} and not r.grad and not r.method_training for r in shadow)
+    assert sum(len(r.x) for r in shadow) == len(trial.data.train)
 
 
 def test_attackers_train_only_on_attacker_split_releases(spied_trial):
