@@ -1,15 +1,16 @@
 """The shadow attacker: a convergence signal that the defense cannot fight.
 
 In a game phase (`Method.game_phases`: the client trains against the method's own
-adversaries) the client can keep changing its release while their validation scores stay flat: the proxies co-adapt with the
-client, so their scores show the state of the game, not what the release still gives away.
+adversaries) the client can keep changing its release while their validation scores stay
+flat, or swing while it does not: the proxies co-adapt with the client, so their scores show
+the state of the game, not what the release still gives away.
 The shadow attacker is a leakage classifier (the server architecture with the private head,
 as the suite's `server_arch` attacker) that the client never sees: after every defense epoch
 it trains one pass over the train split's releases (the validation release, client in eval
 mode, no gradient into the defense), warm-started from the last epoch, at Adam
 `SHADOW_LR`, in a fixed order per epoch; its validation accuracy (`val/shadow_leak_acc`) is
-one more signal of the convergence rule (`trainables/convergence.py`). A client that still
-moves the fresh attackers' leakage moves this signal too.
+one more signal of the convergence rule (`trainables/convergence.py`): a release that still
+changes what a fresh attacker gets changes it too, as far as one pass an epoch can follow.
 
 Measured (DeepObfuscator lambda1 10, quickstart at the demo slice, 250 validation images,
 seed 0, 110 game epochs at a constant rate, a fresh `server_arch` attacker every 20): the

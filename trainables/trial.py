@@ -4,9 +4,9 @@ Defense training runs the method's phases (`Method.phases`), each until its vali
 signals converge or the cap `train.epochs` (`trainables/convergence.py`); a game phase
 (`Method.game_phases`) then halves its learning rates and converges again, `train.anneal`
 times, watched by a shadow attacker as well as by its own proxies (`trainables/shadow.py`);
-the last epoch is deployed. `train.init: pretrained` first loads a cached task model trained without defense
-into the client and the deployed server (`trainables/pretraining.py`) and skips the phases
-it stands in for.
+the last epoch is deployed. `train.init: pretrained` first loads a cached task model trained
+without defense into the client and the deployed server (`trainables/pretraining.py`) and
+skips the phases it stands in for.
 
 `Trial` is resumable: `state_dict()` after any epoch holds the networks, the optimisers,
 the RNG state, the phase and its convergence state and the elapsed training time, so a
