@@ -15,6 +15,7 @@ from trainables.attacks.releases import ReleasedSplit
 from trainables.data import load_dataset
 from trainables.data.batches import TensorSplit
 from trainables.metric_keys import unknown_metric_reason
+from trainables.methods.base import ReleaseParts
 from trainables.trial import Trial
 
 
@@ -123,7 +124,7 @@ def test_disjoint_attacker_data_is_held_out_of_defense_training(monkeypatch):
     assert seen == attacker  # every attacker-share image, and nothing else
 
 
-def test_a_deterministic_release_is_computed_once_per_split_and_a_random_one_per_batch():
+def test_a_deterministic_release_is_computed_once_per_split():
     trial = Trial(tiny_config(method="none", params={}))
     trial.method.eval()  # frozen, as the suite releases it
     calls: list[int] = []
@@ -133,16 +134,39 @@ def test_a_deterministic_release_is_computed_once_per_split_and_a_random_one_per
         calls.append(len(x))
         return release(x)
 
-    stored = ReleasedSplit(counted, trial.data.train, 64, random=False)
-    first = sum(calls)
-    assert first == len(trial.data.train)
+    stored = ReleasedSplit(ReleaseParts(counted), trial.data.train, 64)
+    assert sum(calls) == len(trial.data.train)
     epochs = [torch.cat([z for z, _ in stored.batches(torch.Generator().manual_seed(e))]) for e in range(2)]
-    assert sum(calls) == first  # no release after the first pass
+    assert sum(calls) == len(trial.data.train)  # no release after the first pass
     assert not torch.equal(epochs[0], epochs[1])  # shuffled differently per epoch
-    streamed = ReleasedSplit(counted, trial.data.train, 64, random=True)
-    for _ in streamed.batches():
-        pass
-    assert sum(calls) == 2 * first
-    # same batches, same order, same z either way (the release is deterministic)
-    for (z1, t1), (z2, t2) in zip(stored.batches(torch.Generator().manual_seed(3)), streamed.batches(torch.Generator().manual_seed(3)), strict=True):
-        assert torch.equal(t1["private"], t2["private"]) and torch.allclose(z1, z2, atol=1e-5)
+    # the same z, batch for batch, as releasing each batch
+    for z, targets in stored.batches(torch.Generator().manual_seed(3)):
+        assert torch.allclose(z, release(targets["image"]), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [("noisy_arl", {"sigma": 0.5}), ("random_pruning", {"pruning_ratio": 0.5}), ("input_noise", {"sigma": 0.3})],
+)
+def test_a_random_release_stores_its_features_once_and_draws_its_randomness_per_batch(method, params):
+    """The stored client features, randomised per batch, are the release itself: from the
+    same RNG state they give the z that `release(x)` gives, and each pass draws afresh."""
+    trial = Trial(tiny_config(method=method, params=params))
+    trial.method.eval()
+    parts = trial.method.release_parts()
+    assert parts.randomize is not None
+    calls: list[int] = []
+
+    def counted(x):
+        calls.append(len(x))
+        return parts.features(x)
+
+    stored = ReleasedSplit(ReleaseParts(counted, parts.randomize), trial.data.train, 64)
+    torch.manual_seed(11)
+    cached = [(z, targets["image"]) for z, targets in stored.batches(torch.Generator().manual_seed(5))]
+    assert sum(calls) == len(trial.data.train)  # features once per split, not once per batch
+    torch.manual_seed(11)
+    for z, images in cached:
+        assert torch.allclose(z, trial.method.release(images), atol=1e-5)
+    again = torch.cat([z for z, _ in stored.batches(torch.Generator().manual_seed(5))])
+    assert not torch.allclose(again, torch.cat([z for z, _ in cached]))  # fresh randomness per pass

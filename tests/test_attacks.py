@@ -27,6 +27,7 @@ from trainables.data import synthetic
 from trainables.data.base import Dataset, Split
 from trainables.data.batches import TensorSplit
 from trainables.methods import METHODS
+from trainables.methods.base import Method
 from trainables.methods.noisy_arl import NoisyARL
 from trainables.models.decoders import MirrorDecoder
 from trainables.trial import Trial
@@ -89,6 +90,11 @@ def spied_trial():
                 Release(recorder.phase, marks(x), torch.is_grad_enabled(), self.training, x.detach().clone(), z.detach().clone())
             )
             return z
+
+        def release_parts(self):
+            # the protocol's default for a random release (the images stored, `release` per
+            # batch), so that every release the attackers see passes the spy with its images
+            return Method.release_parts(self)
 
     def phase(name, function):
         def wrapped(*args, **kwargs):
@@ -320,7 +326,7 @@ EXPECTED_EPOCH = {"leak/server_arch": 2, "leak/mlp": 1, "recon/mirror": 3, "reco
 
 
 def released(trial: Trial, split: TensorSplit, batch_size: int) -> ReleasedSplit:
-    return ReleasedSplit(trial.method.release, split, batch_size, trial.method.release_is_random())
+    return ReleasedSplit(trial.method.release_parts(), split, batch_size)
 
 
 def test_each_attacker_keeps_the_weights_of_its_best_validation_epoch(monkeypatch):

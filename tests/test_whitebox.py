@@ -96,18 +96,35 @@ def test_the_tv_weight_is_chosen_on_validation_images_and_never_on_test():
     method = LinearClient(sigma=0.3)
     test, selection = synthetic_test_split(), synthetic_test_split()
     test.images = torch.zeros_like(test.images)  # would favour the strongest prior, were it used
-    seen: list[int] = []
+    seen: list[tuple[int, bool]] = []
     original = method.release
 
     def spy(x):
-        seen.append(int(x.sum().item() > 0))
+        seen.append((len(x), bool(x.sum().item() > 0)))
         return original(x)
 
     method.release = spy
     cfg = WhiteboxConfig(images=4, steps=60, tv=[0.0, 1e3], selection_images=4)
     _, _, tv = whitebox_reconstructions(method, test, cfg, selection)
     assert tv == 0.0  # a huge TV weight flattens the images; validation MSE says so
-    assert seen[:2] == [1, 1]  # both candidates scored on validation (non-zero) images first
+    # both candidates scored first, together, on their own copies of the 4 validation
+    # (non-zero) images; the test images are released only after the choice
+    test_release = seen.index((4, False))
+    assert seen[0] == (8, True) and all(n == 8 for n, _ in seen[:test_release])
+
+
+def test_inverting_the_tv_candidates_together_gives_each_its_own_inversion():
+    """One optimisation of every candidate's copy of the images (as the TV choice runs it)
+    reconstructs each copy as its candidate's inversion on its own would."""
+    method = LinearClient()
+    images = synthetic_test_split().images_at(slice(0, 4))
+    cfg = WhiteboxConfig(steps=30)
+    target = method.release(images)
+    alone = [invert(method, target, SHAPE, cfg, tv=tv) for tv in (0.0, 0.5)]
+    weights = torch.tensor([0.0, 0.5]).repeat_interleave(len(images))
+    together = invert(method, target.repeat(2, 1), SHAPE, cfg, tv=weights)
+    assert torch.allclose(together, torch.cat(alone), atol=1e-5)
+    assert not torch.allclose(alone[0], alone[1], atol=1e-3)  # the weights do differ
 
 
 def test_total_variation_is_zero_on_constant_images_and_counts_each_edge():

@@ -1,27 +1,30 @@
 """Released batches of a frozen defense: what every attacker trains and is evaluated on.
 
-A release with defense randomness (noise, random pruning, DP mechanisms) is drawn afresh for
-every batch of every epoch, so no attacker ever sees one fixed noise draw. A deterministic
-release (`Method.release_is_random()` False: no defense, the trained-encoder defenses,
-DISCO's hard mask) gives the same z for the same image every time, so it is computed once per
-split and batches index the stored z. Why: the attack suite runs up to `attacks.epochs`
-epochs over the train split plus a validation pass after each; releasing once removes the
-client's forward pass from every one of them (quickstart `none`, split 1, 9k images: the
-client forward is about a fifth of an attacker epoch here). A stored split larger than
-RELEASE_CACHE_BYTES is streamed instead, so a large dataset never exhausts device memory.
+A release is `randomize(features(x))` (`Method.release_parts`): `features` is a function of
+x alone, `randomize` the defense randomness (noise, random pruning, DP mechanisms), None
+for a deterministic release (no defense, the trained-encoder defenses, DISCO's hard mask).
+The features are computed once per split and stored; batches index the stored features and
+draw `randomize` afresh for every batch of every epoch, so no attacker ever sees one fixed
+noise draw, and the release's distribution is the one `release` samples. Why: the attack
+suite runs up to `attacks.epochs` epochs over the train split plus a validation pass after
+each; storing the features removes the client's forward pass from every one of them. On
+the quickstart (`noisy_arl` sigma 1, split 2, 10k slice, 2 threads) releasing each batch
+through the client cost 76 s of a 459 s attack phase (`benchmarks/trial_cost.py`). A
+stored split larger than RELEASE_CACHE_BYTES is streamed instead, so a large dataset never
+exhausts device memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 
 from trainables.data.batches import TensorSplit
+from trainables.methods.base import ReleaseParts
 
 RELEASE_CACHE_BYTES = 2 * 2**30
 
-Release = Callable[[torch.Tensor], torch.Tensor]
 Batch = tuple[torch.Tensor, dict[str, torch.Tensor]]
 
 
@@ -32,11 +35,9 @@ def targets_of(x: torch.Tensor, y_task: torch.Tensor, y_private: torch.Tensor) -
 class ReleasedSplit:
     """(z, targets) batches of one split under one frozen release."""
 
-    def __init__(self, release: Release, data: TensorSplit, batch_size: int, random: bool):
-        self.release, self.data, self.batch_size = release, data, batch_size
-        self.stored: torch.Tensor | None = None
-        if not random and len(data) > 0:
-            self.stored = self._store()  # None: too large to hold, streamed instead
+    def __init__(self, parts: ReleaseParts, data: TensorSplit, batch_size: int):
+        self.parts, self.data, self.batch_size = parts, data, batch_size
+        self.stored = self._store() if len(data) > 0 else None  # None: too large to hold, streamed instead
 
     def __len__(self) -> int:
         return len(self.data)
@@ -46,21 +47,26 @@ class ReleasedSplit:
 
     @torch.no_grad()
     def _store(self) -> torch.Tensor | None:
-        parts = []
+        chunks = []
         for x, *_ in self.data.batches(self.batch_size):
-            parts.append(self.release(x))
-            if len(parts) == 1 and parts[0][0].numel() * parts[0].element_size() * len(self.data) > RELEASE_CACHE_BYTES:
+            chunks.append(self.parts.features(x))
+            if len(chunks) == 1 and chunks[0][0].numel() * chunks[0].element_size() * len(self.data) > RELEASE_CACHE_BYTES:
                 return None
-        stored = torch.cat(parts)
+        stored = torch.cat(chunks)
         return stored.contiguous(memory_format=torch.channels_last) if stored.dim() == 4 else stored
 
     def batches(self, generator: torch.Generator | None = None) -> Iterator[Batch]:
-        """Shuffled with `generator`, else in order; each z released without autograd."""
+        """Shuffled with `generator`, else in order; each z released without autograd, its
+        randomness drawn afresh."""
         if self.stored is None:
             for x, y_task, y_private in self.data.batches(self.batch_size, generator):
                 with torch.no_grad():
-                    z = self.release(x)
+                    z = self.parts.release(x)
                 yield z, targets_of(x, y_task, y_private)
             return
         for index in self.data.batch_indices(self.batch_size, generator):
-            yield self.stored[index], targets_of(self.data.images_at(index), *self.data.labels_at(index))
+            z = self.stored[index]
+            if self.parts.randomize is not None:
+                with torch.no_grad():
+                    z = self.parts.randomize(z)
+            yield z, targets_of(self.data.images_at(index), *self.data.labels_at(index))

@@ -232,10 +232,10 @@ def _attack_once(
     test images), that attacker's name and the validation curves."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    random = method.release_is_random()
+    parts = method.release_parts()
 
     def released(split: TensorSplit) -> ReleasedSplit:
-        return ReleasedSplit(method.release, split, cfg.batch_size, random)
+        return ReleasedSplit(parts, split, cfg.batch_size)
 
     device = data.test.images.device
     watch = Stopwatch(device)
@@ -243,7 +243,7 @@ def _attack_once(
     for attacker in attackers.values():
         attacker.net.to(device, memory_format=torch.channels_last)
     use_selection = cfg.selection == "val_best" and data.selection is not None
-    with watch.timed("release"):  # a deterministic release is computed here, once per split
+    with watch.timed("release"):  # the release's features are computed here, once per split
         train_split = released(data.attacker)
         selection_split = released(data.selection) if use_selection else None
         test_split = released(data.test)

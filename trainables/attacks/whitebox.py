@@ -62,8 +62,9 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
     return rows + cols
 
 
-def inversion_loss(method: Method, images: torch.Tensor, target: torch.Tensor, tv: float, draws: int) -> torch.Tensor:
-    """Sum over images of the normalised expected distance plus the TV prior."""
+def inversion_loss(method: Method, images: torch.Tensor, target: torch.Tensor, tv: float | torch.Tensor, draws: int) -> torch.Tensor:
+    """Sum over images of the normalised expected distance plus the TV prior (`tv`: one
+    weight per image)."""
     energy = target.flatten(1).pow(2).sum(1).clamp_min(1e-12)
     distance = sum(
         (method.release_for_inversion(images) - target).flatten(1).pow(2).sum(1) / energy for _ in range(draws)
@@ -71,8 +72,9 @@ def inversion_loss(method: Method, images: torch.Tensor, target: torch.Tensor, t
     return (distance + tv * total_variation(images)).sum()
 
 
-def invert(method: Method, target: torch.Tensor, image_shape: tuple[int, ...], cfg: WhiteboxConfig, tv: float) -> torch.Tensor:
-    """Reconstructions in [0, 1] of the images whose releases are `target` (a batch)."""
+def invert(method: Method, target: torch.Tensor, image_shape: tuple[int, ...], cfg: WhiteboxConfig, tv: float | torch.Tensor) -> torch.Tensor:
+    """Reconstructions in [0, 1] of the images whose releases are `target` (a batch), each
+    with its own TV weight."""
     draws = cfg.draws if method.release_is_random() else 1
     images = torch.full((len(target), *image_shape), 0.5, device=target.device)
     images = images.contiguous(memory_format=torch.channels_last).requires_grad_()
@@ -88,29 +90,30 @@ def invert(method: Method, target: torch.Tensor, image_shape: tuple[int, ...], c
     return images.detach()
 
 
-def reconstruct(method: Method, split: TensorSplit, count: int, cfg: WhiteboxConfig, tv: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(originals, reconstructions) of the first `count` images of `split`, each inverted
-    from one release of it."""
-    originals = split.images_at(slice(0, count))
+def reconstruct(method: Method, originals: torch.Tensor, cfg: WhiteboxConfig, tv: torch.Tensor) -> torch.Tensor:
+    """Reconstructions of `originals`, each inverted from one release of it with its TV
+    weight (`tv`, one per image), in batches of `cfg.batch_size`."""
     parts = []
     for start in range(0, len(originals), cfg.batch_size):
         batch = originals[start : start + cfg.batch_size]
         with torch.no_grad():
             target = method.release(batch)
         with torch.enable_grad():
-            parts.append(invert(method, target, tuple(batch.shape[1:]), cfg, tv))
-    return originals, torch.cat(parts)
+            parts.append(invert(method, target, tuple(batch.shape[1:]), cfg, tv[start : start + cfg.batch_size]))
+    return torch.cat(parts)
 
 
 def choose_tv(method: Method, selection: TensorSplit | None, cfg: WhiteboxConfig) -> float:
-    """The TV weight whose inversions of validation images have the lowest MSE."""
+    """The TV weight whose inversions of validation images have the lowest MSE. Every
+    candidate inverts its own copy of the images, all in one optimisation (each image's
+    optimisation is independent of the others in its batch)."""
     if len(cfg.tv) == 1 or selection is None or len(selection) == 0:
         return cfg.tv[0]
-    errors = {}
-    for tv in cfg.tv:
-        originals, reconstructions = reconstruct(method, selection, cfg.selection_images, cfg, tv)
-        errors[tv] = torch.mean((reconstructions - originals) ** 2).item()
-    return min(cfg.tv, key=errors.get)
+    originals = selection.images_at(slice(0, cfg.selection_images))
+    copies = originals.repeat(len(cfg.tv), *([1] * (originals.dim() - 1)))
+    weights = torch.tensor(cfg.tv, device=originals.device).repeat_interleave(len(originals))
+    errors = (reconstruct(method, copies, cfg, weights) - copies).pow(2).flatten(1).mean(1)
+    return cfg.tv[int(errors.view(len(cfg.tv), -1).mean(1).argmin())]
 
 
 def whitebox_reconstructions(
@@ -118,5 +121,6 @@ def whitebox_reconstructions(
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """(originals, reconstructions, the TV weight used) of the first `cfg.images` test images."""
     tv = choose_tv(method, selection, cfg)
-    originals, reconstructions = reconstruct(method, test, cfg.images, cfg, tv)
-    return originals, reconstructions, tv
+    originals = test.images_at(slice(0, cfg.images))
+    weights = torch.full((len(originals),), tv, device=originals.device)
+    return originals, reconstruct(method, originals, cfg, weights), tv

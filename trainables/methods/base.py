@@ -23,6 +23,9 @@ hooks with safe defaults:
 - `release_for_inversion`: the release the white-box attacker differentiates through
   (default `release`; a method whose release is not differentiable in x gives a
   straight-through version);
+- `release_parts`: the release as `randomize(features(x))`, features a function of x alone,
+  which the attack suite computes once per split (default: the images are the features of
+  a random release, the release itself those of a deterministic one);
 - `proxy_leak` / `proxy_decoders`: the method's own training-time adversaries, which the
   suite evaluates frozen on test (`privacy/proxy_leak_acc`, `recon/proxy_ssim`) beside the
   fresh attackers, to show a defense that only fools its own adversary.
@@ -35,7 +38,7 @@ control beside every finished configuration, and the analysis summary pairs the 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -83,6 +86,22 @@ class SameBudgetControl:
     def shared_paths(self) -> list[str]:
         """The shared params as spec paths (`params.<name>`), as assignments and run tables name them."""
         return [f"params.{name}" for name in self.shared]
+
+
+Release = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ReleaseParts:
+    """release(x) = randomize(features(x)): `features` a function of x alone, `randomize` the
+    defense randomness (None: the release is `features(x)`)."""
+
+    features: Release
+    randomize: Release | None = None
+
+    def release(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.features(x)
+        return z if self.randomize is None else self.randomize(z)
 
 
 class Method(nn.Module, ABC):
@@ -142,6 +161,14 @@ class Method(nn.Module, ABC):
     def release_for_inversion(self, x: torch.Tensor) -> torch.Tensor:
         """`release(x)` with a gradient in x, for the white-box inversion attacker."""
         return self.release(x)
+
+    def release_parts(self) -> ReleaseParts:
+        """The frozen release as `randomize(features(x))`, so that the attack suite computes
+        the features once per split and draws only the randomness per batch. The default
+        knows no deterministic part of a random release: its features are the images."""
+        if self.release_is_random():
+            return ReleaseParts(torch.clone, self.release)
+        return ReleaseParts(self.release)
 
     @abstractmethod
     def client_network(self) -> nn.Module:

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from torch import nn
 from torch.nn import functional as F
 
-from trainables.methods.base import Method, MethodContext
+from trainables.methods.base import Method, MethodContext, ReleaseParts
 from trainables.methods.updates import make_optimizer, parameters_of
 
 
@@ -67,6 +67,10 @@ class ObfuscationMethod(Method):
 
     def release(self, x: torch.Tensor) -> torch.Tensor:
         return self.obfuscate(self.client(x))
+
+    def release_parts(self) -> ReleaseParts:
+        """The frozen client's features, then `obfuscate`'s randomness."""
+        return ReleaseParts(self.client, self.obfuscate) if self.release_is_random() else super().release_parts()
 
     def serve(self, z: torch.Tensor) -> torch.Tensor:
         return self.server(z)
