@@ -14,8 +14,8 @@ from trainables.attacks.floor import leak_floor_hits
 from trainables.attacks.releases import ReleasedSplit
 from trainables.data import load_dataset
 from trainables.data.batches import TensorSplit
-from trainables.metric_keys import unknown_metric_reason
 from trainables.methods.base import ReleaseParts
+from trainables.metric_keys import unknown_metric_reason
 from trainables.trial import Trial
 
 
