@@ -3,12 +3,15 @@
 One figure per trial (`plot_defense_curves`), from its per-epoch history (MLflow's metric
 history of the run, or a stored benchmark trial's `curves`): the validation utility and every
 proxy adversary's and the shadow attacker's validation score on the left, the training losses on the right, each phase
-shaded and named, and the epoch where training stopped marked: "converged" when the
-convergence rule stopped the last phase, "cap" when it reached `train.epochs`.
+shaded and named, each halving of a game's learning rates (`defense/lr_scale`) drawn as a
+dotted line labelled with the new rate ("lr x0.5"), and the epoch where training stopped
+marked: "converged" when the convergence rule stopped the last phase, "cap" when it reached
+`train.epochs`.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +21,7 @@ from analysis.errors import AnalysisInputError
 
 VALIDATION = ("val/utility_acc", "val/proxy_leak_acc", "val/proxy_ssim", "val/shadow_leak_acc")
 PHASE = "defense/phase"
+LR_SCALE = "defense/lr_scale"
 
 
 def epoch_series(history: Sequence[Mapping[str, float]]) -> dict[str, list[tuple[int, float]]]:
@@ -47,6 +51,7 @@ def plot_defense_curves(series: Mapping[str, Sequence[tuple[int, float]]], title
     last = max((epoch for values in series.values() for epoch, _ in values), default=0)
     for ax in (signals_ax, losses_ax):
         _shade_phases(ax, series.get(PHASE, []), phases)
+        _mark_halvings(ax, series.get(LR_SCALE, []))
         if last:
             stop = {1.0: "converged", 0.0: "cap"}.get(converged, "stop")
             ax.axvline(last, color="#d01010" if converged == 0 else "#208020", linestyle="--", linewidth=1.2)
@@ -58,6 +63,14 @@ def plot_defense_curves(series: Mapping[str, Sequence[tuple[int, float]]], title
     if title:
         figure.suptitle(title, fontsize=10)
     return figure
+
+
+def _mark_halvings(ax: Any, scale_series: Sequence[tuple[int, float]]) -> None:
+    """A dotted line before each epoch whose learning-rate scale fell below the epoch before's."""
+    for (_, before), (epoch, scale) in itertools.pairwise(scale_series):
+        if scale < before:
+            ax.axvline(epoch - 0.5, color="#606060", linestyle=":", linewidth=1.0)
+            ax.annotate(f"lr x{scale:g}", (epoch - 0.4, 0.93), xycoords=("data", "axes fraction"), fontsize=7, color="#606060")
 
 
 def _shade_phases(ax: Any, phase_series: Sequence[tuple[int, float]], names: Sequence[str]) -> None:

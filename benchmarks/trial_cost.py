@@ -14,7 +14,8 @@ with its seconds, its FLOP count and its GFLOP/s against the machine's fp32 matm
 `torch.utils.flop_counter.FlopCounterMode` on one step of each part (forward and backward),
 per image, then multiplied by the images the trial pushed through it: the method's
 `train_step` averaged over `COUNTED_STEPS` consecutive steps (DeepObfuscator cycles through
-4 kinds of step) times the train split times the epochs run, each attacker's step times the
+4 kinds of step) plus, for a game, the shadow attacker's step on a validation release
+(its pass runs inside every training epoch), times the train split times the epochs run, each attacker's step times the
 attacker split times its epochs run, the white-box inversion's step times its steps times
 the test images and, per TV candidate, the selection images. Validation and release passes are forward
 only and small; they are timed, not counted. A part whose GFLOP/s is far below the peak is
@@ -70,6 +71,24 @@ def train_step_flops(trial, config) -> float:
     return sum(flops(lambda: method.train_step(x, y_task, y_private)) for _ in range(COUNTED_STEPS)) / COUNTED_STEPS / len(x)
 
 
+def shadow_step_flops(trial, config) -> float:
+    """FLOPs per image of the shadow attacker's step (release without gradient, then its
+    forward and backward), 0 for a method without a game."""
+    if trial.shadow is None:
+        return 0.0
+    from torch.nn import functional as F
+
+    x, _, y_private = next(iter(trial.data.train.batches(config.train.batch_size)))
+    trial.method.eval()
+
+    def step() -> None:
+        with torch.no_grad():
+            z = trial.method.validation_release(x)
+        F.cross_entropy(trial.shadow.net(z), y_private).backward()
+
+    return flops(step) / len(x)
+
+
 def attacker_step_flops(trial, config) -> dict[str, float]:
     """FLOPs per image of one optimiser step of each learned attacker, on one released batch."""
     from trainables.attacks.releases import targets_of
@@ -110,7 +129,8 @@ def measure(spec_path: Path, overrides: list[str]) -> tuple[list[dict], dict[str
     config = spec.trial_config()
     trial = Trial(config)
     metrics, _ = trial.run()
-    train_flops = train_step_flops(trial, config) * len(trial.data.train) * metrics["train/epochs_run"]
+    per_image = train_step_flops(trial, config) + shadow_step_flops(trial, config)
+    train_flops = per_image * len(trial.data.train) * metrics["train/epochs_run"]
     rows = [{"part": "train", "seconds": metrics["time/train_s"], "flops": train_flops,
              "note": f"{int(metrics['train/epochs_run'])} epochs, converged {int(metrics['train/converged'])}"}]
     per_step = attacker_step_flops(trial, config)

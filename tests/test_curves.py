@@ -28,6 +28,15 @@ def test_the_figure_names_each_phase_and_marks_the_stop():
     assert stops  # the stop at the last epoch
 
 
+def test_each_halving_of_a_games_learning_rates_is_marked_where_it_happened():
+    scales = [1.0, 1.0, 0.5, 0.5, 1.0, 0.25]  # a new phase starts at full rate again: no halving there
+    history = [{**metrics, "defense/lr_scale": scale} for metrics, scale in zip(HISTORY, scales, strict=True)]
+    signals, _ = plot_defense_curves(epoch_series(history), phases=("client", "filter")).axes
+    marks = [line.get_xdata()[0] for line in signals.get_lines() if line.get_linestyle() == ":"]
+    assert marks == [2.5, 5.5]
+    assert [t.get_text() for t in signals.texts if t.get_text().startswith("lr")] == ["lr x0.5", "lr x0.25"]
+
+
 @pytest.fixture
 def trial_run(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

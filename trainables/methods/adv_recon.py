@@ -85,7 +85,13 @@ from torch.nn import functional as F
 from trainables.data.batches import TensorSplit
 from trainables.errors import InputError
 from trainables.methods.base import Method, MethodContext, NoParams, ReleasesClientFeatures
-from trainables.methods.updates import keeping_buffers, make_optimizer, parameters_of, step
+from trainables.methods.updates import (
+    OWN_DECODER_LR_RATIO,
+    keeping_buffers,
+    make_optimizer,
+    parameters_of,
+    step,
+)
 from trainables.models.reversed_decoder import mirrored_decoder
 
 VGG16_WEIGHTS = "vgg16-397923af.pth"
@@ -97,7 +103,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 HASH_SEED = 20200207
 HASH_MODULUS = 1_000_003  # a prime
 HASH_WEIGHT_MAX = 2**20
-DECODER_LR_RATIO = 10.0  # Dec's default rate against train.lr (measured: see the docstring)
 
 
 class AdvReconParams(NoParams):
@@ -182,7 +187,7 @@ class AdvRecon(ReleasesClientFeatures, Method):
         for name in ("client", "server", "decoder", "discriminator"):
             module = getattr(self, name)
             if module is not None:
-                lr = (params.decoder_lr or DECODER_LR_RATIO * ctx.lr) if name == "decoder" else ctx.lr
+                lr = (params.decoder_lr or OWN_DECODER_LR_RATIO * ctx.lr) if name == "decoder" else ctx.lr
                 self.optimizers[name] = make_optimizer(parameters_of(module), lr)
         self._hash_weights: dict[tuple[int, torch.device], torch.Tensor] = {}
         self.register_buffer("decoder_steps", torch.zeros((), dtype=torch.int64))  # batches drawn from X2

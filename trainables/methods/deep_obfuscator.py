@@ -77,11 +77,16 @@ from torch.nn import functional as F
 
 from trainables.methods.base import Method, MethodContext, NoParams
 from trainables.methods.ssim_losses import ms_ssim
-from trainables.methods.updates import keeping_buffers, make_optimizer, parameters_of, step
+from trainables.methods.updates import (
+    OWN_DECODER_LR_RATIO,
+    keeping_buffers,
+    make_optimizer,
+    parameters_of,
+    step,
+)
 from trainables.models.reversed_decoder import mirrored_decoder
 
 NOISE_MEAN, NOISE_STD = 0.5, 0.25
-RECONSTRUCTOR_LR_RATIO = 10.0
 STAGES = ("defend_reconstruction", "defend_leakage", "attack", "classifier")
 
 
@@ -104,7 +109,7 @@ class DeepObfuscator(Method):
         self.adversary_classifier = arch.server(ctx.private_classes)
         self.reconstructor = mirrored_decoder(self.obfuscator, arch.z_shape, ctx.image_shape, pool_as="upsample")
         for name in ("obfuscator", "classifier", "adversary_classifier", "reconstructor"):
-            lr = (params.reconstructor_lr or RECONSTRUCTOR_LR_RATIO * ctx.lr) if name == "reconstructor" else ctx.lr
+            lr = (params.reconstructor_lr or OWN_DECODER_LR_RATIO * ctx.lr) if name == "reconstructor" else ctx.lr
             self.optimizers[name] = make_optimizer(parameters_of(getattr(self, name)), lr)
         noise = (NOISE_MEAN + NOISE_STD * torch.randn(1, *ctx.image_shape)).clamp(0, 1)
         self.register_buffer("noise_image", noise)

@@ -8,6 +8,10 @@ names, and a guard that lets a fixed module see a batch without keeping any trac
 - `keeping_buffers(*modules)`: a module that is "fixed" in an update step still runs in train
   mode (batch statistics, as in the steps that train it), but its buffers (batch-norm running
   statistics) are restored afterwards, so a step leaves a fixed module exactly as it was.
+- `OWN_DECODER_LR_RATIO`: a method's own reconstruction adversary (adv_recon's Dec,
+  DeepObfuscator's AR) trains at this multiple of `train.lr` unless its params set a rate:
+  at `train.lr` neither came within .05 SSIM of the suite's fresh decoders, which train at
+  1e-2 (each method's docstring gives its measurement).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 from torch import nn
 
 SGD_MOMENTUM = 0.9
+OWN_DECODER_LR_RATIO = 10.0
 
 
 def make_optimizer(
