@@ -35,11 +35,13 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
+from trainables.durable import append_durably
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 Outcome = tuple[list[str], dict[str, float] | None, str | None]
 CURVES = "curves"  # in a run's result: the trial's per-epoch history, stored beside its metrics
-LAUNCHER_SIDE = frozenset({"tracking.py", "tune_trainable.py", "screening.py", "artifacts.py", "errors.py"})
+LAUNCHER_SIDE = frozenset({"tracking.py", "tune_trainable.py", "screening.py", "artifacts.py", "errors.py", "durable.py"})
 
 
 def code_fingerprint(root: Path = REPO) -> str:
@@ -114,14 +116,7 @@ class StoredTrials:
         stored = {"key": key, "code": self.fingerprint, "overrides": overrides, "metrics": metrics}
         if curves is not None:
             stored["curves"] = curves
-        record = json.dumps(stored) + "\n"
-        with self.path.open("a+b") as file:
-            if file.tell() > 0:  # a line cut short by a kill must not swallow this one
-                file.seek(-1, os.SEEK_END)
-                if file.read(1) != b"\n":
-                    record = "\n" + record
-            file.write(record.encode())
-            file.flush()
+        append_durably(self.path, json.dumps(stored))  # a line cut short by a kill does not swallow this one
 
     def describe(self) -> str:
         aside = f"; {self.left_aside} of other code left aside" if self.left_aside else ""

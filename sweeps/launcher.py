@@ -13,10 +13,12 @@ the command that resumes the launch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -25,16 +27,21 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from sweeps.search_space import SearchSpace
 from sweeps.spec import SweepSpec, load_spec
+from trainables.durable import write_atomically
 from trainables.errors import InputError
-from trainables.tracking import home
+from trainables.tracking import flatten, home
 
 log = logging.getLogger(__name__)
 
 # Snapshot Tune's experiment state every second (default: 10 s or more), so a driver killed
 # with SIGKILL resumes with at most a second of trial bookkeeping lost.
 EXPERIMENT_SNAPSHOT_S = "1"
+MISSING = "<absent>"
+DRIVER_LOCK = "driver.lock"
 
 
 @dataclass
@@ -55,15 +62,24 @@ class Launch:
         return home() / "ray_results" / self.experiment / self.launch
 
     def save(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "launch.json").write_text(json.dumps(asdict(self), indent=2))
+        write_atomically(self.folder / "launch.json", json.dumps(asdict(self), indent=2).encode())
+
+    @classmethod
+    def read(cls, path: Path) -> Launch:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as error:
+            raise InputError(
+                f"--resume: the launch record {path} is damaged ({error}); move it away to resume an "
+                "older unfinished launch of this experiment, or run without --resume."
+            ) from None
 
     @classmethod
     def latest_unfinished(cls, experiment: str, kind: str = "sweep") -> Launch:
         root = home() / "ray_results" / experiment
         launches = sorted(root.glob("*/launch.json"), key=lambda p: p.stat().st_mtime, reverse=True)
         for path in launches:
-            launch = cls(**json.loads(path.read_text()))
+            launch = cls.read(path)
             if launch.status != "finished" and launch.kind == kind:
                 return launch
         raise InputError(f"--resume: no unfinished {kind} launch of experiment {experiment!r} under {root}; run without --resume.")
@@ -262,21 +278,64 @@ def launch(args) -> int:
         from sweeps.search import grid_size
 
         num_samples = min(num_samples, grid_size(space))
-    if args.resume:
-        current = Launch.latest_unfinished(spec.experiment)
-        current.planned = current.planned or num_samples
-        reopen_parent_run(current.tracking_uri, current.parent_run_id)
-    else:
-        from sweeps.tracking import experiment_id, tracking_uri
+    with contextlib.ExitStack() as held:
+        if args.resume:
+            current = Launch.latest_unfinished(spec.experiment)
+            check_same_configuration(current, spec)
+            held.enter_context(driver_lock(current))
+            current.planned = current.planned or num_samples
+            reopen_parent_run(current.tracking_uri, current.parent_run_id)
+        else:
+            from sweeps.tracking import experiment_id, tracking_uri
 
-        experiment_id(tracking_uri(spec), spec.experiment)  # a dead remote server fails here, before Ray starts
-    dataset = load_sweep_data(spec)
-    init_ray(spec)
-    current = current if args.resume else new_launch(spec, num_samples, num_samples * spec.search.replicates)
-    print(f"launch {current.launch}: {num_samples} trial(s), {spec.search.max_concurrent} at a time, "
-          f"folder {current.folder}", file=sys.stderr)
-    tuner = build_tuner(spec, space, current, dataset, num_samples, args.resume)
-    return run_launch(tuner, spec, current, f"python -m sweeps run {args.spec} --resume")
+            experiment_id(tracking_uri(spec), spec.experiment)  # a dead remote server fails here, before Ray starts
+        dataset = load_sweep_data(spec)
+        init_ray(spec)
+        if not args.resume:
+            current = new_launch(spec, num_samples, num_samples * spec.search.replicates)
+            held.enter_context(driver_lock(current))
+        print(f"launch {current.launch}: {num_samples} trial(s), {spec.search.max_concurrent} at a time, "
+              f"folder {current.folder}", file=sys.stderr)
+        tuner = build_tuner(spec, space, current, dataset, num_samples, args.resume)
+        return run_launch(tuner, spec, current, resume_command(args))
+
+
+def driver_lock(launch: Launch) -> contextlib.AbstractContextManager:
+    """Held by the driver running `launch`, acquired here (a context manager that releases it):
+    a second driver of the same launch, such as a `--resume` beside the running one, exits 2.
+    An advisory lock (flock): it ends with the process that holds it, however it ends."""
+    lock = FileLock(str(launch.folder / DRIVER_LOCK))
+    try:
+        return lock.acquire(timeout=0)  # on exit, releases this one acquisition
+    except Timeout:
+        raise InputError(
+            f"launch {launch.launch} is being run by another driver (it holds {lock.lock_file}); wait for "
+            "it to end, or stop it (Ctrl-C), then --resume."
+        ) from None
+
+
+def resume_command(args) -> str:
+    """The command that resumes this launch: the same spec and flags, and --resume."""
+    flags = [f"--set {shlex.quote(assignment)}" for assignment in args.set]
+    flags += [f"--num-samples {args.num_samples}"] if args.num_samples else []
+    flags += ["--smoke"] if args.smoke else []
+    return " ".join(["python -m sweeps run", shlex.quote(str(args.spec)), *flags, "--resume"])
+
+
+def check_same_configuration(launch: Launch, spec: SweepSpec) -> None:
+    """`--resume` continues the configuration the launch recorded: a spec or `--set` that
+    resolves to another one would mix two configurations in one study and one front."""
+    recorded, now = flatten(launch.spec), flatten(spec.model_dump(mode="json", by_alias=True))
+    differing = sorted(key for key in recorded.keys() | now.keys() if recorded.get(key, MISSING) != now.get(key, MISSING))
+    if not differing:
+        return
+    shown = "; ".join(f"{key}: {recorded.get(key, MISSING)!r} in the launch, {now.get(key, MISSING)!r} now" for key in differing[:6])
+    more = f"; and {len(differing) - 6} more" if len(differing) > 6 else ""
+    raise InputError(
+        f"--resume: the spec and --set resolve to a different configuration from launch {launch.launch}'s "
+        f"({shown}{more}); resume with the spec and --set it was launched with, or run without --resume to "
+        "start a new launch."
+    )
 
 
 class StopSignals:

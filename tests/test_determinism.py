@@ -91,8 +91,8 @@ def test_resumed_trial_does_not_repeat_training(tmp_path):
 
 def test_a_checkpoint_holding_an_arbitrary_object_is_refused(tmp_path):
     """Checkpoints load as data (weights_only): a pickled object that would run code on load
-    is an input error naming the file, and is never executed."""
-    from trainables.errors import InputError
+    is an unreadable state naming the file, and is never executed."""
+    from trainables.durable import UnreadableState
 
     trial = Trial(tiny_config())
     trial.train_epoch()
@@ -104,7 +104,7 @@ def test_a_checkpoint_holding_an_arbitrary_object_is_refused(tmp_path):
     state["history"] = [Payload(str(marker))]
     bad = tmp_path / "bad.pt"
     torch.save(state, bad)
-    with pytest.raises(InputError, match="bad.pt holds objects other than tensors"):
+    with pytest.raises(UnreadableState, match="bad.pt .* not a state of tensors and plain containers"):
         Trial(tiny_config()).restore(bad)
     assert not marker.exists()
 

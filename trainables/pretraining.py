@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,12 +36,15 @@ from torch.nn import functional as F
 from trainables.config import TrialConfig
 from trainables.data import Dataset
 from trainables.data.paths import data_root
+from trainables.durable import UnreadableState, load_state, save_state, set_aside
 from trainables.errors import InputError
 from trainables.methods.base import Method, MethodContext, NoParams, ReleasesClientFeatures
 from trainables.methods.updates import make_optimizer, parameters_of, step
 from trainables.models import INPUT_SPLIT, SplitArchitecture
 
 TASK_MODEL_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 
 class TaskModel(ReleasesClientFeatures, Method):
@@ -122,12 +125,13 @@ def pretrained_task_model(config: TrialConfig, dataset: Dataset) -> PretrainedTa
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if path.exists():
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            return PretrainedTaskModel(saved["stages"], saved["metrics"])
+            try:
+                saved = load_state(path, torch.device("cpu"))
+                return PretrainedTaskModel(saved["stages"], saved["metrics"])
+            except UnreadableState as error:
+                log.warning("%s; moved to %s, and the task model is trained again", error, set_aside(path).name)
         model = train_task_model(config, dataset)
-        partial = path.with_suffix(".partial")
-        torch.save({"stages": model.stages, "metrics": model.metrics}, partial)
-        os.replace(partial, path)
+        save_state({"stages": model.stages, "metrics": model.metrics}, path)
         return model
 
 

@@ -11,7 +11,8 @@ skips the phases it stands in for.
 `Trial` is resumable: `state_dict()` after any epoch holds the networks, the optimisers,
 the RNG state, the phase and its convergence state and the elapsed training time, so a
 checkpointed trial continues from its last epoch and ends with the same metrics as an
-uninterrupted one. After the last epoch the batch-norm statistics of the deployed path and of
+uninterrupted one; `save` writes it atomically and fsynced, with a checksum that `restore`
+verifies (`trainables/durable.py`). After the last epoch the batch-norm statistics of the deployed path and of
 the method's proxies are recomputed on the train split (`trainables/batch_norm.py`), then
 the attack suite runs.
 
@@ -24,7 +25,6 @@ training data); with `train` (default) the attackers train on the defense's own 
 
 from __future__ import annotations
 
-import pickle
 import random
 import time
 from collections.abc import Callable
@@ -48,6 +48,7 @@ from trainables.config import AttackConfig, TrialConfig
 from trainables.convergence import Plateau
 from trainables.data import Dataset, load_dataset
 from trainables.data.batches import TensorSplit
+from trainables.durable import UnreadableState, load_state, save_state
 from trainables.errors import InputError
 from trainables.methods import Method, MethodContext, method_class
 from trainables.methods.ssim_losses import ssim_per_image
@@ -391,21 +392,15 @@ class Trial:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
 
     def save(self, path: Path) -> None:
-        torch.save(self.state_dict(), path)
+        """Written atomically and fsynced, with a checksum (`trainables.durable`)."""
+        save_state(self.state_dict(), path)
 
     def restore(self, path: Path) -> None:
-        self.load_state_dict(load_checkpoint(path, self.device))
-
-
-def load_checkpoint(path: Path, device: torch.device) -> dict:
-    """A trial state saved by `Trial.save`, loaded as data only (tensors and plain containers):
-    on a cluster the state folder is a shared volume, and unpickling anything else would run
-    code of whoever wrote there."""
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise InputError(
-            f"checkpoint {path} holds objects other than tensors and plain containers, so it is not loaded "
-            f"(loading it could run arbitrary code): {str(error).splitlines()[0]}. Delete it to retrain that trial from "
-            "its last safe checkpoint or from scratch."
-        ) from None
+        """Continue from a state `save` wrote; `UnreadableState` if the file is damaged, not a
+        state, or a state of another version of the trial (the trial is then unusable: build
+        a fresh one)."""
+        state = load_state(path, self.device)
+        try:
+            self.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise UnreadableState(path, f"it does not fit this trial ({type(error).__name__}: {error})") from None

@@ -24,7 +24,10 @@ Each epoch's state is first written (atomically) to the launch's
 (a path that, unlike Tune's per-session trial folder, survives a resume), then logged,
 then reported: a driver killed between those steps loses no epoch. A restart resumes from
 that file and logs to MLflow any finished epoch the run lacks, so every epoch is trained
-once and logged once. The file lives in the launch folder, under Tune's storage path, which
+once and logged once. The file is fsynced with a checksum (`trainables/durable.py`); one that
+cannot be used (empty, cut short, altered, not a state) is moved aside to
+`<name>.corrupt-<time>`, the run is tagged `privsweep.state_set_aside` with why, and the
+trial starts again from scratch. The file lives in the launch folder, under Tune's storage path, which
 a multi-node cluster must share anyway (Ray >= 2.7 refuses multi-node checkpoints on a
 local path).
 
@@ -42,7 +45,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +55,16 @@ from ray import tune
 from trainables.artifacts import write_artifacts
 from trainables.config import CONDITIONAL_SEPARATOR, TrialConfig, with_assignment
 from trainables.data import Dataset
+from trainables.durable import UnreadableState, set_aside
 from trainables.methods import method_class
-from trainables.schema import ASSIGNMENT_TAG, CONFIG_ID_TAG, CONTROL_TAG, DEVICE_TAG, SCREENED_TAG
+from trainables.schema import (
+    ASSIGNMENT_TAG,
+    CONFIG_ID_TAG,
+    CONTROL_TAG,
+    DEVICE_TAG,
+    SCREENED_TAG,
+    STATE_SET_ASIDE_TAG,
+)
 from trainables.screening import (
     best_case,
     is_dominated,
@@ -100,11 +110,21 @@ def _report(metrics: dict[str, float], objectives: tuple[str, ...], final: bool,
     tune.report(payload)
 
 
-def save_atomically(trial: Trial, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    trial.save(partial)
-    os.replace(partial, path)
+def resumed_trial(config: TrialConfig, dataset: Dataset | None, state: Path, run: TrialRun) -> Trial:
+    """The trial, continued from its state file if it has one. A state file that cannot be
+    used (`trainables.durable.UnreadableState`) is set aside as `<name>.corrupt-<time>`, the
+    run is tagged with why, and the trial starts again from scratch."""
+    trial = Trial(config, dataset)
+    if not state.exists():
+        return trial
+    try:
+        trial.restore(state)
+    except UnreadableState as error:
+        aside = set_aside(state)
+        log.warning("%s; moved to %s, and the trial starts again from scratch", error, aside.name)
+        run.log(tags={STATE_SET_ASIDE_TAG: f"{aside.name}: {error.reason}"})
+        return Trial(config, dataset)
+    return trial
 
 
 def replicate_config(config: TrialConfig, replicate: int) -> TrialConfig:
@@ -197,19 +217,17 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
         if run.tag(SCREENED_TAG) == "true":  # screened, then stopped before its run ended: stays screened
             run.finish()
             return run.metrics()
-        trial = Trial(config, dataset)
-        run.log(tags={DEVICE_TAG: device_description(trial.device)})
         suffix = f"-r{replicate}" if replicate else ""  # replicate 0: the names of a launch from before replicates
         durable = Path(context.state_dir) / f"{trial_id}{suffix}.pt"
-        if durable.exists():
-            trial.restore(durable)
+        trial = resumed_trial(config, dataset, durable, run)
+        run.log(tags={DEVICE_TAG: device_description(trial.device)})
         logged = run.logged_steps(TRAIN_KEY)
         for epoch, metrics in enumerate(trial.history, start=1):
             if epoch not in logged:
                 run.log(metrics, step=epoch)
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            save_atomically(trial, durable)
+            trial.save(durable)
             run.log(metrics, step=epoch)
             _report({**metrics, "epoch": epoch, "replicate": replicate}, context.objectives, final=False)
 

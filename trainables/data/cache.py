@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from trainables.data.base import Dataset, Split
+from trainables.durable import write_atomically
 
 CACHE_VERSION = 1
 
@@ -32,10 +32,10 @@ def _write_split(path: Path, split: Split) -> None:
     columns = {"image": pa.FixedSizeListArray.from_arrays(flat, c * h * w)}
     columns.update({f"attr.{k}": pa.array(v.astype(np.int64)) for k, v in split.attributes.items()})
     table = pa.table(columns).replace_schema_metadata({"shape": json.dumps([c, h, w])})
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table, max_chunksize=max(n, 1))
-    tmp.replace(path)  # atomic: concurrent trials never see a half-written cache
+    write_atomically(path, sink.getvalue().to_pybytes())  # concurrent trials never see a half-written cache
 
 
 def _read_split(path: Path) -> Split:
@@ -60,6 +60,6 @@ def cached(name: str, options: dict, cache_dir: Path, build: Callable[[], Datase
         cache_dir.mkdir(parents=True, exist_ok=True)
         _write_split(train_path, dataset.train)
         _write_split(test_path, dataset.test)
-        meta_path.write_text(json.dumps({"num_classes": dataset.num_classes}))
+        write_atomically(meta_path, json.dumps({"num_classes": dataset.num_classes}).encode())  # last: it marks the cache complete
     num_classes = json.loads(meta_path.read_text())["num_classes"]
     return Dataset(name, _read_split(train_path), _read_split(test_path), num_classes)
