@@ -25,6 +25,17 @@ class ArgumentParser(argparse.ArgumentParser):
         raise SystemExit(f"error: {message}") from None
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (argparse exits 2 naming the flag otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
 def _spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="sweep spec YAML, e.g. sweeps/quickstart.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="override a spec field (value parsed as YAML)")
@@ -43,10 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the sweep with Ray Tune + Optuna, tracked in MLflow")
     _spec_arguments(run)
     run.add_argument("--resume", action="store_true", help="continue the last interrupted launch of this spec")
-    run.add_argument("--num-samples", type=int, help="override search.num_samples")
+    run.add_argument("--num-samples", type=positive_int, help="override search.num_samples")
     confirm = commands.add_parser("confirm", help="re-run a finished sweep's configurations under more seeds")
     _spec_arguments(confirm)
-    confirm.add_argument("--seeds", type=int, default=3, help="seeds each configuration should have in all (default 3)")
+    confirm.add_argument("--seeds", type=positive_int, default=3, help="seeds each configuration should have in all (default 3)")
     confirm.add_argument("--front-only", action="store_true", help="only the configurations on the front of the seed means")
     confirm.add_argument("--controls", action="store_true",
                          help="also run each configuration's same-budget control (DISCO: random_pruning at the same R and split)")

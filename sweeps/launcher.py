@@ -269,7 +269,7 @@ def print_front(launch: Launch, spec: SweepSpec) -> None:
 def launch(args) -> int:
     from sweeps.tracking import reopen_parent_run
 
-    overrides = list(args.set) + ([f"search.num_samples={args.num_samples}"] if args.num_samples else [])
+    overrides = list(args.set) + ([f"search.num_samples={args.num_samples}"] if args.num_samples is not None else [])
     spec = load_spec(args.spec, overrides, args.smoke)
     space = fixed_by_overrides(spec.space(), args.set)
     check_objectives(spec)
@@ -317,7 +317,7 @@ def driver_lock(launch: Launch) -> contextlib.AbstractContextManager:
 def resume_command(args) -> str:
     """The command that resumes this launch: the same spec and flags, and --resume."""
     flags = [f"--set {shlex.quote(assignment)}" for assignment in args.set]
-    flags += [f"--num-samples {args.num_samples}"] if args.num_samples else []
+    flags += [f"--num-samples {args.num_samples}"] if args.num_samples is not None else []
     flags += ["--smoke"] if args.smoke else []
     return " ".join(["python -m sweeps run", shlex.quote(str(args.spec)), *flags, "--resume"])
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from sweeps.text_files import read_utf8
 from trainables.errors import InputError
 
 SEARCH_SPACE_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
@@ -67,11 +68,13 @@ class SearchSpace:
 
 def _read_space_file(reference: str) -> dict:
     path = SEARCH_SPACE_DIR / f"{reference}.yaml"
+    available = sorted(p.stem for p in SEARCH_SPACE_DIR.glob("*.yaml"))
+    if path.resolve().parent != SEARCH_SPACE_DIR.resolve():
+        raise InputError(f"search_space: {reference!r} names a file outside {SEARCH_SPACE_DIR}; use one of {available} or an inline mapping.")
     if not path.exists():
-        available = sorted(p.stem for p in SEARCH_SPACE_DIR.glob("*.yaml"))
         raise InputError(f"search_space: no file {path}; use one of {available} or an inline mapping.")
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        return yaml.safe_load(read_utf8(path)) or {}
     except yaml.YAMLError as error:
         raise InputError(f"{path}: not valid YAML ({error}).") from None
 

@@ -9,10 +9,11 @@ from typing import Any, Literal
 
 import torch
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from sweeps.overrides import apply_overrides, check_path, model_at
 from sweeps.search_space import SearchSpace, load_search_space
+from sweeps.text_files import read_utf8
 from trainables.config import Strict, TrialConfig, WhiteboxConfig, with_assignment
 from trainables.data import DATASETS
 from trainables.errors import InputError, did_you_mean
@@ -52,9 +53,33 @@ class ResourceConfig(Strict):
     gpu: float = Field(0.0, ge=0, description="GPUs per trial; a fraction (0.25) shares one GPU between trials")
 
 
+# MLflow's tracking stores (a path alone is a file store)
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks")
+
+
 class TrackingConfig(Strict):
     uri: str | None = Field(None, description="MLflow tracking URI (an mlflow server for a cluster); null = sqlite mlflow.db in $PRIVSWEEP_HOME or the repo root")
     experiment: str | None = Field(None, description="MLflow experiment; null = name. --smoke appends /smoke")
+
+    @field_validator("uri")
+    @classmethod
+    def _known_store(cls, uri: str | None) -> str | None:
+        if uri is None or "://" not in uri and ":" not in uri.split("/")[0]:
+            return uri
+        scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
+        if scheme not in TRACKING_SCHEMES:
+            raise ValueError(f"{scheme}:// is no MLflow tracking store; use one of {', '.join(TRACKING_SCHEMES)} (e.g. sqlite:////abs/path/mlflow.db or http://host:5000)")
+        if scheme == "sqlite" and not uri.startswith("sqlite:////"):
+            raise ValueError("a SQLite store needs an absolute path: sqlite:////abs/path/mlflow.db (four slashes)")
+        return uri
+
+    @field_validator("experiment")
+    @classmethod
+    def _stays_in_home(cls, experiment: str | None) -> str | None:
+        """The name is also the launch folder's path under $PRIVSWEEP_HOME/ray_results."""
+        if experiment is not None and (not experiment.strip() or experiment.startswith(("/", "~")) or ".." in experiment.split("/")):
+            raise ValueError(f"{experiment!r} would put the launch folder outside $PRIVSWEEP_HOME/ray_results; use a plain name such as my_sweep")
+        return experiment
 
 
 # A retrained server model trains on the attack budget: screened, it is no upper bound.
@@ -137,7 +162,7 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise InputError(f"{path}: spec file not found; pass the path of a sweep YAML, e.g. sweeps/quickstart.yaml.")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(read_utf8(path))
     except yaml.YAMLError as error:
         raise InputError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
     if not isinstance(raw, dict):

@@ -246,3 +246,52 @@ def test_unknown_set_path_gets_a_did_you_mean(capsys, write_spec):
 def test_spec_path_that_is_a_directory_says_so(capsys, tmp_path):
     (tmp_path / "quickstart.yaml").write_text("name: q\n")
     fails_with_input_error(capsys, ["validate", str(tmp_path)], "is a directory", "quickstart.yaml")
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"train__epochs": True}, ["train.epochs", "boolean true"]),
+        ({"train__lr": float("inf")}, ["train.lr", "finite"]),
+        ({"train__lr": "1e400"}, ["train.lr", "finite"]),  # YAML reads 1e400 as a string; as a float it overflows to inf
+        ({"attacks__whitebox__lr": float("nan")}, ["attacks.whitebox.lr", "finite"]),
+        ({"params": {"sigma": True, "lambda": 0.01}}, ["params.sigma", "boolean true"]),
+        ({"params": {"sigma": float("inf"), "lambda": 0.01}}, ["params.sigma", "number"]),
+    ],
+)
+def test_numbers_are_finite_and_no_boolean_is_a_number(capsys, write_spec, change, named):
+    spec = write_spec(tiny_raw(**change))
+    fails_with_input_error(capsys, ["validate", str(spec)], *named)
+
+
+def test_a_spec_that_is_not_utf8_names_the_file(capsys, write_spec):
+    spec = write_spec(name="latin1.yaml")
+    spec.write_bytes(spec.read_bytes().replace(b"name: ", b"# caf\xe9\nname: ", 1))
+    fails_with_input_error(capsys, ["validate", str(spec)], "latin1.yaml", "not UTF-8")
+
+
+def test_a_search_space_name_cannot_leave_its_folder(capsys, write_spec):
+    spec = write_spec({**tiny_raw(), "search_space": "../sweeps/quickstart"})
+    fails_with_input_error(capsys, ["validate", str(spec)], "search_space", "outside")
+
+
+@pytest.mark.parametrize(
+    ("tracking", "named"),
+    [
+        ({"uri": "ftp://example.org/store"}, ["tracking.uri", "ftp://"]),
+        ({"uri": "sqlite:///relative/mlflow.db"}, ["tracking.uri", "absolute path"]),
+        ({"experiment": "../../../../tmp/x"}, ["tracking.experiment", "outside"]),
+        ({"experiment": "/tmp/x"}, ["tracking.experiment", "outside"]),
+    ],
+)
+def test_a_tracking_store_mlflow_lacks_or_an_experiment_outside_home_is_refused(capsys, write_spec, tracking, named):
+    spec = write_spec({**tiny_raw(), "tracking": tracking})
+    fails_with_input_error(capsys, ["validate", str(spec)], *named)
+
+
+@pytest.mark.parametrize(("argv", "flag"), [(["run", "--num-samples", "0"], "--num-samples"), (["confirm", "--seeds", "-1"], "--seeds")])
+def test_a_count_flag_below_one_is_refused(capsys, write_spec, argv, flag):
+    spec = write_spec()
+    code = main([argv[0], str(spec), *argv[1:]])
+    err = capsys.readouterr().err
+    assert code == 2 and flag in err and "not >= 1" in err and "Traceback" not in err

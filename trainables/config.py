@@ -7,13 +7,36 @@ Every model forbids unknown fields, so a typo fails validation naming the field.
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown fields are errors; numbers are finite (`.inf`, `1e400` and NaN are refused,
+    which `gt=0` alone lets through); a boolean is no number (YAML's `true` would otherwise
+    become the integer 1)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_boolean_as_number(cls, value, info)
+
+
+def refuse_boolean_as_number(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """`value` unchanged, unless it is a boolean for a field whose type admits no boolean."""
+    if isinstance(value, bool) and info.field_name in model.model_fields:
+        annotation = model.model_fields[info.field_name].annotation
+        admitted = {annotation, *get_args(annotation)}
+        if not admitted & {bool, Any}:
+            raise ValueError(f"got the boolean {str(value).lower()}, where the field takes {annotation_name(annotation)}")
+    return value
+
+
+def annotation_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
 class DatasetConfig(Strict):

@@ -44,15 +44,23 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from torch import nn
 
+from trainables.config import refuse_boolean_as_number
 from trainables.data.batches import TensorSplit
 from trainables.models import INPUT_SPLIT, SplitArchitecture
 
 
 class NoParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    """A method's hyperparameters: unknown ones are errors, numbers finite, no boolean as a number."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_boolean_as_number(cls, value, info)
 
 
 @dataclass
