@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from sweeps.text_files import read_utf8
-from trainables.errors import InputError
+from trainables.errors import InputError, did_you_mean
 
 SEARCH_SPACE_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 
@@ -22,8 +22,15 @@ class Domain:
     values: tuple[Any, ...]  # [lo, hi] for ranges: validating these validates every sample
 
 
+DOMAIN_KINDS = ("uniform", "loguniform", "int", "choice")
+
+
 def parse_domain(path: str, spec: Any) -> Domain:
-    if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in ("uniform", "loguniform", "int", "choice"):
+    if isinstance(spec, dict) and len(spec) == 1 and (kind := str(next(iter(spec)))) not in DOMAIN_KINDS:
+        hint = did_you_mean(kind, DOMAIN_KINDS)
+        if hint:  # a misspelled kind would otherwise pass as a fixed value, a mapping
+            raise InputError(f"search_space.{path}: unknown domain kind `{kind}`{hint}; the kinds are {list(DOMAIN_KINDS)}.")
+    if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DOMAIN_KINDS:
         return Domain("fixed", (spec,))
     kind, values = next(iter(spec.items()))
     where = f"search_space.{path}"

@@ -295,3 +295,14 @@ def test_a_count_flag_below_one_is_refused(capsys, write_spec, argv, flag):
     code = main([argv[0], str(spec), *argv[1:]])
     err = capsys.readouterr().err
     assert code == 2 and flag in err and "not >= 1" in err and "Traceback" not in err
+
+
+def test_a_misspelled_dataset_option_is_refused_at_validate(capsys, write_spec):
+    raw = tiny_raw()
+    raw["dataset"]["options"] = {**raw["dataset"].get("options", {}), "imgae_size": 16}
+    fails_with_input_error(capsys, ["validate", str(write_spec(raw))], "dataset.options", "imgae_size", "image_size")
+
+
+def test_a_misspelled_domain_kind_gets_a_did_you_mean(capsys, write_spec):
+    spec = write_spec({**tiny_raw(), "search_space": {"sigma": {"logunifrom": [0.1, 2.0]}}})
+    fails_with_input_error(capsys, ["validate", str(spec)], "search_space.params.sigma", "logunifrom", "did you mean `loguniform`")

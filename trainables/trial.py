@@ -148,11 +148,12 @@ def validate_params(method: str, params: dict):
 
 def check_config(config: TrialConfig) -> None:
     """Every registry key and hyperparameter of `config` is known and valid (no data needed)."""
-    from trainables.data import DATASETS
+    from trainables.data import DATASETS, check_options
     from trainables.models import check_split
 
     if config.dataset.name not in DATASETS:
         raise InputError(f"dataset.name: unknown dataset {config.dataset.name!r}; choose one of {sorted(DATASETS)}.")
+    check_options(config.dataset.name, DATASETS[config.dataset.name], dict(config.dataset.options or {}))
     validate_params(config.method, config.params)
     check_split(config.model.backbone, config.model.split, config.model.backbone_options())
     check_attack_names(config.attacks)

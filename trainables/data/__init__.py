@@ -34,7 +34,7 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 }
 
 
-def _check_options(name: str, loader: Callable[..., Dataset], options: dict) -> dict:
+def check_options(name: str, loader: Callable[..., Dataset], options: dict) -> dict:
     """The options, each checked against (and coerced to) the type the loader declares."""
     accepted = [p for p in inspect.signature(loader).parameters if p != "root"]
     unknown = sorted(set(options) - set(accepted))
@@ -59,7 +59,7 @@ def load_dataset(name: str, options: dict | None = None, root: str | Path | None
     if name not in DATASETS:
         raise InputError(f"dataset.name: unknown dataset {name!r}; choose one of {sorted(DATASETS)}.")
     loader = DATASETS[name]
-    options = _check_options(name, loader, dict(options or {}))
+    options = check_options(name, loader, dict(options or {}))
     folder = Path(root).expanduser() if root else data_root()
     if root and not folder.is_dir():
         raise InputError(f"dataset.root: folder {folder} does not exist; point it at the dataset's files.")
