@@ -306,3 +306,14 @@ def test_a_misspelled_dataset_option_is_refused_at_validate(capsys, write_spec):
 def test_a_misspelled_domain_kind_gets_a_did_you_mean(capsys, write_spec):
     spec = write_spec({**tiny_raw(), "search_space": {"sigma": {"logunifrom": [0.1, 2.0]}}})
     fails_with_input_error(capsys, ["validate", str(spec)], "search_space.params.sigma", "logunifrom", "did you mean `loguniform`")
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"dataset__train_size": 1}, "dataset.train_size"),
+        ({"dataset__train_size": 20, "attacks__data": "disjoint", "attacks__disjoint_fraction": 0.99}, "attacks.disjoint_fraction"),
+    ],
+)
+def test_a_train_slice_too_small_to_split_is_refused_at_validate(capsys, write_spec, change, named):
+    fails_with_input_error(capsys, ["validate", str(write_spec(tiny_raw(**change)))], named)

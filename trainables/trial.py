@@ -101,23 +101,36 @@ def check_attributes(dataset: Dataset, task: str, private: str) -> None:
             )
 
 
+def slice_shares(config: TrialConfig, train_images: int) -> tuple[int, int]:
+    """(validation hold-out, disjoint attacker share; 0 without one) of a train slice of
+    `train_images`; an input error when one of the three parts would be empty."""
+    n_val = int(round(train_images * config.dataset.val_fraction))
+    if train_images - n_val < 1 or (config.dataset.val_fraction > 0 and n_val < 1):
+        raise InputError(
+            f"dataset.train_size: {train_images} train image(s) cannot hold a validation share of "
+            f"{config.dataset.val_fraction} and still train; raise train_size."
+        )
+    if config.attacks.data != "disjoint":
+        return n_val, 0
+    n_attacker = int(round((train_images - n_val) * config.attacks.disjoint_fraction))
+    if n_attacker < 1 or n_attacker >= train_images - n_val:
+        raise InputError("attacks.disjoint_fraction leaves the defense or the attackers no training data; raise dataset.train_size.")
+    return n_val, n_attacker
+
+
 def prepare_data(dataset: Dataset, config: TrialConfig, device: torch.device) -> TrialData:
     cfg = config.dataset
     check_attributes(dataset, cfg.task, cfg.private)
     rng = np.random.default_rng(DATA_SEED)
     train_order = rng.permutation(len(dataset.train))[: cfg.train_size]
     test_order = rng.permutation(len(dataset.test))[: cfg.test_size]
-    n_val = int(round(len(train_order) * cfg.val_fraction))
-    if len(train_order) - n_val < 1 or (cfg.val_fraction > 0 and n_val < 1):
-        raise InputError("dataset.train_size is too small for dataset.val_fraction; raise train_size.")
+    n_val, n_attacker = slice_shares(config, len(train_order))
+
     def on_device(split, indices: np.ndarray) -> TensorSplit:
         return TensorSplit.from_split(split.subset(np.sort(indices)), cfg.task, cfg.private, device)
 
     defense_order, attacker_order = train_order[n_val:], None
-    if config.attacks.data == "disjoint":
-        n_attacker = int(round(len(defense_order) * config.attacks.disjoint_fraction))
-        if n_attacker < 1 or n_attacker >= len(defense_order):
-            raise InputError("attacks.disjoint_fraction leaves the defense or the attackers no training data; raise dataset.train_size.")
+    if n_attacker:
         defense_order, attacker_order = defense_order[n_attacker:], defense_order[:n_attacker]
     train = on_device(dataset.train, defense_order)
     return TrialData(
@@ -154,6 +167,8 @@ def check_config(config: TrialConfig) -> None:
     if config.dataset.name not in DATASETS:
         raise InputError(f"dataset.name: unknown dataset {config.dataset.name!r}; choose one of {sorted(DATASETS)}.")
     check_options(config.dataset.name, DATASETS[config.dataset.name], dict(config.dataset.options or {}))
+    if config.dataset.train_size is not None:
+        slice_shares(config, config.dataset.train_size)
     validate_params(config.method, config.params)
     check_split(config.model.backbone, config.model.split, config.model.backbone_options())
     check_attack_names(config.attacks)
