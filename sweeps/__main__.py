@@ -1,3 +1,5 @@
 from sweeps.cli import main
+from trainables.durable import make_files_private
 
+make_files_private()  # as a program only: tests that call main() keep their own umask
 raise SystemExit(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,16 @@ def test_json_has_every_final_metric_key_of_design(quickstart_run):
         assert result.stderr.count("recon/lpips is not computed") == 1  # once
     assert "Traceback" not in result.stderr
     assert "epoch 1/1" in result.stderr  # --smoke: one epoch, progress on stderr
+
+
+def test_what_a_trial_writes_is_private(quickstart_run):
+    """`python -m sweeps` creates its files 0600 and its folders 0700, whatever the caller's
+    umask (reconstructions of possibly private images, client weights)."""
+    _, out = quickstart_run
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    written = list(out.iterdir())
+    assert {p.name for p in written} >= {"metrics.json", "client.pt"}
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in written)
 
 
 def test_json_values_are_consistent(quickstart_run):

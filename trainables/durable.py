@@ -16,6 +16,10 @@
   state saved before the header existed is loaded without a checksum.
 - `set_aside(path)`: renames an unreadable file to `<name>.corrupt-<UTC time>`, so the next
   attempt does not fail on it again and nothing is deleted.
+- `make_files_private()`: the command-line entry points call it first, so every file and
+  folder they create (MLflow stores, artifacts with reconstructions of possibly private
+  images, client weights, trial states, launch folders, the data cache) is 0600 / 0700, and
+  so is what the local Ray workers they start create (a child inherits the umask).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 import torch
 
 STATE_MAGIC = b"PRIVSWEEP-STATE 1 sha256="
+PRIVATE_UMASK = 0o077
 DIGEST_LENGTH = 64  # hex digits of a SHA-256
 
 
@@ -116,3 +121,7 @@ def set_aside(path: Path) -> Path:
     os.replace(path, aside)
     fsync_folder(path.parent)
     return aside
+
+
+def make_files_private() -> None:
+    os.umask(PRIVATE_UMASK)
