@@ -25,7 +25,7 @@ test: data
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q --durations=15
 
-# The quickstart at demo size: 4 trials on a 2,500-image train slice, 19 minutes on 2 CPU cores
+# The quickstart at demo size: 4 trials on a 2,500-image train slice, 17 minutes on 2 CPU cores
 # here with converged defenses and attacks (the spec: 12 trials on 10,000 images, hours here), the
 # white-box attacker on 128 test images instead of 256 (same steps, so no weaker per image; a
 # wider interval), in its own experiment so its points never mix with the full quickstart's
