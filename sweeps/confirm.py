@@ -23,7 +23,9 @@ config id the spec no longer reproduces is an input error, never a silent new co
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shlex
 import sys
 
 from sweeps.spec import SweepSpec
@@ -145,6 +147,8 @@ def confirm(args) -> int:
     from sweeps.launcher import (
         Launch,
         check_objectives,
+        check_same_configuration,
+        driver_lock,
         init_ray,
         load_sweep_data,
         new_launch,
@@ -157,38 +161,42 @@ def confirm(args) -> int:
     from sweeps.tracking import reopen_parent_run, tracking_uri
     from trainables.tune_trainable import run_confirm_trial
 
-    if args.seeds < 1:
-        raise InputError(f"--seeds: need at least 1 seed per configuration; got {args.seeds}.")
     spec = load_spec(args.spec, args.set, args.smoke)
     check_objectives(spec)
     uri = tracking_uri(spec)
-    if args.resume:
-        current = Launch.latest_unfinished(spec.experiment, kind="confirm")
-    else:
-        jobs = plan(spec, uri, args.seeds, args.front_only, args.controls)
-        if not jobs:
-            print(f"confirm: every chosen configuration already has {args.seeds} finished seed(s).", file=sys.stderr)
-            print_confirmation(spec, uri)
-            return 0
-    dataset = load_sweep_data(spec)
-    init_ray(spec)
-    if args.resume:
-        tuner = restored_tuner(current, trainable_of(run_confirm_trial, spec, current, dataset))
-        if tuner is None:
-            raise InputError("confirm --resume: Tune saved nothing to resume in the last confirm launch; run confirm without --resume.")
-        reopen_parent_run(current.tracking_uri, current.parent_run_id)
-    else:
-        runs = sum(len(job["replicates"]) for job in jobs)
-        current = new_launch(spec, len(jobs), runs, kind="confirm")
-        print(f"confirm launch {current.launch}: {len(jobs)} configuration(s), {runs} new seed run(s), "
-              f"{spec.search.max_concurrent} at a time", file=sys.stderr)
-        tuner = tune.Tuner(
-            trainable_of(run_confirm_trial, spec, current, dataset),
-            param_space={"job": tune.grid_search(jobs)},
-            tune_config=tune.TuneConfig(max_concurrent_trials=spec.search.max_concurrent, reuse_actors=True),
-            run_config=tune_run_config(spec, current, len(jobs)),
-        )
-    code = run_launch(tuner, spec, current, f"python -m sweeps confirm {args.spec} --resume", print_front=False)
+    with contextlib.ExitStack() as held:
+        if args.resume:
+            current = Launch.latest_unfinished(spec.experiment, kind="confirm")
+            check_same_configuration(current, spec)
+            held.enter_context(driver_lock(current))
+        else:
+            jobs = plan(spec, uri, args.seeds, args.front_only, args.controls)
+            if not jobs:
+                print(f"confirm: every chosen configuration already has {args.seeds} finished seed(s).", file=sys.stderr)
+                print_confirmation(spec, uri)
+                return 0
+        dataset = load_sweep_data(spec)
+        init_ray(spec)
+        if args.resume:
+            tuner = restored_tuner(current, trainable_of(run_confirm_trial, spec, current, dataset))
+            if tuner is None:
+                raise InputError("confirm --resume: Tune saved nothing to resume in the last confirm launch; run confirm without --resume.")
+            reopen_parent_run(current.tracking_uri, current.parent_run_id)
+        else:
+            runs = sum(len(job["replicates"]) for job in jobs)
+            current = new_launch(spec, len(jobs), runs, kind="confirm")
+            held.enter_context(driver_lock(current))
+            print(f"confirm launch {current.launch}: {len(jobs)} configuration(s), {runs} new seed run(s), "
+                  f"{spec.search.max_concurrent} at a time", file=sys.stderr)
+            tuner = tune.Tuner(
+                trainable_of(run_confirm_trial, spec, current, dataset),
+                param_space={"job": tune.grid_search(jobs)},
+                tune_config=tune.TuneConfig(max_concurrent_trials=spec.search.max_concurrent, reuse_actors=True),
+                run_config=tune_run_config(spec, current, len(jobs)),
+            )
+        flags = [f"--set {shlex.quote(assignment)}" for assignment in args.set] + (["--smoke"] if args.smoke else [])
+        resume = " ".join(["python -m sweeps confirm", shlex.quote(str(args.spec)), f"--seeds {args.seeds}", *flags, "--resume"])
+        code = run_launch(tuner, spec, current, resume, print_front=False)
     if code == 0:
         print_confirmation(spec, uri)
     return code
