@@ -31,9 +31,9 @@ test: data
 # wider interval), in its own experiment so its points never mix with the full quickstart's
 # on one front.
 DEMO_SIZE ?= --num-samples 4 --set dataset.train_size=2500 --set dataset.test_size=1000 --set attacks.whitebox.images=128
+# The launcher ends by writing the front report to out/quickstart_demo/ (and to MLflow).
 demo: data
 	$(PY) -m sweeps run sweeps/quickstart.yaml $(DEMO_SIZE) --set tracking.experiment=quickstart_demo
-	$(PY) -m analysis pareto --experiment quickstart_demo --out out/quickstart_demo
 
 ui: $(STAMP)
 	$(PY) -m sweeps ui

@@ -1,14 +1,16 @@
 """`python -m analysis pareto --experiment NAME [--tracking-uri URI] [--out DIR] [--objectives ...]`
 `python -m analysis curves --run RUN_ID [--tracking-uri URI] [--out DIR]`
 
-Writes front.parquet, front.csv, pareto.png, hypervolume.png, summary.md (and gallery.png when the runs have
-reconstructions, pareto.html with --html) to --out, prints the summary, logs pareto.png,
-front.csv and summary.md to the sweep's parent run(s) and tags the combined front's child
-runs `privsweep.pareto=true` (removing the tag from the other trials it read). Seed
-replicates of one configuration are one point, their mean (`analysis.replicates`), and every
-replicate run of a front configuration gets the tag.
+Writes the front report (`analysis.front_report`: front.parquet, front.csv, summary.md,
+pareto, hypervolume and, when the runs have reconstructions, gallery figures as PNG and PDF;
+pareto.html with --html) to --out, prints the summary, logs the files and the front's
+hypervolume with its interval, size and trials to the sweep's parent run(s) and tags the
+combined front's child runs `privsweep.pareto=true` (removing the tag from the other trials
+it read). The launcher writes the same report when a launch ends. Seed replicates of one
+configuration are one point, their mean (`analysis.replicates`), and every replicate run of a
+front configuration gets the tag.
 
-`curves` writes `curves-<run id>.png` to --out (default out/curves): a trial's defense
+`curves` writes `curves-<run id>.png` and `.pdf` to --out (default out/curves): a trial's defense
 training curves, validation utility and proxy scores beside the training losses, its phases
 shaded and the epoch where training stopped marked converged or cap (`analysis.curves`).
 Exit codes: 0 ok, 2 bad input (one-paragraph message, no traceback), 1 anything else.
@@ -20,25 +22,21 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pyarrow.csv as pacsv
 
 from analysis.errors import AnalysisInputError
-from analysis.objectives import DEFAULT_OBJECTIVES, Objective, parse_objectives
-from analysis.pareto import objective_values, pareto_front, pareto_mask, resolve_reference
-from analysis.replicates import replicate_run_ids
-from analysis.report import summary_markdown
-from analysis.runs import (
-    launch_progress,
-    load_objectives,
-    load_runs,
-    resolve_tracking_uri,
-    save_parquet,
+from analysis.front_report import (
+    FRONT_SIZE,
+    log_front_report,
+    parent_runs,
+    save_figure,
+    write_front_report,
 )
-from trainables.schema import PARETO_TAG, tag_is
-from trainables.tracking import tracking_client, with_retries
+from analysis.objectives import DEFAULT_OBJECTIVES, Objective, parse_objectives
+from analysis.pareto import objective_values, resolve_reference
+from analysis.runs import launch_progress, load_objectives, load_runs, resolve_tracking_uri
+from trainables.schema import PARETO_TAG
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,9 +76,8 @@ def curves_command(args: argparse.Namespace) -> int:
     figure = plot_defense_curves(series, f"{info['name']}{stop}", cls.phases if cls else (), converged)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"curves-{args.run}.png"
-    figure.savefig(path, dpi=130)
-    print(f"Wrote {path}")
+    paths = save_figure(figure, out / f"curves-{args.run}", dpi=130)
+    print(f"Wrote {', '.join(map(str, paths))}")
     return 0
 
 
@@ -88,26 +85,6 @@ def resolve_objectives(args: argparse.Namespace, uri: str) -> tuple[Objective, .
     if args.objectives:
         return parse_objectives(args.objectives)
     return load_objectives(args.experiment[0], uri, args.launch) or DEFAULT_OBJECTIVES
-
-
-def log_to_mlflow(table: Any, front_ids: set[str], uri: str, files: Sequence[Path]) -> list[str]:
-    """Artifacts to the parent runs of the table's trials; the pareto tag on exactly the front."""
-    client = tracking_client(uri)
-    parents = sorted({p for p in table.column("parent_run_id").to_pylist() if p})
-    for parent in parents:
-        for path in files:
-            with_retries(lambda p=parent, f=path: client.log_artifact(p, str(f)))
-    for run_id in sorted(front_ids):
-        with_retries(lambda r=run_id: client.set_tag(r, PARETO_TAG, "true"))
-    # Trials of this table tagged by an earlier, different front lose the tag.
-    experiment_ids = [client.get_experiment_by_name(name).experiment_id
-                      for name in sorted(set(table.column("experiment").to_pylist()))]
-    tagged = with_retries(lambda: client.search_runs(experiment_ids, tag_is(PARETO_TAG, "true"), max_results=50000))
-    in_table = set(replicate_run_ids(table))
-    for run in tagged:
-        if run.info.run_id in in_table and run.info.run_id not in front_ids:
-            with_retries(lambda r=run.info.run_id: client.delete_tag(r, PARETO_TAG))
-    return parents
 
 
 def pareto_command(args: argparse.Namespace) -> int:
@@ -127,43 +104,19 @@ def pareto_command(args: argparse.Namespace) -> int:
             f"No finished trial of {names} has a finite value for every objective "
             f"({', '.join(str(o) for o in objectives)}); choose objectives the trials logged with --objectives."
         )
-    reference = resolve_reference(table, objectives, args.reference)
+    reference = None if args.reference is None else resolve_reference(table, objectives, args.reference)
     out = Path(args.out) if args.out else Path("out") / "+".join(args.experiment)
-    out.mkdir(parents=True, exist_ok=True)
-
-    front = pareto_front(table, objectives)
-    save_parquet(front, out / "front.parquet")
-    pacsv.write_csv(front, out / "front.csv")
     launches = launch_progress(args.experiment, uri, args.launch)
-    summary = summary_markdown(table, objectives, None if args.reference is None else reference, launches=launches)
-    (out / "summary.md").write_text(summary)
-
-    from analysis.gallery import plot_gallery
-    from analysis.plots import plot_front, plot_hypervolume, plot_interactive
-
-    figure = plot_front(table, objectives, reference=None if args.reference is None else reference)
-    figure.savefig(out / "pareto.png", dpi=150)
-    plot_hypervolume(table, objectives, reference=reference).savefig(out / "hypervolume.png", dpi=120)
-    files = [out / "pareto.png", out / "hypervolume.png", out / "front.csv", out / "summary.md"]
-    gallery = plot_gallery(table, objectives, tracking_uri=uri)
-    if any(ax.images for ax in gallery.axes):
-        gallery.savefig(out / "gallery.png", dpi=120)
-        files.append(out / "gallery.png")
-    if args.html:
-        try:
-            plot_interactive(table, objectives, out / "pareto.html")
-            files.append(out / "pareto.html")
-        except ImportError as error:
-            print(f"warning: no pareto.html: {error}", file=sys.stderr)
-
-    print(summary)
+    report = write_front_report(table, objectives, out, uri, reference=reference, launches=launches, html=args.html)
+    print(report.summary)
     if not args.no_mlflow:
-        parents = log_to_mlflow(table, set(replicate_run_ids(front)), uri, files)
-        print(f"Logged {', '.join(f.name for f in files)} to parent run(s) {', '.join(parents) or '(none)'}; "
-              f"tagged the {len(replicate_run_ids(front))} run(s) of {front.num_rows} front configuration(s) {PARETO_TAG}=true (filter in the MLflow UI: "
-              f"tags.`{PARETO_TAG}` = 'true').")
-    mask = pareto_mask(table, objectives)
-    print(f"Wrote {out}/front.parquet, front.csv, pareto.png, hypervolume.png, summary.md ({int(mask.sum())} front trials of {table.num_rows}).")
+        parents = parent_runs(table)
+        log_front_report(report, table, uri, parents)
+        print(f"Logged {', '.join(f.name for f in report.files)} and {', '.join(report.metrics)} to parent run(s) "
+              f"{', '.join(parents) or '(none)'}; tagged the {len(report.front_run_ids)} run(s) of the front "
+              f"{PARETO_TAG}=true (filter in the MLflow UI: tags.`{PARETO_TAG}` = 'true').")
+    print(f"Wrote {out}/front.parquet and {', '.join(f.name for f in report.files)} "
+          f"({int(report.metrics[FRONT_SIZE])} front trials of {table.num_rows}).")
     return 0
 
 

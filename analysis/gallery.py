@@ -86,7 +86,7 @@ def plot_gallery(
 
     columns = 1 if len(rows) <= 3 else 2
     lines = max(math.ceil(len(rows) / columns), 1)
-    fig = Figure(figsize=(5.2 * columns, 2.1 * lines + 0.6), layout="constrained")
+    fig = Figure(figsize=(max(6.5, 5.5 * columns), 2.6 * lines + 0.8), layout="constrained")
     if not len(rows):
         ax = fig.add_subplot()
         ax.axis("off")
@@ -113,5 +113,5 @@ def plot_gallery(
         ax.imshow(picture, interpolation="nearest")
         ax.axis("off")
     order = "\n(most private first, in reading order)" if len(objectives) >= 2 else ""
-    fig.suptitle(f"Reconstructions at the front: originals above, the strongest attacker's below{order}", fontsize=10)
+    fig.suptitle(f"Reconstructions at the front:\noriginals above, the strongest attacker's below{order}", fontsize=10)
     return fig

@@ -19,6 +19,8 @@ trainable logs beside every final metric (`<key>:ci95_lo`, `<key>:ci95_hi`; see
   and independent redraws overstate the noise of a difference: a pair called "differs"
   differs at least this clearly. A pair whose interval holds 0 is "tied"; a pair with a
   trial without intervals gets no verdict ("unknown").
+- `hypervolume_interval(table, objectives, reference)`: the combined front's hypervolume
+  with the basic 95 % interval of the same redraws.
 """
 
 from __future__ import annotations
@@ -84,6 +86,47 @@ def statistically_tied(table: Any, objectives: ObjectivesLike) -> list[int | Non
     return tied
 
 
+def _redrawn_hypervolumes(
+    table: pa.Table, objectives: tuple[Objective, ...], point: np.ndarray, groups: dict[str, np.ndarray], resamples: int, seed: int
+) -> tuple[dict[str, float], dict[str, np.ndarray], np.ndarray]:
+    """Per group of rows: its observed hypervolume and its hypervolume in each of `resamples`
+    redraws of every trial within its interval; and which rows have intervals on every objective."""
+    values = objective_values(table, objectives)
+    maximise = [o.maximise for o in objectives]
+    sd = np.stack([(high - low) / NORMAL_WIDTH for low, high in (interval(table, o.metric) for o in objectives)], axis=1)
+    known = np.isfinite(sd).all(axis=1)
+    sd = np.where(np.isfinite(sd), sd, 0.0)
+    rng = np.random.default_rng(seed)
+    draws = {name: np.empty(resamples) for name in groups}
+    for index in range(resamples):
+        noisy = values + rng.standard_normal(values.shape) * sd
+        for name, rows in groups.items():
+            draws[name][index] = values_hypervolume(noisy[rows], maximise, point)
+    observed = {name: values_hypervolume(values[rows], maximise, point) for name, rows in groups.items()}
+    return observed, draws, known
+
+
+def _basic_interval(observed: float, draws: np.ndarray) -> tuple[float, float]:
+    """The basic (pivot) 95 % interval, 2 d - the redraws' percentiles (see the module doc)."""
+    upper_draw, lower_draw = np.percentile(draws, [97.5, 2.5])
+    return float(2 * observed - upper_draw), float(2 * observed - lower_draw)
+
+
+def hypervolume_interval(
+    table: Any, objectives: ObjectivesLike, reference: Any = None, *, resamples: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
+    """The combined front's hypervolume and its 95 % interval (the redraws of
+    `hypervolume_differences`); the interval is (nan, nan) when a trial has no interval."""
+    table = as_table(table)
+    objectives = parse_objectives(objectives)
+    point = np.asarray(resolve_reference(table, objectives, reference), dtype=float)
+    valid = np.all(np.isfinite(objective_values(table, objectives)), axis=1)
+    observed, draws, known = _redrawn_hypervolumes(table, objectives, point, {"all": valid}, resamples, seed)
+    if not known[valid].all():
+        return observed["all"], float("nan"), float("nan")
+    return (observed["all"], *_basic_interval(observed["all"], draws["all"]))
+
+
 def hypervolume_differences(
     table: Any, objectives: ObjectivesLike, reference: Any = None, *, resamples: int = 1000, seed: int = 0
 ) -> list[dict[str, Any]]:
@@ -92,28 +135,15 @@ def hypervolume_differences(
     table = as_table(table)
     objectives = parse_objectives(objectives)
     point = np.asarray(resolve_reference(table, objectives, reference), dtype=float)
-    values = objective_values(table, objectives)
-    maximise = [o.maximise for o in objectives]
-    sd = np.stack([(high - low) / NORMAL_WIDTH for low, high in (interval(table, o.metric) for o in objectives)], axis=1)
-    known = np.isfinite(sd).all(axis=1)
-    sd = np.where(np.isfinite(sd), sd, 0.0)
-    valid = np.all(np.isfinite(values), axis=1)
+    valid = np.all(np.isfinite(objective_values(table, objectives)), axis=1)
     methods = np.asarray([str(m) for m in table.column("method").to_pylist()], dtype=object)
-    names = sorted(set(methods[valid].tolist()))
-    rng = np.random.default_rng(seed)
-    draws = {name: np.empty(resamples) for name in names}
-    for index in range(resamples):
-        noisy = values + rng.standard_normal(values.shape) * sd
-        for name in names:
-            rows = valid & (methods == name)
-            draws[name][index] = values_hypervolume(noisy[rows], maximise, point)
-    observed = {name: values_hypervolume(values[valid & (methods == name)], maximise, point) for name in names}
+    groups = {name: valid & (methods == name) for name in sorted(set(methods[valid].tolist()))}
+    observed, draws, known = _redrawn_hypervolumes(table, objectives, point, groups, resamples, seed)
     pairs = []
-    for a, b in itertools.combinations(names, 2):
+    for a, b in itertools.combinations(groups, 2):
         observed_difference = observed[a] - observed[b]
-        upper_draw, lower_draw = np.percentile(draws[a] - draws[b], [97.5, 2.5])
-        low, high = 2 * observed_difference - upper_draw, 2 * observed_difference - lower_draw
-        judged = bool(known[valid & np.isin(methods, [a, b])].all())
-        pairs.append({"a": a, "b": b, "difference": observed_difference, "low": float(low), "high": float(high),
+        low, high = _basic_interval(observed_difference, draws[a] - draws[b])
+        judged = bool(known[groups[a] | groups[b]].all())
+        pairs.append({"a": a, "b": b, "difference": observed_difference, "low": low, "high": high,
                       "differ": (not low <= 0.0 <= high) if judged else None})
     return pairs

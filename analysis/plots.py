@@ -156,8 +156,9 @@ def _front_labels(ax: Any, table: pa.Table, xs: np.ndarray, ys: np.ndarray, fron
         text = describe_params(records[row], swept)
         if text:  # right of the point, or left of it in the right half (so it stays inside the axes)
             right_half = xs[row] > middle
-            ax.annotate(text, (xs[row], ys[row]), xytext=(-6 if right_half else 6, -10), textcoords="offset points",
-                        ha="right" if right_half else "left", fontsize=7.5, color="#222222", zorder=8)
+            ax.annotate(text, (xs[row], ys[row]), xytext=(-7 if right_half else 7, -7), textcoords="offset points",
+                        ha="right" if right_half else "left", va="top", fontsize=7.5, color="#222222", zorder=8,
+                        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.75})
 
 
 def _attack_strength(ax: Any, table: pa.Table, x_obj: Objective, xs: np.ndarray, ys: np.ndarray, valid: np.ndarray,
@@ -170,12 +171,13 @@ def _attack_strength(ax: Any, table: pa.Table, x_obj: Objective, xs: np.ndarray,
         ax.scatter(xs[undertrained], ys[undertrained], s=110, marker="s", facecolors="none", edgecolors="#e07b00",
                    linewidths=1.6, zorder=9)
         handles.append(Line2D([], [], linestyle="none", marker="s", markerfacecolor="none", color="#e07b00", markersize=9,
-                              label=f"defense hit its epoch cap: undertrained ({int(undertrained.sum())})"))
+                              label=f"defense at its epoch cap: undertrained ({int(undertrained.sum())})"))
     capped = unconverged(table, x_obj.metric) & valid
-    if capped.any():
-        ax.scatter(xs[capped], ys[capped], s=70, marker="x", color="#d01010", linewidths=1.6, zorder=9)
-        handles.append(Line2D([], [], linestyle="none", marker="x", color="#d01010", markersize=8,
-                              label=f"strongest attacker hit the epoch cap: a lower bound ({int(capped.sum())})"))
+    if capped.any():  # a caret on the side the true value lies: a stronger attacker could only leak more
+        worse = 4 if x_obj.maximise else 5  # CARETLEFT, CARETRIGHT
+        ax.scatter(xs[capped], ys[capped], s=90, marker=worse, color="#333333", zorder=9)
+        handles.append(Line2D([], [], linestyle="none", marker=worse, color="#333333", markersize=9,
+                              label=f"attacker at its epoch cap: a lower bound, true value on the caret's side ({int(capped.sum())})"))
     proxy_key = PROXY_OF.get(x_obj.metric)
     proxy = column(table, proxy_key) if proxy_key else np.full(len(xs), np.nan)
     shown = front & valid & np.isfinite(proxy)
@@ -244,8 +246,9 @@ def plot_pareto(
     combined = pareto_mask(table, pair)
     volumes = hypervolumes(table, (y_obj, x_obj), reference=None if reference is None else _pick(reference, objectives, (y_obj, x_obj)))
 
-    if ax is None:
-        fig = Figure(figsize=(11, 6.5), layout="constrained")
+    own_figure = ax is None
+    if own_figure:
+        fig = Figure(figsize=(10, 8), layout="constrained")
         ax = fig.add_subplot()
     else:
         fig = ax.figure
@@ -296,8 +299,12 @@ def plot_pareto(
         ax.set_ylim(*y_limits)
     _better_corner(ax, x_obj, y_obj)
     _title(ax, table, title, "Privacy–utility Pareto front")
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9,
-              title="method: trials, own front, hypervolume", title_fontsize=9, alignment="left")
+    legend = {"handles": handles, "frameon": False, "title": "method: trials, own front, hypervolume", "title_fontsize": 9,
+              "alignment": "left"}
+    if own_figure:  # below the axes, so the front gets the figure's whole width
+        fig.legend(loc="outside lower center", ncols=2, fontsize=8.5, **legend)
+    else:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, **legend)
     return fig
 
 

@@ -93,6 +93,19 @@ def _experiment(client: Any, name: str, uri: str) -> Any:
     return experiment
 
 
+def latest_experiment(tracking_uri: str | None = None) -> str:
+    """The experiment of the most recently started launch (parent run) in the store."""
+    client, uri = _client(tracking_uri)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    latest = client.search_runs(ids, SWEEP_FILTER, max_results=1, order_by=["attributes.start_time DESC"]) if ids else []
+    if not latest:
+        raise AnalysisInputError(
+            f"The store {uri} holds no sweep yet. Run one (python -m sweeps run sweeps/quickstart.yaml, or make demo), "
+            "or point MLFLOW_TRACKING_URI (or PRIVSWEEP_HOME) at the store a sweep wrote."
+        )
+    return client.get_experiment(latest[0].info.experiment_id).name
+
+
 def _filter(base: str, launch: str | None) -> str:
     if launch is None:
         return base

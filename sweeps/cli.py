@@ -1,4 +1,4 @@
-"""Command line: `python -m sweeps validate|trial|run|confirm|reference|ui`.
+"""Command line: `python -m sweeps validate|trial|run|confirm|reference|ui|dashboard`.
 
 Exit codes: 0 success, 2 invalid input (one paragraph naming the field or file and the
 fix, never a traceback), 1 anything else.
@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 import yaml
 
+from sweeps.servers import DASHBOARD_PORT, UI_PORT
 from trainables.errors import InputError
 
 log = logging.getLogger("sweeps")
@@ -39,7 +41,7 @@ def positive_int(text: str) -> int:
 def _spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="sweep spec YAML, e.g. sweeps/quickstart.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="override a spec field (value parsed as YAML)")
-    parser.add_argument("--smoke", action="store_true", help="shrink to seconds: tiny data, 1 epoch, 2 trials")
+    parser.add_argument("--smoke", action="store_true", help="shrink to a few minutes: tiny data, 1 epoch, 2 trials, its own experiment <name>/smoke")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,8 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="also run each configuration's same-budget control (DISCO: random_pruning at the same R and split)")
     confirm.add_argument("--resume", action="store_true", help="continue the last interrupted confirm launch")
     commands.add_parser("reference", help="print the spec reference (docs/spec-reference.md) from the spec models")
-    ui = commands.add_parser("ui", help="open the MLflow UI on the default store (127.0.0.1)")
-    ui.add_argument("--port", type=int, default=5000, help="the UI's port on 127.0.0.1 (default 5000)")
+    ui = commands.add_parser("ui", help="open the MLflow UI on a store (127.0.0.1)")
+    ui.add_argument("--port", type=int, default=UI_PORT, help=f"the UI's port on 127.0.0.1 (default {UI_PORT})")
+    ui.add_argument("--tracking-uri", metavar="URI", help="the MLflow store (default: $MLFLOW_TRACKING_URI, else mlflow.db in $PRIVSWEEP_HOME or the repo)")
+    dashboard = commands.add_parser("dashboard", help="open Optuna Dashboard on the sweeps' studies (127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=DASHBOARD_PORT, help=f"the dashboard's port on 127.0.0.1 (default {DASHBOARD_PORT})")
+    dashboard.add_argument("--storage", metavar="URL", help="the Optuna storage (default: optuna.db in $PRIVSWEEP_HOME or the repo)")
     return parser
 
 
@@ -130,13 +136,20 @@ def cmd_reference(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from sweeps.tracking import open_ui
+    from sweeps.servers import open_ui
 
-    return open_ui(args.port)
+    return open_ui(args.port, args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+
+
+def cmd_dashboard(args) -> int:
+    from sweeps.launcher import optuna_storage
+    from sweeps.servers import open_dashboard
+
+    return open_dashboard(args.port, args.storage or optuna_storage())
 
 
 COMMANDS = {"validate": cmd_validate, "trial": cmd_trial, "run": cmd_run, "confirm": cmd_confirm,
-            "reference": cmd_reference, "ui": cmd_ui}
+            "reference": cmd_reference, "ui": cmd_ui, "dashboard": cmd_dashboard}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shlex
 import sys
 
 from sweeps.spec import SweepSpec
@@ -153,6 +152,7 @@ def confirm(args) -> int:
         load_sweep_data,
         new_launch,
         restored_tuner,
+        resume_command,
         run_launch,
         trainable_of,
         tune_run_config,
@@ -194,9 +194,7 @@ def confirm(args) -> int:
                 tune_config=tune.TuneConfig(max_concurrent_trials=spec.search.max_concurrent, reuse_actors=True),
                 run_config=tune_run_config(spec, current, len(jobs)),
             )
-        flags = [f"--set {shlex.quote(assignment)}" for assignment in args.set] + (["--smoke"] if args.smoke else [])
-        resume = " ".join(["python -m sweeps confirm", shlex.quote(str(args.spec)), f"--seeds {args.seeds}", *flags, "--resume"])
-        code = run_launch(tuner, spec, current, resume, print_front=False)
+        code = run_launch(tuner, spec, current, resume_command(args))
     if code == 0:
         print_confirmation(spec, uri)
     return code

@@ -227,7 +227,7 @@ def new_launch(spec: SweepSpec, planned: int, planned_runs: int, kind: str = "sw
     return launch
 
 
-def summarise(results, spec: SweepSpec, launch: Launch, wall_s: float, with_front: bool = True) -> dict[str, float]:
+def summarise(results, spec: SweepSpec, launch: Launch, wall_s: float) -> dict[str, float]:
     from trainables.tune_trainable import FINAL_KEY, SCREENED_KEY
 
     finished = [r for r in results if r.error is None and r.metrics and r.metrics.get(FINAL_KEY)]
@@ -240,30 +240,42 @@ def summarise(results, spec: SweepSpec, launch: Launch, wall_s: float, with_fron
     note = f", {len(screened)} screened out (search.screen: dominated after the screening attack)" if screened else ""
     print(f"\n{len(finished)} of {planned} planned trial(s) finished, {len(failed)} failed{note} in {wall_s:.0f} s "
           f"(overhead: wall / (trial time / concurrency) = {overhead:.2f})", file=sys.stderr)
-    if with_front:
-        print_front(launch, spec)
     return {"sweep/finished": len(finished), "sweep/failed": len(failed), "sweep/screened": len(screened), "sweep/planned": planned,
             "sweep/wall_s": wall_s, "sweep/overhead": overhead}
 
 
-def print_front(launch: Launch, spec: SweepSpec) -> None:
-    """Print the launch's front and make it the parent run's description in MLflow."""
-    from sweeps.tracking import UI_PORT, describe_parent_run, ui_url
+def report_front(launch: Launch, spec: SweepSpec) -> None:
+    """The experiment's front report (`analysis.front_report`: every launch's finished trials)
+    in `<home>/out/<experiment>`, logged to this launch's parent run, whose description becomes
+    the front's summary; then where to look, each command naming this store."""
+    from sweeps.servers import where_to_look
+    from sweeps.tracking import describe_parent_run
 
-    command = f"python -m analysis pareto --experiment {launch.experiment} --tracking-uri {launch.tracking_uri}"
+    look = where_to_look(launch.tracking_uri, launch.experiment, launch.experiment_id, optuna_storage())
     try:
-        from analysis import front_summary, load_runs
+        from analysis import load_runs
+        from analysis.front_report import log_front_report, write_front_report
+        from analysis.objectives import parse_objectives
+        from analysis.runs import launch_progress
 
-        table = load_runs(launch.experiment, tracking_uri=launch.tracking_uri, launch=launch.launch, group=True)
-        text = front_summary(table, [(o.metric, o.mode) for o in spec.objectives], with_command=False)
-        print(text, file=sys.stderr)
-        describe_parent_run(launch.tracking_uri, launch.parent_run_id,
-                            f"{text}\nPlots, summary.md and the gallery of the whole experiment:\n\n    {command}\n")
-    except Exception as error:  # the summary is a convenience; the sweep's results are safe in MLflow
-        log.warning("could not summarise the front: %s", error)
-    print(f"MLflow: {launch.tracking_uri} (experiment {launch.experiment!r}); UI: python -m sweeps ui, then "
-          f"{ui_url(UI_PORT, launch.experiment_id)}", file=sys.stderr)
-    print(f"Plot the front: {command}", file=sys.stderr)
+        table = load_runs(launch.experiment, tracking_uri=launch.tracking_uri, group=True)
+        if table.num_rows == 0:
+            print("No finished trials: nothing on the Pareto front yet.", file=sys.stderr)
+        else:
+            objectives = parse_objectives([(o.metric, o.mode) for o in spec.objectives])
+            folder = home() / "out" / launch.experiment
+            report = write_front_report(table, objectives, folder, launch.tracking_uri,
+                                        launches=launch_progress(launch.experiment, launch.tracking_uri))
+            log_front_report(report, table, launch.tracking_uri, [launch.parent_run_id])
+            print(report.summary, file=sys.stderr)
+            describe_parent_run(launch.tracking_uri, launch.parent_run_id,
+                                f"{report.summary}\nThe plots and tables are this run's artifacts, and in `{folder}`.\n\n"
+                                f"```\n{look}\n```\n")
+            print(f"Front: {report.plot} (vector: {report.plot.with_suffix('.pdf')}); summary.md, front.csv and "
+                  f"the hypervolume curve beside it, and in the parent run's artifacts.", file=sys.stderr)
+    except (Exception, KeyboardInterrupt) as error:  # a convenience: the sweep's results are safe in MLflow
+        log.warning("could not write the front report: %r", error)
+    print(look, file=sys.stderr)
 
 
 def launch(args) -> int:
@@ -315,11 +327,13 @@ def driver_lock(launch: Launch) -> contextlib.AbstractContextManager:
 
 
 def resume_command(args) -> str:
-    """The command that resumes this launch: the same spec and flags, and --resume."""
-    flags = [f"--set {shlex.quote(assignment)}" for assignment in args.set]
-    flags += [f"--num-samples {args.num_samples}"] if args.num_samples is not None else []
+    """The command that resumes this launch: the same subcommand (`run` or `confirm`), spec
+    and flags, and --resume."""
+    flags = [f"--seeds {args.seeds}"] if getattr(args, "seeds", None) is not None else []
+    flags += [f"--set {shlex.quote(assignment)}" for assignment in args.set]
+    flags += [f"--num-samples {args.num_samples}"] if getattr(args, "num_samples", None) is not None else []
     flags += ["--smoke"] if args.smoke else []
-    return " ".join(["python -m sweeps run", shlex.quote(str(args.spec)), *flags, "--resume"])
+    return " ".join([f"python -m sweeps {args.command}", shlex.quote(str(args.spec)), *flags, "--resume"])
 
 
 def check_same_configuration(launch: Launch, spec: SweepSpec) -> None:
@@ -366,10 +380,10 @@ class StopSignals:
         return 128 + (self.received or signal.SIGINT)
 
 
-def run_launch(tuner, spec: SweepSpec, current: Launch, resume_command: str, print_front: bool = True) -> int:
-    """Fit the launch's Tuner, summarise it and end its parent run: FINISHED; KILLED, with
-    its unfinished child runs, when a stop signal cut it short (then print the command that
-    resumes it); or FAILED."""
+def run_launch(tuner, spec: SweepSpec, current: Launch, resume_command: str) -> int:
+    """Fit the launch's Tuner, summarise it, write the experiment's front report and end
+    the launch's parent run: FINISHED; KILLED, with its unfinished child runs, when a stop
+    signal cut it short (then print the command that resumes it); or FAILED."""
     from sweeps.tracking import end_parent_run, kill_unfinished_children
 
     start = time.monotonic()
@@ -379,12 +393,11 @@ def run_launch(tuner, spec: SweepSpec, current: Launch, resume_command: str, pri
         try:
             try:
                 results = tuner.fit()
-                metrics = summarise(results, spec, current, time.monotonic() - start, with_front=print_front)
+                metrics = summarise(results, spec, current, time.monotonic() - start)
             except KeyboardInterrupt:  # a second signal, or one outside Tune's handler
                 metrics = {}
             if not metrics or metrics["sweep/finished"] + metrics["sweep/failed"] + metrics["sweep/screened"] < metrics["sweep/planned"]:
                 status = "KILLED"
-                print(f"interrupted: continue with `{resume_command}`", file=sys.stderr)
                 return stop.exit_code
             status = "FINISHED"
             current.status = "finished"
@@ -395,4 +408,7 @@ def run_launch(tuner, spec: SweepSpec, current: Launch, resume_command: str, pri
                 killed = kill_unfinished_children(current.tracking_uri, current.experiment_id, current.parent_run_id)
                 if killed:
                     print(f"{killed} unfinished trial run(s) marked KILLED in MLflow; --resume reopens them", file=sys.stderr)
+            report_front(current, spec)
+            if status == "KILLED":
+                print(f"interrupted: continue with `{resume_command}`", file=sys.stderr)
             end_parent_run(current.tracking_uri, current.parent_run_id, status, metrics)

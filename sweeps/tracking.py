@@ -1,24 +1,23 @@
-"""MLflow from the driver's side: the store, the experiment, the launch's parent run, the UI."""
+"""MLflow from the driver's side: the store, the experiment, the launch's parent run."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 
+from sweeps.servers import OBJECTIVES_VIEW
 from sweeps.spec import SweepSpec
 from trainables.errors import InputError
 from trainables.schema import (
+    INTERVAL_HIGH,
+    INTERVAL_LOW,
     KIND_TAG,
     LAUNCH_TAG,
     METHOD_TAG,
     OBJECTIVES_TAG,
+    PARETO_TAG,
     PLANNED_RUNS_TAG,
     ROLE_TAG,
 )
@@ -37,6 +36,11 @@ REMOTE_SCHEMES = ("http://", "https://", "databricks")
 # "custom_model_development" is its model-training view (runs, metrics, charts).
 EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI (markdown)
+# MLflow 3's saved views of an experiment's runs table: an experiment tag holding the view,
+# opened by `?viewStateShareKey=<key>` on the runs page (sweeps.servers.ui_url). Checked in
+# MLflow 3.17's UI (headless chromium): the view's columns and order apply, and sorting by a
+# metric lists the trials flat, so every trial's objectives show without a click.
+SAVED_VIEW_PREFIX = "mlflow.sharedViewState."
 REACHABILITY_TIMEOUT_S = "5"
 
 
@@ -87,15 +91,21 @@ def experiment_note(spec: SweepSpec) -> str:
     objectives = ", ".join(f"`{o.metric}` ({o.mode})" for o in spec.objectives)
     return (f"privsweep sweep `{spec.name}`. One parent run per launch, whose description holds the launch's "
             f"Pareto front; under it one child run per trial, named by its swept values. Objectives: {objectives}: "
-            "add them to the runs table with Columns → Metrics. Every final metric has its 95 % interval beside it "
+            "the saved view \"privsweep: objectives\" (Views, top right) shows them for every trial, sorted, with their "
+            "intervals and the front tag. Every final metric has its 95 % interval beside it "
             "(`<key>:ci95_lo`, `<key>:ci95_hi`); docs/metrics.md says what each key means.")
 
 
-def ui_url(port: int, experiment_id: str | None = None) -> str:
-    """The MLflow UI page, in its model-training view (MLflow 3 opens its GenAI view unless
-    told otherwise, and remembers a choice only per browser)."""
-    page = f"experiments/{experiment_id}" if experiment_id else "experiments"
-    return f"http://127.0.0.1:{port}/#/{page}?workflowType=machine_learning"
+def objectives_view(spec: SweepSpec) -> str:
+    """The saved view `OBJECTIVES_VIEW`: each objective with its interval ends, and the front
+    tag, as columns; sorted by the last objective (the privacy one in every shipped spec),
+    most private first. MLflow's envelope: name, times in ms, the state as a JSON string."""
+    columns = [f"metrics.`{o.metric}{end}`" for o in spec.objectives for end in ("", INTERVAL_LOW, INTERVAL_HIGH)]
+    last = spec.objectives[-1]
+    state = {"selectedColumns": [*columns, f"tags.`{PARETO_TAG}`"], "orderByKey": f"metrics.`{last.metric}`",
+             "orderByAsc": last.mode == "min"}
+    now = int(time.time() * 1000)
+    return json.dumps({"name": "privsweep: objectives", "createdAt": now, "updatedAt": now, "state": json.dumps(state)})
 
 
 def start_parent_run(uri: str, experiment: str, spec: SweepSpec, launch: str, kind: str, planned_runs: int) -> str:
@@ -112,6 +122,7 @@ def start_parent_run(uri: str, experiment: str, spec: SweepSpec, launch: str, ki
                       "The front table appears here when the launch finishes.")
     if NOTE_TAG not in with_retries(lambda: client.get_experiment(experiment)).tags:
         with_retries(lambda: client.set_experiment_tag(experiment, NOTE_TAG, experiment_note(spec)))
+    with_retries(lambda: client.set_experiment_tag(experiment, SAVED_VIEW_PREFIX + OBJECTIVES_VIEW, objectives_view(spec)))
     run = with_retries(lambda: client.create_run(experiment, tags=tags, run_name=f"{spec.name} {launch}"))
     TrialRun(client, run.info.run_id).log(params=flatten(spec.model_dump(mode="json", by_alias=True, exclude={"search_space"})))
     with_retries(lambda: client.log_dict(run.info.run_id, spec.model_dump(mode="json", by_alias=True), "spec.yaml"))
@@ -142,63 +153,3 @@ def end_parent_run(uri: str, run_id: str, status: str, metrics: dict[str, float]
     run = TrialRun(tracking_client(uri), run_id)
     run.log(metrics)
     run.finish(status)
-
-
-UI_PORT, UI_START_TIMEOUT_S, UI_STOP_TIMEOUT_S = 5000, 120, 30
-
-
-def wait_for_stop(server: subprocess.Popen, stopping: list[float]) -> int:
-    """The server's exit code; SIGKILL to its group when it outlives a stop by UI_STOP_TIMEOUT_S."""
-    while True:
-        try:
-            return server.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            if stopping and time.monotonic() - stopping[0] > UI_STOP_TIMEOUT_S:
-                with suppress(ProcessLookupError):
-                    os.killpg(server.pid, signal.SIGKILL)
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def open_ui(port: int) -> int:
-    """The MLflow UI on the default store, bound to the loopback interface only, run like a
-    server: its URL is printed once it answers, and Ctrl-C, SIGTERM or SIGHUP stop it and
-    its workers (their own process group) before this returns, so the port is free again."""
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", default_tracking_uri(),
-               "--default-artifact-root", default_artifact_root(), "--host", "127.0.0.1", "--port", str(port)]
-    print(f"starting the MLflow UI on the store {default_tracking_uri()} ...", file=sys.stderr, flush=True)
-    tracking_client(default_tracking_uri())  # tables made under the lock, not by the server racing a launch
-    server = subprocess.Popen(command, start_new_session=True)
-    stopping: list[float] = []  # when a stop signal came
-
-    def forward(signum, frame) -> None:
-        stopping.append(time.monotonic())
-        with suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        deadline = time.monotonic() + UI_START_TIMEOUT_S
-        while server.poll() is None and not stopping and not answers(url):
-            if time.monotonic() > deadline:
-                print(f"the MLflow UI did not answer on {url} within {UI_START_TIMEOUT_S} s; stopping it", file=sys.stderr)
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
-                return 1
-            time.sleep(0.5)
-        if server.poll() is None and not stopping:
-            print(f"MLflow UI on {ui_url(port)} ; Ctrl-C stops it.", file=sys.stderr, flush=True)
-        code = wait_for_stop(server, stopping)
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        with suppress(ProcessLookupError):  # workers left behind by a server that exited on its own
-            os.killpg(server.pid, signal.SIGTERM)
-    return 0 if stopping else code

@@ -57,6 +57,17 @@ def store(tmp_path_factory):
     return {"uri": uri, "root": root, "info": info, "adv": adv, "failed": failed}
 
 
+def test_latest_experiment_is_the_one_launched_last(store, tmp_path):
+    from analysis.runs import latest_experiment
+    from trainables.tracking import tracking_client
+
+    assert latest_experiment(store["uri"]) == "failed_sweep"  # written last by the fixture
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    tracking_client(empty).create_experiment("no_launch_yet")
+    with pytest.raises(AnalysisInputError, match="holds no sweep yet"):
+        latest_experiment(empty)
+
+
 # ---------------------------------------------------------------- load_runs
 
 
@@ -306,6 +317,12 @@ def test_plots(store, tmp_path):
     gallery.savefig(tmp_path / "g.png")
 
 
+def legend_labels(figure) -> list[str]:
+    """The legend's entries: plot_pareto puts its legend below the axes, on the figure."""
+    [legend] = figure.legends
+    return [text.get_text() for text in legend.get_texts()]
+
+
 def test_pareto_axes_fit_the_data_and_chance_lines_off_it_are_noted_at_the_edge(store):
     """The task chance (0.5 here) sits far below every utility (0.65-0.95) and the private
     chance (0.3) left of every leakage (0.41-0.95): the axes stay fitted to the data, both
@@ -319,7 +336,7 @@ def test_pareto_axes_fit_the_data_and_chance_lines_off_it_are_noted_at_the_edge(
     low, high = ax.get_ylim()
     assert 0.6 < low < 0.65 and 0.95 < high < 1.0
     assert not [line for line in ax.get_lines() if list(line.get_ydata()) == [0.5, 0.5]]  # no chance line drawn
-    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    labels = legend_labels(ax.figure)
     assert "task chance rate: 0.50, off the axes (below)" in labels
     assert "↓ task chance rate 0.50" in [text.get_text() for text in ax.texts]
     assert "private-attribute chance (perfect privacy): 0.30, off the axes (left)" in labels
@@ -382,8 +399,32 @@ def test_cli_writes_outputs_logs_and_tags(store, tmp_path, capsys):
     assert set(read_parquet(out / "front.parquet").column("run_id").to_pylist()) == front_run_ids(info)
     assert len((out / "front.csv").read_text().strip().splitlines()) == 1 + 8
     assert pareto_tagged(uri, info["experiment_id"]) == front_run_ids(info)
+    for name in ("pareto", "hypervolume", "gallery"):  # every figure in a vector format too
+        assert (out / f"{name}.pdf").read_bytes()[:5] == b"%PDF-", name
+    volume = hypervolume(load_runs("synthetic_sweep", uri, group=True), OBJ2)
     for parent in info["parents"].values():
-        assert {"pareto.png", "hypervolume.png", "front.csv", "summary.md"} <= {a.path for a in client.list_artifacts(parent)}
+        assert {"pareto.png", "pareto.pdf", "hypervolume.png", "front.csv", "summary.md"} <= {a.path for a in client.list_artifacts(parent)}
+        numbers = client.get_run(parent).data.metrics
+        assert numbers["front/size"] == 8 and numbers["front/trials"] == 12  # every finished trial, the one without a finite objective too
+        assert numbers["front/hypervolume"] == pytest.approx(volume)
+        assert numbers["front/hypervolume:ci95_lo"] < volume < numbers["front/hypervolume:ci95_hi"]
+
+
+def test_hypervolume_interval_widens_with_the_trials_noise():
+    from analysis.intervals import hypervolume_interval
+
+    def table(width: float) -> pa.Table:
+        acc, leak = [0.9, 0.8, 0.7], [0.8, 0.6, 0.5]
+        return pa.table({"method": ["a"] * 3, "utility/acc": acc, "privacy/leak_acc": leak,
+                         "utility/acc:ci95_lo": [v - width for v in acc], "utility/acc:ci95_hi": [v + width for v in acc],
+                         "privacy/leak_acc:ci95_lo": [v - width for v in leak], "privacy/leak_acc:ci95_hi": [v + width for v in leak]})
+
+    narrow, wide = (hypervolume_interval(table(w), OBJ2, [0.0, 1.0]) for w in (0.01, 0.05))
+    assert narrow[0] == wide[0] == pytest.approx(hypervolume(table(0.01), OBJ2, [0.0, 1.0]))
+    assert narrow[1] < narrow[0] < narrow[2] and wide[1] < narrow[1] and narrow[2] < wide[2]
+    unknown = table(0.01).drop_columns(["utility/acc:ci95_lo", "utility/acc:ci95_hi"])
+    volume, low, high = hypervolume_interval(unknown, OBJ2, [0.0, 1.0])
+    assert volume == pytest.approx(narrow[0]) and np.isnan(low) and np.isnan(high)
 
 
 def test_summary_says_how_much_of_the_planned_launches_finished(tmp_path, capsys):
@@ -485,8 +526,8 @@ def test_an_undertrained_defense_is_flagged_in_the_summary_and_on_the_plot():
     row_c = next(line for line in text.split("## Combined front")[1].splitlines() if "cccccccccccc" in line)
     assert "cap hit: undertrained" in row_c
     assert "1 front point(s) come from a defense that hit `train.epochs`" in text
-    labels = [t.get_text() for t in plot_pareto(table, OBJ2).axes[0].get_legend().get_texts()]
-    assert any("defense hit its epoch cap" in label and "(1)" in label for label in labels)
+    labels = legend_labels(plot_pareto(table, OBJ2))
+    assert any("defense at its epoch cap: undertrained" in label and "(1)" in label for label in labels)
     old = table.drop(["train/converged"])  # runs from before the metric: nothing flagged, no column
     assert not defense_unconverged(old).any() and "undertrained" not in summary_markdown(old, OBJ2)
 
@@ -511,9 +552,9 @@ def test_plot_draws_the_floor_the_caps_and_the_proxies():
 
     fig = plot_pareto(strength_table(), OBJ2)
     ax = fig.axes[0]
-    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    labels = legend_labels(fig)
     assert any(label.startswith("leakage floor") and "0.20" in label for label in labels)
-    assert any("hit the epoch cap" in label and "(1)" in label for label in labels)
+    assert any("attacker at its epoch cap: a lower bound" in label and "(1)" in label for label in labels)
     assert any("own adversary" in label for label in labels)
     floor_lines = [line for line in ax.get_lines() if line.get_linestyle() == "--" and list(line.get_xdata()) == [0.2, 0.2]]
     assert floor_lines
@@ -597,7 +638,7 @@ def test_summary_and_plot_show_the_intervals(store):
     assert "statistically tied" in text and "## Hypervolume differences between methods" in text
     assert "| disco | noisy_arl |" in text
     ax = plot_pareto(table, OBJ2).axes[0]
-    labels = [item.get_text() for item in ax.get_legend().get_texts()]
+    labels = legend_labels(ax.figure)
     assert any(label.startswith("95 % interval") and "bootstrap" in label for label in labels)
     segments = [c for c in ax.collections if type(c).__name__ == "LineCollection"]
     assert sum(len(c.get_segments()) for c in segments) == 2 * sum(np.isfinite(np.asarray(table.column("privacy/leak_acc").to_pylist(), dtype=float)))

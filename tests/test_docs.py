@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 import sys
 import types
 from pathlib import Path
@@ -76,3 +77,42 @@ def test_the_worked_example_spec_validates_and_its_trial_runs(laplace_arl, tmp_p
     assert loaded.method == "laplace_arl" and set(loaded.space().common) == {"params.scale", "params.lambda", "model.split"}
     metrics, _ = Trial(tiny_config(method="laplace_arl", params={"scale": 0.5, "lambda": 0.01})).run()
     assert 0 <= metrics["privacy/leak_acc"] <= 1 and 0 <= metrics["utility/acc"] <= 1
+
+
+README = REPO / "README.md"
+
+
+def test_the_readme_example_spec_is_the_shipped_quickstart():
+    [example, *_] = code_blocks(README, "yaml")
+    assert yaml.safe_load(example) == yaml.safe_load((REPO / "sweeps" / "quickstart.yaml").read_text())
+
+
+def experiment_created(command: list[str]) -> str | None:
+    """The MLflow experiment a README command writes to: a sweep's (its spec's name, or
+    `--set tracking.experiment=`, `/smoke` under --smoke); `make demo`'s (the Makefile's)."""
+    if command[:2] == ["make", "demo"]:
+        [name] = re.findall(r"tracking\.experiment=(\S+)", (REPO / "Makefile").read_text())
+        return name
+    if command[:4] != ["python", "-m", "sweeps", "run"]:
+        return None
+    spec = yaml.safe_load((REPO / command[4]).read_text())
+    sets = dict(command[i + 1].split("=", 1) for i, word in enumerate(command) if word == "--set")
+    name = sets.get("tracking.experiment") or spec.get("tracking", {}).get("experiment") or spec["name"]
+    return f"{name}/smoke" if "--smoke" in command else name
+
+
+def test_every_readme_command_names_an_experiment_an_earlier_command_creates():
+    created: list[str] = []
+    named = 0
+    for block in code_blocks(README, "bash"):
+        for line in block.splitlines():
+            command = shlex.split(line, comments=True)
+            if not command:
+                continue
+            for index, word in enumerate(command[:-1]):
+                if word == "--experiment":
+                    named += 1
+                    assert command[index + 1] in created, f"{line!r} names an experiment no earlier command creates ({created})"
+            if (made := experiment_created(command)) is not None:
+                created.append(made)
+    assert named >= 2 and "quickstart_demo" in created

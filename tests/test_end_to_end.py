@@ -83,16 +83,20 @@ def test_analysis_cli_on_the_sweep(sweep, tmp_path):
 
 
 def test_notebook_runs_headless_on_the_sweep(sweep, monkeypatch):
-    _, uri, _, _ = sweep
-    monkeypatch.setenv("PRIVSWEEP_EXPERIMENT", EXPERIMENT)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.delenv("MPLBACKEND", raising=False)
+    """With only the store chosen (here by PRIVSWEEP_HOME, as `make notebook` after `make demo`
+    chooses the repo's), the notebook opens the store's most recently launched sweep."""
+    root, _, _, _ = sweep
+    monkeypatch.setenv("PRIVSWEEP_HOME", str(root))
+    for name in ("PRIVSWEEP_EXPERIMENT", "MLFLOW_TRACKING_URI", "MPLBACKEND"):
+        monkeypatch.delenv(name, raising=False)
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(notebook, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
     for cell in notebook.cells:
         if cell.cell_type == "code":
             assert not [o for o in cell.outputs if o.output_type == "error"], cell.source
+    shown = "".join(o.get("text", "") for o in notebook.cells[1].outputs)
+    assert f"experiment '{EXPERIMENT}' (the most recently launched in this store)" in shown
     for tag in ("pareto-plot", "hypervolume-plot"):
         [plot] = [c for c in notebook.cells if tag in c.get("metadata", {}).get("tags", [])]
         assert any("image/png" in output.get("data", {}) for output in plot.outputs), tag

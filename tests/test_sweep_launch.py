@@ -166,6 +166,9 @@ def test_sigterm_ends_unfinished_runs_killed_and_resume_reopens_them(home, tmp_p
     [parent] = runs(home, "stopped", "sweep")
     assert parent.info.status == "KILLED"
     assert parent.data.tags["privsweep.planned_runs"] == "4"
+    # a stopped launch still ends with the front of what finished
+    assert parent.data.metrics["front/trials"] == statuses.count("FINISHED") >= 1
+    assert "pareto.png" in {a.path for a in client(home).list_artifacts(parent.info.run_id)}
 
     result = sweeps("run", str(spec), "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -262,9 +265,29 @@ def test_mlflow_layout_of_a_launch(home, tmp_path):
     assert len(children) == 2
     assert json.loads(parent.data.tags["privsweep.objectives"])[0] == {"metric": "utility/acc", "mode": "max"}
     # MLflow 3's model-training view, not its GenAI one; the parent's description is the front
-    assert client(home).get_experiment_by_name("layout").tags["mlflow.experimentKind"] == "custom_model_development"
+    experiment = client(home).get_experiment_by_name("layout")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # the saved runs-table view the printed URL opens: the objectives and their intervals as columns
+    view = json.loads(experiment.tags["mlflow.sharedViewState.privsweep-objectives"])
+    state = json.loads(view["state"])
+    assert {"metrics.`utility/acc`", "metrics.`privacy/leak_acc:ci95_hi`", "tags.`privsweep.pareto`"} <= set(state["selectedColumns"])
+    assert state["orderByKey"] == "metrics.`privacy/leak_acc`" and state["orderByAsc"] is True
+    assert f"#/experiments/{experiment.experiment_id}/runs?viewStateShareKey=privsweep-objectives" in result.stderr
     note = parent.data.tags["mlflow.note.content"]
     assert "| method |" in note and "python -m analysis pareto --experiment layout" in note
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    assert f"python -m sweeps ui --tracking-uri {uri}" in note and f"python -m sweeps ui --tracking-uri {uri}" in result.stderr
+    # the launch ends with its front: files in the parent run and in <home>/out/<experiment>,
+    # the parent's own numbers, and the front's runs tagged
+    artifacts = {a.path for a in client(home).list_artifacts(parent.info.run_id)}
+    assert {"pareto.png", "pareto.pdf", "hypervolume.png", "hypervolume.pdf", "summary.md", "front.csv"} <= artifacts
+    assert (home / "out" / "layout" / "pareto.pdf").read_bytes()[:5] == b"%PDF-"
+    front_rows = (home / "out" / "layout" / "front.csv").read_text().strip().splitlines()[1:]
+    assert parent.data.metrics["front/trials"] == 2 and parent.data.metrics["front/size"] == len(front_rows) >= 1
+    low, volume, high = (parent.data.metrics[f"front/hypervolume{end}"] for end in (":ci95_lo", "", ":ci95_hi"))
+    assert 0 < volume and low < high
+    tagged = [r for r in children if r.data.tags.get("privsweep.pareto") == "true"]
+    assert len(tagged) == len(front_rows)
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.tags["privsweep.method"] == "noisy_arl"
@@ -299,39 +322,67 @@ def test_bad_launch_input_exits_2_before_any_trial(home, tmp_path, change, field
 
 
 def test_unreachable_tracking_server_exits_2(home, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed once we leave: nothing answers there
-    spec = write_spec(tmp_path, "remote", tracking={"uri": f"http://127.0.0.1:{port}"})
+    spec = write_spec(tmp_path, "remote", tracking={"uri": f"http://127.0.0.1:{free_port()}"})
     result = sweeps("run", str(spec))
     assert result.returncode == 2, result.stderr
     assert "tracking.uri" in result.stderr and "Traceback" not in result.stderr
     assert not (home / "ray_results").exists()
 
 
-def test_sweeps_ui_prints_its_url_once_it_answers_and_frees_the_port_on_sigterm(home):
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ui = subprocess.Popen([sys.executable, "-m", "sweeps", "ui", "--port", str(port)], cwd=REPO,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        return s.getsockname()[1]  # closed once we leave: nothing answers there
+
+
+def serve_then_stop(command: list[str], banner: str, port: int, page: str = "") -> None:
+    """Start a `sweeps` server, wait for its banner, fetch its page, SIGTERM it; then the port is free."""
+    server = subprocess.Popen([sys.executable, "-m", "sweeps", *command, "--port", str(port)], cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        for line in ui.stderr:
-            if f"MLflow UI on http://127.0.0.1:{port}" in line:
+        for line in server.stderr:
+            if f"{banner} on http://127.0.0.1:{port}" in line:
                 break
-            assert time.monotonic() < deadline and ui.poll() is None, line
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=5) as page:  # answering when printed
-            assert page.status == 200
-        ui.send_signal(signal.SIGTERM)  # to `sweeps ui` alone, not its group
-        assert ui.wait(timeout=60) == 0
+            assert time.monotonic() < deadline and server.poll() is None, line
+        else:
+            pytest.fail(f"the server ended before it answered (exit {server.wait()})")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{page}", timeout=5) as answer:  # answering when printed
+            assert answer.status == 200
+        server.send_signal(signal.SIGTERM)  # to the command alone, not its group
+        assert server.wait(timeout=60) == 0
     finally:
-        if ui.poll() is None:
-            os.killpg(ui.pid, signal.SIGKILL)
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
     with socket.socket() as s:  # nothing listens there any more (REUSEADDR: the closed connection's TIME_WAIT is fine)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
         s.listen()
+
+
+def test_sweeps_ui_prints_its_url_once_it_answers_and_frees_the_port_on_sigterm(home):
+    serve_then_stop(["ui"], "MLflow UI", free_port())
+
+
+def test_sweeps_ui_opens_the_store_it_is_given(home, tmp_path):
+    store = tmp_path / "elsewhere" / "m.db"
+    missing = sweeps("ui", "--tracking-uri", f"sqlite:///{store}", "--port", str(free_port()))
+    assert missing.returncode == 2 and str(store) in missing.stderr and "Traceback" not in missing.stderr
+    store.parent.mkdir()
+    uri = f"sqlite:///{store}"
+    tracking_client(uri).create_experiment("only_here", artifact_location=(tmp_path / "artifacts").as_uri())
+    port = free_port()
+    serve_then_stop(["ui", "--tracking-uri", uri], "MLflow UI", port)
+    assert not (home / "mlflow.db").exists()  # the default store was never opened
+
+
+def test_sweeps_dashboard_serves_a_study_and_frees_the_port_on_sigterm(home):
+    missing = sweeps("dashboard", "--port", str(free_port()))
+    assert missing.returncode == 2 and "optuna.db" in missing.stderr and "Traceback" not in missing.stderr
+    study = optuna.create_study(study_name="sweep/launch", storage=f"sqlite:///{home / 'optuna.db'}",
+                                directions=["maximize", "minimize"])
+    study.optimize(lambda trial: (trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)), n_trials=3)
+    serve_then_stop(["dashboard"], "Optuna Dashboard", free_port(), "/api/studies")
 
 
 def test_smoke_fits_a_gpu_spec_to_this_machine_unless_set_explicitly():
