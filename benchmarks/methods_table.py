@@ -22,8 +22,11 @@ prints the table of what is stored ("not run" cells), `--curves DIR` also plots 
 trial's defense curves. Every defense trains to convergence (the spec's `train` section:
 `trainables/convergence.py`), `none` under the same rule; the table shows its epochs and
 whether it converged. The store also keeps the earlier runs of 2-epoch defenses (code
-fingerprints 925e2d761046d1ca and 2bcf31856078e31f), left aside by this code: check out
-c4315c9 to print them.
+fingerprints 925e2d761046d1ca and 2bcf31856078e31f: check out c4315c9 to print them) and of
+converged `none` and `maxent` at 3 seeds (ee112d3e87bef870: check out e105ea1); the
+converged table of every learned method at seed 0 on the demo slice (0cc6b5d94c9ec818) prints
+with `--seeds 0 --set dataset.train_size=2500 --set dataset.test_size=1000 --stored-only`
+while the trainables' code is unchanged.
 
 Same-budget controls: a method that declares a `control` (`Method.control`; DISCO:
 `random_pruning`) is also run beside it at each value of the shared knob in

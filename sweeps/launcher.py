@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -244,10 +244,11 @@ def summarise(results, spec: SweepSpec, launch: Launch, wall_s: float) -> dict[s
             "sweep/wall_s": wall_s, "sweep/overhead": overhead}
 
 
-def report_front(launch: Launch, spec: SweepSpec) -> None:
+def report_front(launch: Launch, spec: SweepSpec, status: str) -> None:
     """The experiment's front report (`analysis.front_report`: every launch's finished trials)
     in `<home>/out/<experiment>`, logged to this launch's parent run, whose description becomes
-    the front's summary; then where to look, each command naming this store."""
+    the front's summary; then where to look, each command naming this store. `status`: how
+    this launch ends (its parent run is still RUNNING while the report is written)."""
     from sweeps.servers import where_to_look
     from sweeps.tracking import describe_parent_run
 
@@ -264,8 +265,9 @@ def report_front(launch: Launch, spec: SweepSpec) -> None:
         else:
             objectives = parse_objectives([(o.metric, o.mode) for o in spec.objectives])
             folder = home() / "out" / launch.experiment
-            report = write_front_report(table, objectives, folder, launch.tracking_uri,
-                                        launches=launch_progress(launch.experiment, launch.tracking_uri))
+            launches = [replace(p, status=status) if p.launch == launch.launch else p
+                        for p in launch_progress(launch.experiment, launch.tracking_uri)]
+            report = write_front_report(table, objectives, folder, launch.tracking_uri, launches=launches)
             log_front_report(report, table, launch.tracking_uri, [launch.parent_run_id])
             print(report.summary, file=sys.stderr)
             describe_parent_run(launch.tracking_uri, launch.parent_run_id,
@@ -408,7 +410,7 @@ def run_launch(tuner, spec: SweepSpec, current: Launch, resume_command: str) -> 
                 killed = kill_unfinished_children(current.tracking_uri, current.experiment_id, current.parent_run_id)
                 if killed:
                     print(f"{killed} unfinished trial run(s) marked KILLED in MLflow; --resume reopens them", file=sys.stderr)
-            report_front(current, spec)
+            report_front(current, spec, status)
             if status == "KILLED":
                 print(f"interrupted: continue with `{resume_command}`", file=sys.stderr)
             end_parent_run(current.tracking_uri, current.parent_run_id, status, metrics)

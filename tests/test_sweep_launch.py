@@ -169,6 +169,7 @@ def test_sigterm_ends_unfinished_runs_killed_and_resume_reopens_them(home, tmp_p
     # a stopped launch still ends with the front of what finished
     assert parent.data.metrics["front/trials"] == statuses.count("FINISHED") >= 1
     assert "pareto.png" in {a.path for a in client(home).list_artifacts(parent.info.run_id)}
+    assert "is KILLED" in (home / "out" / "stopped" / "summary.md").read_text()
 
     result = sweeps("run", str(spec), "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -282,6 +283,7 @@ def test_mlflow_layout_of_a_launch(home, tmp_path):
     artifacts = {a.path for a in client(home).list_artifacts(parent.info.run_id)}
     assert {"pareto.png", "pareto.pdf", "hypervolume.png", "hypervolume.pdf", "summary.md", "front.csv"} <= artifacts
     assert (home / "out" / "layout" / "pareto.pdf").read_bytes()[:5] == b"%PDF-"
+    assert "--resume" not in (home / "out" / "layout" / "summary.md").read_text()  # the launch finished: nothing to continue
     front_rows = (home / "out" / "layout" / "front.csv").read_text().strip().splitlines()[1:]
     assert parent.data.metrics["front/trials"] == 2 and parent.data.metrics["front/size"] == len(front_rows) >= 1
     low, volume, high = (parent.data.metrics[f"front/hypervolume{end}"] for end in (":ci95_lo", "", ":ci95_hi"))
