@@ -19,11 +19,11 @@ from analysis.pareto import (
     pareto_front,
     pareto_mask,
 )
-from analysis.report import front_summary, summary_markdown
+from analysis.report import summary_markdown
 from analysis.runs import concat_runs, load_objectives, load_runs, read_parquet, save_parquet
 
 __all__ = [
-    "DEFAULT_OBJECTIVES", "AnalysisInputError", "Objective", "concat_runs", "default_reference", "front_summary",
+    "DEFAULT_OBJECTIVES", "AnalysisInputError", "Objective", "concat_runs", "default_reference",
     "hypervolume", "hypervolume_differences", "hypervolumes", "load_objectives", "load_runs", "method_fronts", "pareto_front", "pareto_mask",
     "parse_objectives", "read_parquet", "save_parquet", "statistically_tied", "summary_markdown",
 ]

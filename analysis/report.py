@@ -1,4 +1,4 @@
-"""The front as text: the per-method summary (summary.md) and `front_summary` for the launcher.
+"""The front as text: the per-method summary, summary.md (`analysis.front_report` writes it).
 
 Front values carry their 95 % test-set bootstrap intervals where the runs logged them, each
 front point says whether another trial could dominate it within the intervals, and each pair
@@ -7,7 +7,6 @@ of methods whether their hypervolumes differ beyond the noise (`analysis.interva
 from __future__ import annotations
 
 import math
-import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -242,34 +241,3 @@ def _strength_notes(table: pa.Table, objectives, combined: np.ndarray, extras) -
             notes.append(f"- leakage floor (the task label alone predicts the private attribute): {np.median(floors):.3f}; "
                          "no defense with perfect utility leaks less.")
     return ["", *notes] if notes else []
-
-
-def front_summary(
-    table: Any,
-    objectives: ObjectivesLike = None,
-    *,
-    experiment: str | None = None,
-    tracking_uri: str | None = None,
-    reference: Any = None,
-    with_command: bool = True,
-) -> str:
-    """The summary for a terminal, ending with the command that plots the front.
-
-    The sweep launcher prints this at the end of a sweep. `objectives` default to
-    utility/acc max + privacy/leak_acc min; with no finished trial it says so.
-    `with_command=False` leaves out the final `python -m analysis pareto ...` line.
-    """
-    table = as_table(table)
-    objectives = parse_objectives(objectives)
-    experiments = [experiment] if experiment else table_experiments(table)
-    if table.num_rows == 0:
-        text = "No finished trials: nothing on the Pareto front yet.\n"
-    else:
-        text = summary_markdown(table, objectives, reference)
-    if not with_command:
-        return text
-    command = "python -m analysis pareto " + " ".join(f"--experiment {shlex.quote(e)}" for e in experiments or ["NAME"])
-    if tracking_uri:
-        command += f" --tracking-uri {shlex.quote(tracking_uri)}"
-    command += " --objectives " + " ".join(str(o) for o in objectives)
-    return text + f"\nPlot the front: {command}\n"
