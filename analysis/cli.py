@@ -12,7 +12,8 @@ front configuration gets the tag.
 
 `curves` writes `curves-<run id>.png` and `.pdf` to --out (default out/curves): a trial's defense
 training curves, validation utility and proxy scores beside the training losses, its phases
-shaded and the epoch where training stopped marked converged or cap (`analysis.curves`).
+shaded and the epoch where training stopped marked converged or cap, and below them the
+attackers' validation curves with their kept epochs (`analysis.curves`).
 Exit codes: 0 ok, 2 bad input (one-paragraph message, no traceback), 1 anything else.
 """
 
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def curves_command(args: argparse.Namespace) -> int:
-    from analysis.curves import plot_defense_curves, run_series
+    from analysis.curves import kept_epochs, plot_defense_curves, run_series
     from trainables.methods import METHODS
 
     uri = resolve_tracking_uri(args.tracking_uri)
@@ -73,7 +74,8 @@ def curves_command(args: argparse.Namespace) -> int:
     converged = info["metrics"].get("train/converged")
     epochs = info["metrics"].get("train/epochs_run")
     stop = "" if converged is None else f", {epochs:.0f} epochs, {'converged' if converged == 1 else 'stopped at the cap'}"
-    figure = plot_defense_curves(series, f"{info['name']}{stop}", cls.phases if cls else (), converged)
+    figure = plot_defense_curves(series, f"{info['name']}{stop}", cls.phases if cls else (), converged,
+                                 kept_epochs(info["metrics"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = save_figure(figure, out / f"curves-{args.run}", dpi=130)

@@ -26,7 +26,7 @@ import pyarrow.csv as pacsv
 
 from analysis.intervals import hypervolume_interval
 from analysis.objectives import Objective
-from analysis.pareto import pareto_front, pareto_mask, resolve_reference
+from analysis.pareto import pareto_front, resolve_reference
 from analysis.replicates import replicate_run_ids
 from analysis.report import summary_markdown
 from analysis.runs import LaunchProgress, save_parquet
@@ -95,7 +95,7 @@ def write_front_report(
             print(f"warning: no pareto.html: {error}", file=sys.stderr)
     volume, low, high = hypervolume_interval(table, objectives, point)
     metrics = {HYPERVOLUME: volume, f"{HYPERVOLUME}{INTERVAL_LOW}": low, f"{HYPERVOLUME}{INTERVAL_HIGH}": high,
-               FRONT_SIZE: float(pareto_mask(table, objectives).sum()), TRIALS: float(table.num_rows)}
+               FRONT_SIZE: float(front.num_rows), TRIALS: float(table.num_rows)}
     metrics = {key: value for key, value in metrics.items() if np.isfinite(value)}
     return FrontReport(folder, files, summary, set(replicate_run_ids(front)), metrics)
 

@@ -77,11 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_validate(args) -> int:
     """Every check `run` makes before it starts Ray, except those that need the data files
     (a cluster spec is validated where its dataset is not)."""
-    from sweeps.launcher import check_objectives
+    from sweeps.launcher import check_launchable
     from sweeps.spec import load_spec
 
     spec = load_spec(args.spec, args.set, args.smoke)
-    check_objectives(spec)
+    check_launchable(spec)
     resolved = spec.model_dump(mode="json", by_alias=True)
     space = spec.space()
     resolved["search_space"] = {
@@ -106,7 +106,7 @@ def cmd_trial(args) -> int:
 
     metrics, report = trial.run(on_epoch)
     if args.out:
-        write_artifacts(args.out, trial.config, metrics, report, trial.method)
+        write_artifacts(args.out, trial.config, metrics, report, trial.method, trial.history)
     if args.json:
         print(json.dumps(metrics, indent=2, sort_keys=True))
     else:

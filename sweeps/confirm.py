@@ -145,7 +145,7 @@ def confirm(args) -> int:
 
     from sweeps.launcher import (
         Launch,
-        check_objectives,
+        check_launchable,
         check_same_configuration,
         driver_lock,
         init_ray,
@@ -162,7 +162,7 @@ def confirm(args) -> int:
     from trainables.tune_trainable import run_confirm_trial
 
     spec = load_spec(args.spec, args.set, args.smoke)
-    check_objectives(spec)
+    check_launchable(spec)
     uri = tracking_uri(spec)
     with contextlib.ExitStack() as held:
         if args.resume:

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -91,6 +91,17 @@ def fixed_by_overrides(space: SearchSpace, overrides: list[str]) -> SearchSpace:
     for path in sorted(fixed & set(space.common)):
         log.info("%s is fixed by --set and no longer swept", path)
     return SearchSpace({p: d for p, d in space.common.items() if p not in fixed}, space.by_method)
+
+
+def check_launchable(spec: SweepSpec) -> None:
+    """What `validate`, `run` and `confirm` check beyond the spec's own fields, before Ray:
+    every objective is a metric the trials log, and a trial pinned to a GPU gets one."""
+    if spec.train.device == "cuda" and spec.resources.gpu == 0:
+        raise InputError(
+            "train.device: cuda, but resources.gpu is 0, so Ray gives each trial no GPU and every trial would fail; "
+            "set resources.gpu (1, or 0.25 to share one GPU among 4 trials), or train.device: auto."
+        )
+    check_objectives(spec)
 
 
 def check_objectives(spec: SweepSpec) -> None:
@@ -244,11 +255,11 @@ def summarise(results, spec: SweepSpec, launch: Launch, wall_s: float) -> dict[s
             "sweep/wall_s": wall_s, "sweep/overhead": overhead}
 
 
-def report_front(launch: Launch, spec: SweepSpec, status: str) -> None:
+def report_front(launch: Launch, spec: SweepSpec) -> None:
     """The experiment's front report (`analysis.front_report`: every launch's finished trials)
-    in `<home>/out/<experiment>`, logged to this launch's parent run, whose description becomes
-    the front's summary; then where to look, each command naming this store. `status`: how
-    this launch ends (its parent run is still RUNNING while the report is written)."""
+    in `<home>/out/<experiment>`, logged to this launch's parent run (ended already, so the
+    report counts this launch with its final status), whose description becomes the front's
+    summary; then where to look, each command naming this store."""
     from sweeps.servers import where_to_look
     from sweeps.tracking import describe_parent_run
 
@@ -265,8 +276,7 @@ def report_front(launch: Launch, spec: SweepSpec, status: str) -> None:
         else:
             objectives = parse_objectives([(o.metric, o.mode) for o in spec.objectives])
             folder = home() / "out" / launch.experiment
-            launches = [replace(p, status=status) if p.launch == launch.launch else p
-                        for p in launch_progress(launch.experiment, launch.tracking_uri)]
+            launches = launch_progress(launch.experiment, launch.tracking_uri)
             report = write_front_report(table, objectives, folder, launch.tracking_uri, launches=launches)
             log_front_report(report, table, launch.tracking_uri, [launch.parent_run_id])
             print(report.summary, file=sys.stderr)
@@ -286,7 +296,7 @@ def launch(args) -> int:
     overrides = list(args.set) + ([f"search.num_samples={args.num_samples}"] if args.num_samples is not None else [])
     spec = load_spec(args.spec, overrides, args.smoke)
     space = fixed_by_overrides(spec.space(), args.set)
-    check_objectives(spec)
+    check_launchable(spec)
     num_samples = spec.search.num_samples
     if spec.search.sampler == "grid":
         from sweeps.search import grid_size
@@ -383,9 +393,9 @@ class StopSignals:
 
 
 def run_launch(tuner, spec: SweepSpec, current: Launch, resume_command: str) -> int:
-    """Fit the launch's Tuner, summarise it, write the experiment's front report and end
-    the launch's parent run: FINISHED; KILLED, with its unfinished child runs, when a stop
-    signal cut it short (then print the command that resumes it); or FAILED."""
+    """Fit the launch's Tuner, summarise it, end the launch's parent run: FINISHED; KILLED,
+    with its unfinished child runs, when a stop signal cut it short (then print the command
+    that resumes it); or FAILED; and write the experiment's front report."""
     from sweeps.tracking import end_parent_run, kill_unfinished_children
 
     start = time.monotonic()
@@ -410,7 +420,7 @@ def run_launch(tuner, spec: SweepSpec, current: Launch, resume_command: str) -> 
                 killed = kill_unfinished_children(current.tracking_uri, current.experiment_id, current.parent_run_id)
                 if killed:
                     print(f"{killed} unfinished trial run(s) marked KILLED in MLflow; --resume reopens them", file=sys.stderr)
-            report_front(current, spec, status)
+            end_parent_run(current.tracking_uri, current.parent_run_id, status, metrics)
+            report_front(current, spec)
             if status == "KILLED":
                 print(f"interrupted: continue with `{resume_command}`", file=sys.stderr)
-            end_parent_run(current.tracking_uri, current.parent_run_id, status, metrics)

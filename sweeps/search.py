@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +38,6 @@ from trainables.tracking import sqlite_store_lock
 from trainables.tune_trainable import FINAL_KEY, SCREENED_KEY
 
 log = logging.getLogger(__name__)
-
 
 
 class PicklableNSGAIISampler(optuna.samplers.NSGAIISampler):
@@ -151,7 +151,15 @@ class DefineByRun:
 
 
 class HonestOptunaSearch(OptunaSearch):
-    """OptunaSearch that tells Optuna COMPLETE only for final reports with every objective."""
+    """OptunaSearch that tells Optuna COMPLETE only for final reports with every objective,
+    in a study that names its objectives (Optuna Dashboard labels its axes with them, not
+    "0" and "1")."""
+
+    def _setup_study(self, mode: str | list) -> None:
+        super()._setup_study(mode)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._ot_study.set_metric_names(list(self._metric))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:

@@ -63,6 +63,19 @@ def _quick_http():
                 os.environ[key] = value
 
 
+def remote_store_error(uri: str, error: Exception) -> str:
+    """Why a remote tracking server could not be used, and what to do about it."""
+    status = getattr(error, "get_http_status_code", lambda: None)()
+    if status in (401, 403):
+        who = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        given = f"the credentials of user {who!r} (MLFLOW_TRACKING_USERNAME)" if who else "a request without credentials"
+        return (f"tracking.uri: the MLflow server at {uri} refused {given} (HTTP {status}). It runs with "
+                "authentication: export MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (on a Ray cluster, "
+                "in the job's runtime env; cluster/mlflow/README.md) and run again.")
+    return (f"tracking.uri: the MLflow server at {uri} does not answer ({type(error).__name__}). "
+            "Start it (see cluster/mlflow/README.md) or drop tracking.uri to use the local sqlite store.")
+
+
 def experiment_id(uri: str, name: str) -> str:
     """Get or create the sweep's experiment; a remote server that does not answer is an input error."""
     client = tracking_client(uri)
@@ -71,10 +84,7 @@ def experiment_id(uri: str, name: str) -> str:
             existing = with_retries(lambda: client.get_experiment_by_name(name))
     except Exception as error:
         if uri.startswith(REMOTE_SCHEMES):
-            raise InputError(
-                f"tracking.uri: the MLflow server at {uri} does not answer ({type(error).__name__}). "
-                "Start it (see cluster/mlflow/README.md) or drop tracking.uri to use the local sqlite store."
-            ) from None
+            raise InputError(remote_store_error(uri, error)) from None
         raise
     if existing is not None:
         if EXPERIMENT_KIND_TAG not in existing.tags:  # created before the kind was set

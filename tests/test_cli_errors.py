@@ -317,3 +317,9 @@ def test_a_misspelled_domain_kind_gets_a_did_you_mean(capsys, write_spec):
 )
 def test_a_train_slice_too_small_to_split_is_refused_at_validate(capsys, write_spec, change, named):
     fails_with_input_error(capsys, ["validate", str(write_spec(tiny_raw(**change)))], named)
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_trial_pinned_to_cuda_without_a_gpu_from_ray_is_refused_before_ray(capsys, write_spec, command):
+    spec = write_spec(tiny_raw(train__device="cuda", resources__gpu=0))
+    fails_with_input_error(capsys, [command, str(spec)], "train.device", "resources.gpu")

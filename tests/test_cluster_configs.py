@@ -14,6 +14,9 @@ import fnmatch
 import json
 import re
 import shlex
+import shutil
+import subprocess
+import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -321,3 +324,207 @@ def test_mlflow_server_image_matches_the_client():
     assert Version(pinned[1]).major == Version(mlflow.__version__).major
     assert compose()["services"]["mlflow"]["image"].endswith(f":{pinned[1]}")
     assert (CLUSTER / "mlflow" / "README.md").is_file() and (CLUSTER / "README.md").is_file()
+
+
+# --- secure by default --------------------------------------------------------------------
+# Each check returns what exposes the cluster; the shipped files give none, and each insecure
+# variant below (a scratch copy of a shipped file with one thing undone) gives one.
+
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY|ROOT_USER", re.IGNORECASE)
+LOOPBACK = ("127.0.0.1", "localhost")
+SECRET_FILES = (".env", "cluster/mlflow/.env", "cluster/.env", "sweeps/prod.env")
+
+
+def launcher_exposure(config: dict) -> list[str]:
+    """A head whose dashboard (the job API: code execution) listens beyond loopback, a node
+    without token authentication, a token file that never reaches the nodes."""
+    problems = []
+    run_options = " ".join(config["docker"]["run_options"])
+    if "RAY_AUTH_MODE=token" not in run_options:
+        problems.append("docker.run_options: RAY_AUTH_MODE=token is not set on the nodes")
+    token_path = re.search(r"RAY_AUTH_TOKEN_PATH=(\S+)", run_options)
+    if not token_path or token_path[1] not in (config.get("file_mounts") or {}):
+        problems.append("file_mounts: the auth token file never reaches the nodes")
+    for command in config["head_start_ray_commands"]:
+        host = re.search(r"--dashboard-host[= ](\S+)", command)
+        if "--head" in command and host and host[1] not in LOOPBACK:
+            problems.append(f"head_start_ray_commands: --dashboard-host={host[1]} opens the job API beyond the head")
+    return problems
+
+
+def rayjob_exposure(job: dict) -> list[str]:
+    """A pod (head, worker, the job submitter) without token authentication, or a secret
+    written into the manifest instead of read from a Secret."""
+    problems = []
+    pods = {**pod_specs(job), "submitter": (job["spec"].get("submitterPodTemplate") or {}).get("spec")}
+    for role, pod in pods.items():
+        if pod is None:
+            problems.append(f"{role}: no pod template that carries the token")
+            continue
+        for container in pod["containers"]:
+            env = {item["name"]: item for item in container.get("env", [])}
+            if env.get("RAY_AUTH_MODE", {}).get("value") != "token":
+                problems.append(f"{role}: RAY_AUTH_MODE is not token")
+            if "RAY_AUTH_TOKEN" not in env:
+                problems.append(f"{role}: no RAY_AUTH_TOKEN")
+            for name, item in env.items():
+                if SECRET_NAME.search(name) and "value" in item:
+                    problems.append(f"{role}: {name} is written in the manifest, not read from a Secret")
+    return problems
+
+
+def compose_exposure(services: dict) -> list[str]:
+    """A secret with a default value, MLflow without its basic-auth app, a port published on
+    every interface by a service that does not authenticate."""
+    problems = []
+    for name, service in services.items():
+        values = [str(v) for v in (service.get("environment") or {}).values()]
+        command = service.get("command") or []
+        values += [command] if isinstance(command, str) else [str(part) for part in command]
+        for value in values:
+            for variable in re.findall(r"\$\{(\w+):?-[^}]*\}", value):
+                if SECRET_NAME.search(variable):
+                    problems.append(f"{name}: {variable} has a default value")
+    argv = [str(part) for part in services["mlflow"]["command"]]
+    authenticated = {"mlflow"} if "--app-name" in argv and argv[argv.index("--app-name") + 1] == "basic-auth" else set()
+    if not authenticated:
+        problems.append("mlflow: the server runs without --app-name basic-auth")
+    for name, service in services.items():
+        for port in service.get("ports") or []:
+            if str(port).count(":") < 2 and name not in authenticated:  # no host address: every interface
+                problems.append(f"{name}: port {port} is published on every interface without authentication")
+    return problems
+
+
+def dockerignore_matches(patterns: list[str], path: str) -> bool:
+    """Whether a .dockerignore's patterns keep `path` (relative to the context) out."""
+    ignored = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        glob = pattern.removeprefix("!").strip("/")
+        regex = re.escape(glob).replace(r"\*\*/", "(?:.*/)?").replace(r"\*\*", ".*").replace(r"\*", "[^/]*")
+        if re.fullmatch(f"{regex}(?:/.*)?", path):
+            ignored = not negated
+    return ignored
+
+
+def ignore_patterns(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def unignored_secrets(root: Path) -> list[str]:
+    """A secret file (`.env`) that git would commit (and so `ray job submit --working-dir .`
+    would upload: Ray honours .gitignore) or an image build would copy."""
+    problems = []
+    scratch = Path(tempfile.mkdtemp())
+    try:
+        subprocess.run(["git", "init", "-q", str(scratch)], check=True)
+        shutil.copy(root / ".gitignore", scratch / ".gitignore")
+        for path in SECRET_FILES:
+            if subprocess.run(["git", "-C", str(scratch), "check-ignore", "-q", "--no-index", path]).returncode != 0:
+                problems.append(f"{path}: git would commit it")
+    finally:
+        shutil.rmtree(scratch)
+    contexts = {root / "cluster" / "Dockerfile.dockerignore": SECRET_FILES,
+                root / "cluster" / "mlflow" / ".dockerignore": (".env", "prod.env")}
+    for ignore_file, paths in contexts.items():
+        for path in paths:
+            if not dockerignore_matches(ignore_patterns(ignore_file), path):
+                problems.append(f"{path}: the build context of {ignore_file.relative_to(root)} copies it")
+    return problems
+
+
+@pytest.mark.parametrize("name", sorted(LAUNCHER_CONFIGS))
+def test_shipped_launcher_configs_authenticate_and_bind_the_job_api_to_loopback(name):
+    assert launcher_exposure(load_yaml(CLUSTER / name)) == []
+
+
+def test_shipped_rayjob_authenticates_every_pod_from_secrets():
+    assert rayjob_exposure(rayjob()) == []
+
+
+def test_shipped_mlflow_recipe_authenticates_and_has_no_default_secret():
+    assert compose_exposure(compose()["services"]) == []
+    ini = (CLUSTER / "mlflow" / "basic_auth.ini").read_text()
+    assert "admin_password" not in ini.replace("# admin_password", "")
+    assert "COPY basic_auth.ini" in (CLUSTER / "mlflow" / "Dockerfile").read_text()
+
+
+def test_shipped_ignore_files_keep_every_secret_file_out_of_git_and_images():
+    assert unignored_secrets(ROOT) == []
+
+
+def _drop_run_option(config: dict, text: str) -> None:
+    config["docker"]["run_options"] = [o for o in config["docker"]["run_options"] if text not in o]
+
+
+LAUNCHER_INSECURE = {
+    "dashboard on 0.0.0.0": lambda c: c.update(head_start_ray_commands=[
+        cmd.replace("--dashboard-host=127.0.0.1", "--dashboard-host=0.0.0.0") for cmd in c["head_start_ray_commands"]]),
+    "no token auth": lambda c: _drop_run_option(c, "RAY_AUTH_MODE"),
+    "token never mounted": lambda c: c.update(file_mounts={}),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(LAUNCHER_INSECURE))
+@pytest.mark.parametrize("name", sorted(LAUNCHER_CONFIGS))
+def test_an_insecure_launcher_config_is_caught(name, variant):
+    config = load_yaml(CLUSTER / name)
+    LAUNCHER_INSECURE[variant](config)
+    assert launcher_exposure(config)
+
+
+def _worker_env(job: dict) -> list[dict]:
+    return job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["env"]
+
+
+RAYJOB_INSECURE = {
+    "a worker without token auth": lambda j: _worker_env(j).__setitem__(
+        slice(None), [e for e in _worker_env(j) if e["name"] != "RAY_AUTH_MODE"]),
+    "the token written in the manifest": lambda j: _worker_env(j).__setitem__(
+        slice(None), [{"name": e["name"], "value": "abc"} if e["name"] == "RAY_AUTH_TOKEN" else e for e in _worker_env(j)]),
+    "no submitter template": lambda j: j["spec"].pop("submitterPodTemplate"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(RAYJOB_INSECURE))
+def test_an_insecure_rayjob_is_caught(variant):
+    job = copy.deepcopy(rayjob())
+    RAYJOB_INSECURE[variant](job)
+    assert rayjob_exposure(job)
+
+
+def _mlflow_without_auth(services: dict) -> None:
+    command = [str(p) for p in services["mlflow"]["command"]]
+    at = command.index("--app-name")
+    services["mlflow"]["command"] = command[:at] + command[at + 2:]
+
+
+COMPOSE_INSECURE = {
+    "a default database password": lambda s: s["postgres"]["environment"].update(POSTGRES_PASSWORD="${POSTGRES_PASSWORD:-mlflow}"),
+    "MLflow without authentication": _mlflow_without_auth,
+    "MinIO's console on every interface": lambda s: s["minio"].update(ports=["9001:9001"]),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(COMPOSE_INSECURE))
+def test_an_insecure_mlflow_recipe_is_caught(variant):
+    services = copy.deepcopy(compose()["services"])
+    COMPOSE_INSECURE[variant](services)
+    assert compose_exposure(services)
+
+
+IGNORE_FILES = (".gitignore", "cluster/Dockerfile.dockerignore", "cluster/mlflow/.dockerignore")
+
+
+@pytest.mark.parametrize("ignore_file", IGNORE_FILES)
+def test_a_secret_file_an_ignore_file_lets_through_is_caught(ignore_file, tmp_path):
+    for path in IGNORE_FILES:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        lines = (ROOT / path).read_text().splitlines()
+        if path == ignore_file:
+            lines = [line for line in lines if ".env" not in line]
+        (tmp_path / path).write_text("\n".join(lines) + "\n")
+    assert unignored_secrets(tmp_path)

@@ -42,7 +42,7 @@ def trial_run(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = tracking_client(uri)
     experiment = client.create_experiment("x", artifact_location=(tmp_path / "artifacts").as_uri())
-    run = client.create_run(experiment, run_name="ρ=0.1 · disco")
+    run = client.create_run(experiment, run_name="ρ=0.1")
     client.log_param(run.info.run_id, "method", "disco")
     for epoch, metrics in enumerate(HISTORY, start=1):
         for key, value in metrics.items():
@@ -70,3 +70,26 @@ def test_an_unknown_run_is_an_input_error(trial_run, capsys):
         run_series(uri, "0" * 32)
     assert main(["curves", "--run", "0" * 32, "--tracking-uri", uri]) == 2
     assert "no such run" in capsys.readouterr().err
+
+
+def test_attackers_curves_form_a_second_row_with_each_kept_epoch_dotted():
+    series = epoch_series(HISTORY)
+    series["val/attack/leak/mlp"] = [(1, 0.5), (2, 0.7), (3, 0.65)]
+    series["val/attack/recon/mirror"] = [(1, -0.04), (2, -0.02)]  # a decoder's curve is minus its MSE
+    figure = plot_defense_curves(series, kept={"leak/mlp": 2.0, "recon/mirror": 2.0})
+    signals, _, classifiers, decoders = figure.axes
+    assert [line.get_label() for line in classifiers.get_lines()][0] == "leak/mlp"
+    [dot] = [line for line in classifiers.get_lines() if line.get_marker() == "o"]
+    assert list(dot.get_xdata()) == [2] and list(dot.get_ydata()) == [0.7]
+    mirror = decoders.get_lines()[0]
+    assert list(mirror.get_ydata()) == [0.04, 0.02] and decoders.get_yscale() == "log"
+    assert len(plot_defense_curves(epoch_series(HISTORY)).axes) == 2  # no attack curves: one row
+
+
+def test_run_series_reads_the_attackers_curves(trial_run):
+    uri, run_id = trial_run
+    client = tracking_client(uri)
+    for epoch, score in enumerate([0.5, 0.6], start=1):
+        client.log_metric(run_id, "val/attack/leak/mlp", score, step=epoch)
+    series, _ = run_series(uri, run_id)
+    assert series["val/attack/leak/mlp"] == [(1, 0.5), (2, 0.6)]

@@ -1,15 +1,19 @@
-"""`ray job submit` against a real local head (loopback only), stopping only that head."""
+"""`ray job submit` against a real local head (loopback only, Ray's token authentication on,
+as every cluster config runs it), stopping only that head."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -41,7 +45,8 @@ def stop_head(temp_dir: Path) -> None:
 def local_head():
     temp_dir = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # short: Ray's socket paths are length-limited
     dashboard = free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+           "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     start = [str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={free_port()}",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--include-dashboard=true",
              "--num-cpus=2", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
@@ -70,6 +75,13 @@ def test_ray_job_submit_runs_the_smoke_quickstart(local_head, tmp_path):
         time.sleep(3)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "succeeded" in result.stdout.lower()
+    for wrong in ({"RAY_AUTH_TOKEN": secrets.token_hex(32)}, {"RAY_AUTH_MODE": "disabled", "RAY_AUTH_TOKEN": ""}):
+        refused = subprocess.run([str(BIN / "ray"), "job", "list", "--address", address], cwd=REPO,
+                                 env={**env, **wrong}, capture_output=True, text=True, timeout=120)
+        assert refused.returncode != 0 and "authentication token" in refused.stdout + refused.stderr, refused.stdout
+    with pytest.raises(urllib.error.HTTPError) as plain:  # the job API over plain HTTP, no token
+        urllib.request.urlopen(f"{address}/api/jobs/", timeout=30)
+    assert plain.value.code == 401
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("quickstart_noisy_arl/smoke")  # --smoke keeps to its own experiment
     found = client.search_runs([experiment.experiment_id])

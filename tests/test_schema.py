@@ -59,7 +59,9 @@ def test_labels_symbols_and_references_come_from_the_schema(monkeypatch):
     assert metric_label("utility/acc") == "Task accuracy, schema's"
     assert short_metric("utility/acc") == "acc*"
     assert axis_label(Objective("utility/acc", "max")).startswith("Task accuracy, schema's (utility/acc)")
-    assert run_name("noisy_arl", {"params.sigma": 2.0}) == "s=2 · noisy_arl"
+    assert run_name("noisy_arl", {"params.sigma": 2.0}) == "s=2"  # one method: the experiment names it
+    assert run_name("noisy_arl", {"method": "noisy_arl", "params.sigma": 2.0, "model.split": 2}) == "noisy_arl s=2 split=2"
+    assert run_name("noisy_arl", {}) == "noisy_arl"
     assert describe_params({"params.sigma": 2.0}, ["params.sigma"]) == "s=2"
     table = pa.table({"utility/acc": [0.9], "privacy/leak_acc": [0.5], "client/gflops": [3.0]})
     reference = default_reference(table, [Objective("utility/acc", "max"), Objective("privacy/leak_acc", "min"),

@@ -21,6 +21,7 @@ def test_every_samplers_searcher_pickles_and_still_proposes(sampler, tmp_path):
     trial = copy._ot_study.ask()
     proposal = copy._space(trial)
     assert 0.05 <= proposal["params.sigma"] <= 8.0 and proposal["model.split"] in (1, 2, 3)
+    assert copy._ot_study.metric_names == [o.metric for o in spec.objectives]  # named for the dashboard
 
 
 def test_a_study_begun_by_optunas_nsga2_resumes_with_its_generations_under_the_picklable_one():

@@ -15,7 +15,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
+import init_comparison  # noqa: E402
 import methods_table  # noqa: E402
+import proxy_calibration  # noqa: E402
 import stored_trials  # noqa: E402
 from stored_trials import StoredTrials, code_fingerprint  # noqa: E402
 
@@ -197,3 +199,27 @@ def test_two_workers_run_real_trials_in_processes_of_their_own_and_store_both(tm
     assert len((tmp_path / "table.jsonl").read_text().splitlines()) == 2  # the repeated job ran once
     stored_trials.run_missing(reloaded, spec, jobs, workers=2)
     assert len((tmp_path / "table.jsonl").read_text().splitlines()) == 2  # nothing left to run
+
+
+def test_scratch_against_pretrained_reuses_the_methods_tables_scratch_cells_and_adds_the_pretrained_ones(tmp_path, monkeypatch, capsys):
+    ran: list[list[str]] = []
+    monkeypatch.setattr(stored_trials, "run_trial", fake_trials(ran))
+    methods_table.run_then_print(methods_table.tables, table_args(tmp_path, stored_only=False, seeds=(0,)))
+    table_trials = len(ran)  # none and maxent's two settings, the scratch start among them
+    args = argparse.Namespace(**{**vars(table_args(tmp_path, stored_only=False, seeds=(0,))), "epochs": 2, "curves": None})
+    methods_table.run_then_print(init_comparison.tables, args)
+    [pretrained] = ran[table_trials:]  # the scratch cell came from the store
+    assert "train.init=pretrained" in pretrained and "params={\"alpha\": 0.9}" in pretrained
+    out = capsys.readouterr().out
+    assert "| maxent | alpha=0.9 | scratch |" in out and "| maxent | alpha=0.9 | pretrained |" in out
+    assert "| maxent | unknown | unknown | scratch |" in out  # fake trials carry no intervals: no verdict
+
+
+@pytest.mark.parametrize(("fresh", "proxy", "verdict"), [
+    (0.85, 0.84, "PASS"),
+    (0.85, 0.70, "FAIL: leakage proxy 0.150 below"),  # the defense's own adversary never caught up
+    (0.80, 0.86, "FAIL: leakage proxy 0.060 above"),  # the fresh judges are the weaker: they understate leakage
+])
+def test_proxy_calibration_fails_a_proxy_far_from_the_fresh_attackers_on_either_side(fresh, proxy, verdict):
+    metrics = {"utility/acc": 0.99, "privacy/leak_acc": fresh, "privacy/proxy_leak_acc": proxy}
+    assert proxy_calibration.verdict(metrics)["calibrated"].startswith(verdict)

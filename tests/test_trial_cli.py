@@ -92,7 +92,9 @@ def test_json_values_are_consistent(quickstart_run):
 
 def test_out_folder_holds_the_artifacts(quickstart_run):
     result, out = quickstart_run
-    assert {p.name for p in out.iterdir()} >= {"config.yaml", "metrics.json", "reconstructions.png", "client.pt"}
+    assert {p.name for p in out.iterdir()} >= {"config.yaml", "metrics.json", "reconstructions.png", "curves.png", "client.pt"}
+    with Image.open(out / "curves.png") as image:  # the defense's row above the attackers' row
+        assert image.size == (11 * RECONSTRUCTIONS_DPI, round(8.4 * RECONSTRUCTIONS_DPI))
 
     config = TrialConfig.model_validate(yaml.safe_load((out / "config.yaml").read_text()))
     assert config.method == "noisy_arl"

@@ -1,8 +1,10 @@
-"""Files a finished trial leaves: config.yaml, metrics.json, reconstructions.png, client.pt."""
+"""Files a finished trial leaves: config.yaml, metrics.json, reconstructions.png, curves.png
+(its defense's and attackers' curves, `analysis.curves`), client.pt."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -52,10 +54,24 @@ def save_reconstructions(report: AttackReport, path: Path) -> None:
         reconstruction_figure(report).savefig(path, dpi=RECONSTRUCTIONS_DPI)
 
 
-def write_artifacts(folder: Path, config: TrialConfig, metrics: dict, report: AttackReport, method: Method) -> list[Path]:
+def curves_figure(history: Sequence[dict[str, float]], report: AttackReport, metrics: dict, method: Method) -> Figure:
+    """The defense's per-epoch curves (`history`) above the attackers' (`report.curves`)."""
+    from analysis.curves import ATTACK_CURVE, epoch_series, kept_epochs, plot_defense_curves
+
+    series = epoch_series(history)
+    series.update({ATTACK_CURVE + attacker: list(enumerate(scores, start=1)) for attacker, scores in report.curves.items() if scores})
+    converged = metrics.get("train/converged")
+    stop = "" if converged is None else f": {len(history)} epoch{'s' if len(history) != 1 else ''}, {'converged' if converged == 1 else 'stopped at the cap'}"
+    return plot_defense_curves(series, f"defense{stop}", type(method).phases, converged, kept_epochs(metrics))
+
+
+def write_artifacts(folder: Path, config: TrialConfig, metrics: dict, report: AttackReport, method: Method,
+                    history: Sequence[dict[str, float]]) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False))
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     save_reconstructions(report, folder / "reconstructions.png")
+    if history:
+        curves_figure(history, report, metrics, method).savefig(folder / "curves.png", dpi=RECONSTRUCTIONS_DPI)
     torch.save(method.client_network().state_dict(), folder / "client.pt")
     return sorted(folder.iterdir())

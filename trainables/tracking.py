@@ -132,16 +132,17 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def run_name(method: str, assignment: Mapping[str, Any]) -> str:
-    """`σ=2.1 λ=0.01 split=3 · noisy_arl`: the swept values first (MLflow's run column cuts a
-    long name at its end, and the method is the same for most runs of an experiment)."""
-    parts = []
+    """What differs between the experiment's trials, short enough for MLflow's run column
+    (it cuts a name at about 25 characters): `σ=2.1 λ=0.01 split=3`; the method leads only
+    when it is swept (`maxent α=0.9 split=2`), and alone names a trial with nothing swept."""
+    parts = [method] if "method" in assignment or not assignment else []
     for path, value in assignment.items():
         if path == "method":
             continue
         name = path.rsplit(".", 1)[-1]
         shown = f"{value:.3g}" if isinstance(value, float) else str(value)
         parts.append(f"{PARAM_SYMBOLS.get(name, name)}={shown}")
-    return " ".join(parts) + f" · {method}" if parts else method
+    return " ".join(parts)
 
 
 # Config fields that do not change a trial's results: left out of its configuration id.

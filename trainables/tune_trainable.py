@@ -240,7 +240,7 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
                 return screened
         metrics, report = trial.attack()
         with tempfile.TemporaryDirectory() as folder:
-            write_artifacts(Path(folder), config, metrics, report, trial.method)
+            write_artifacts(Path(folder), config, metrics, report, trial.method, trial.history)
             run.log_artifacts(Path(folder))
         for epoch in range(1, max(map(len, report.curves.values()), default=0) + 1):
             run.log({f"val/attack/{attacker}": scores[epoch - 1] for attacker, scores in report.curves.items() if len(scores) >= epoch}, step=epoch)
