@@ -212,7 +212,7 @@ def test_scratch_against_pretrained_reuses_the_methods_tables_scratch_cells_and_
     assert "train.init=pretrained" in pretrained and "params={\"alpha\": 0.9}" in pretrained
     out = capsys.readouterr().out
     assert "| maxent | alpha=0.9 | scratch |" in out and "| maxent | alpha=0.9 | pretrained |" in out
-    assert "| maxent | unknown | unknown | scratch |" in out  # fake trials carry no intervals: no verdict
+    assert "| maxent | unknown | unknown | unknown | scratch |" in out  # fake trials carry no intervals: no verdict
 
 
 @pytest.mark.parametrize(("fresh", "proxy", "verdict"), [
