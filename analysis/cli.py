@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def curves_command(args: argparse.Namespace) -> int:
-    from analysis.curves import kept_epochs, plot_defense_curves, run_series
+    from analysis.curves import kept_epochs, plot_defense_curves, run_series, stop_label
     from trainables.methods import METHODS
 
     uri = resolve_tracking_uri(args.tracking_uri)
@@ -73,7 +73,7 @@ def curves_command(args: argparse.Namespace) -> int:
     cls = METHODS.get(info["method"])
     converged = info["metrics"].get("train/converged")
     epochs = info["metrics"].get("train/epochs_run")
-    stop = "" if converged is None else f", {epochs:.0f} epochs, {'converged' if converged == 1 else 'stopped at the cap'}"
+    stop = "" if converged is None else f", {stop_label(epochs, converged)}"
     figure = plot_defense_curves(series, f"{info['name']}{stop}", cls.phases if cls else (), converged,
                                  kept_epochs(info["metrics"]))
     out = Path(args.out)

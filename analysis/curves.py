@@ -154,6 +154,11 @@ def run_series(uri: str, run_id: str) -> tuple[dict[str, list[tuple[int, float]]
     return series, info
 
 
+def stop_label(epochs: float, converged: float | None) -> str:
+    """`67 epochs, converged`: how a defense's training ended, for a figure's title."""
+    return f"{epochs:.0f} epoch{'' if epochs == 1 else 's'}, {'converged' if converged == 1 else 'stopped at the cap'}"
+
+
 def kept_epochs(metrics: Mapping[str, float]) -> dict[str, float]:
     """attacker -> the epoch its test numbers come from, from a trial's final metrics."""
     return {key.removeprefix(KEPT_EPOCH): value for key, value in metrics.items() if key.startswith(KEPT_EPOCH)}

@@ -133,13 +133,13 @@ def run(method: str, params: dict, seed: int, args: argparse.Namespace, split: s
 
 def write_curves(args: argparse.Namespace, method: str, overrides: list[str], name: str, metrics: dict[str, float]) -> None:
     """The stored trial's defense curves as `<args.curves>/<name>.png` (none for a trial stored without them)."""
-    from analysis.curves import epoch_series, plot_defense_curves
+    from analysis.curves import epoch_series, plot_defense_curves, stop_label
 
     history = args.store.curves.get(args.store.key(overrides))
     if not history:
         return
     converged = metrics.get("train/converged")
-    title = f"{name}: {len(history)} epochs, {'converged' if converged == 1 else 'stopped at the cap'}"
+    title = f"{name}: {stop_label(len(history), converged)}"
     figure = plot_defense_curves(epoch_series(history), title, method_class(method).phases, converged)
     args.curves.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.curves / f"{name}.png", dpi=110)

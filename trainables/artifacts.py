@@ -56,12 +56,18 @@ def save_reconstructions(report: AttackReport, path: Path) -> None:
 
 def curves_figure(history: Sequence[dict[str, float]], report: AttackReport, metrics: dict, method: Method) -> Figure:
     """The defense's per-epoch curves (`history`) above the attackers' (`report.curves`)."""
-    from analysis.curves import ATTACK_CURVE, epoch_series, kept_epochs, plot_defense_curves
+    from analysis.curves import (
+        ATTACK_CURVE,
+        epoch_series,
+        kept_epochs,
+        plot_defense_curves,
+        stop_label,
+    )
 
     series = epoch_series(history)
     series.update({ATTACK_CURVE + attacker: list(enumerate(scores, start=1)) for attacker, scores in report.curves.items() if scores})
     converged = metrics.get("train/converged")
-    stop = "" if converged is None else f": {len(history)} epoch{'s' if len(history) != 1 else ''}, {'converged' if converged == 1 else 'stopped at the cap'}"
+    stop = "" if converged is None else f": {stop_label(len(history), converged)}"
     return plot_defense_curves(series, f"defense{stop}", type(method).phases, converged, kept_epochs(metrics))
 
 
