@@ -5,7 +5,8 @@
 
 For each configuration (a quickstart trial, sweeps/quickstart.yaml: Fashion-MNIST coarse /
 class, small_cnn, its 10k/2k slice, 2 defense epochs, seed 0; `noisy_arl` at sigma 1,
-lambda 0.01) the defense is trained once and frozen; then, on the same frozen release:
+lambda 0.01; `privacy_partitioning` at lambda 10) the defense is trained once and frozen; then, on
+the same frozen release:
 
 - the default suite (the spec's `attacks` section: early stopping on patience, plateau
   decay, best validation epoch, the white-box inversion at its default steps), timed;
@@ -33,7 +34,7 @@ from trainables.attacks.suite import ATTACK_TIME_PREFIX, run_attack_suite
 from trainables.trial import Trial
 
 SPEC = Path(__file__).resolve().parent.parent / "sweeps" / "quickstart.yaml"
-PARAMS = {"none": "{}", "noisy_arl": "{sigma: 1.0, lambda: 0.01}"}
+PARAMS = {"none": "{}", "noisy_arl": "{sigma: 1.0, lambda: 0.01}", "privacy_partitioning": "{lambda: 10.0}"}
 LEAK_TOLERANCE, SSIM_TOLERANCE = 0.01, 0.02
 
 

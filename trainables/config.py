@@ -110,8 +110,9 @@ class TrainConfig(Strict):
 
 class WhiteboxConfig(Strict):
     images: int = Field(256, ge=1, description="test images inverted: the first N of the test slice")
-    steps: int = Field(800, ge=1, description="Adam steps per batch of images (cosine-annealed learning rate)")
+    steps: int = Field(1600, ge=1, description="Adam steps per batch of images (cosine-annealed learning rate)")
     lr: float = Field(1.0, gt=0, description="peak Adam learning rate on the pixels (projected onto [0, 1] after each step)")
+    beta2: float = Field(0.8, gt=0, lt=1, description="Adam's second-moment decay on the pixels (torch's default is 0.999)")
     tv: list[float] = Field(
         default_factory=lambda: [0.1, 1.0], min_length=1,
         description="weights of the total-variation prior to choose from (on validation images; one value: no choice)",
