@@ -14,7 +14,7 @@ with Adam projected onto the box [0, 1] after every step, to minimise
 - for a stochastic release (noise, random pruning, DP mechanisms) the distance is averaged
   over `draws` fresh draws of the defense randomness per step (an estimate of the expected
   distance), and z itself is one draw, the one the attacker observed;
-- the learning rate is cosine-annealed from `lr` to 0 over the steps;
+- the learning rate is cosine-annealed from `lr` to 0 over `steps`;
 - the TV weight is the attacker's choice, made on attacker-side data: each weight of
   `attacks.whitebox.tv` inverts the first `selection_images` validation images and the one
   with the lowest reconstruction MSE inverts the test images (`attack/whitebox_tv`). One
@@ -37,7 +37,9 @@ with Adam projected onto the box [0, 1] after every step, to minimise
 - 1600 steps by default: within .02 SSIM of twice as many on every release measured (beta2
   .8; 800 / 1600 / 3200 steps): Privacy Partitioning .897 / .927 / .932 (800 fall .035
   short), `none` split 3 .974 / .978 / -, split 2 - / .988 / -; `noisy_arl` sigma 1 .559 at
-  800 against .574 at 3200 (beta2 .999);
+  800 against .574 at 3200 (beta2 .999); and within .02 of four times as many
+  (`benchmarks/attack_convergence.py`, 2-epoch defenses: `none` split 3 .971 against .970,
+  Privacy Partitioning .944 against .949);
 - from a grey start, not from a trained decoder's reconstruction: started from the mirror
   decoder's output (lr .1, the decoder's SSIM .900 / .857 at splits 2 / 3), `none` reached
   .976 at split 2, saturating below the grey start's .984, and .926 at split 3, caught near
