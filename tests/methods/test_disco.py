@@ -142,7 +142,8 @@ def test_disco_trial_end_to_end_with_release_ratios():
         method="disco", params={"preprocess": True, "grid": 4, "optimizer": "adam"},
         dataset={"name": "synthetic", "task": "shape", "private": "color"},
         train={"epochs": 2, "batch_size": 32, "device": "cpu"},
-        attacks={"epochs": 1, "batch_size": 32, "gallery": 2, "release_ratios": [0.3]},
+        attacks={"epochs": 1, "batch_size": 32, "gallery": 2, "release_ratios": [0.3],
+                 "whitebox": {"images": 4, "selection_images": 4, "steps": 5}},  # the default 1600 steps: minutes
     )
     trial = Trial(config, data)
     metrics, _ = trial.run()
