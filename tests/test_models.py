@@ -3,13 +3,8 @@ client's output; decoders map any z to exactly the image shape in [0, 1]."""
 
 from __future__ import annotations
 
-import copy
-from contextlib import contextmanager
-from types import SimpleNamespace
-
 import pytest
 import torch
-from torchvision import models as tvm
 
 from trainables.attacks.decoders import DECODERS
 from trainables.errors import InputError
@@ -21,48 +16,11 @@ INPUT_SHAPES = {"alexnet": (3, 64, 64)}
 DEFAULT_SHAPE = (3, 32, 32)
 
 
-_FEATURES: dict[str, torch.nn.Module] = {}
-_ORIGINAL = {name: getattr(tvm, name) for name in ("vgg11_bn", "vgg16_bn", "vgg19_bn", "alexnet")}
-
-
-def _features_copy(name: str):
-    def make(weights=None):
-        if name not in _FEATURES:
-            _FEATURES[name] = _ORIGINAL[name](weights=weights).features
-        return SimpleNamespace(features=copy.deepcopy(_FEATURES[name]))
-
-    return make
-
-
-@contextmanager
-def torchvision_features_only():
-    """torchvision's VGG and AlexNet factories build (and randomly initialise) 58-120M
-    parameters of classifier the backbones never use (they read `.features` only); hand out
-    copies of one pre-built feature stack per factory instead, so their 18 split points take
-    seconds, not minutes. The features are torchvision's own modules: the shapes under test
-    are unchanged, and a backbone that read anything but `.features` would fail loudly."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in _ORIGINAL:
-            mp.setattr(tvm, name, _features_copy(name))
-        yield
-
-
 def split_points() -> list[tuple[str, str]]:
-    points = []
-    with torchvision_features_only():
-        for name, factory in BACKBONES.items():
-            for split in [INPUT_SPLIT, *factory(3, 32).splits]:
-                points.append((name, split))
-    return points
+    return [(name, split) for name, factory in BACKBONES.items() for split in [INPUT_SPLIT, *factory(3, 32).splits]]
 
 
 SPLIT_POINTS = split_points()
-
-
-@pytest.fixture
-def features_only():
-    with torchvision_features_only():
-        yield
 
 
 def test_every_backbone_has_split_points():
@@ -75,7 +33,7 @@ def test_every_backbone_has_split_points():
 
 
 @pytest.mark.parametrize(("backbone", "split"), SPLIT_POINTS)
-def test_client_then_server_composes_to_logits(backbone, split, features_only):
+def test_client_then_server_composes_to_logits(backbone, split):
     shape = INPUT_SHAPES.get(backbone, DEFAULT_SHAPE)
     arch = SplitArchitecture(backbone, split, shape)
     client, server = arch.client().eval(), arch.server(CLASSES).eval()
@@ -112,6 +70,28 @@ def test_networks_are_independent_copies():
     assert any(not torch.equal(pa, pb) for pa, pb in zip(a.parameters(), b.parameters(), strict=True))
 
 
+@pytest.mark.parametrize("backbone", ["vgg11", "vgg19", "alexnet"])
+def test_feature_stacks_built_without_their_classifier_are_initialised_as_torchvision_does(backbone):
+    """VGG and AlexNet build on the meta device and initialise afterwards: no layer may keep
+    the uninitialised memory that leaves (batch-norm statistics, biases), and VGG keeps
+    torchvision's He-normal (fan-out) convolutions."""
+    torch.manual_seed(0)
+    layers = [m for stage in BACKBONES[backbone](3, 32).stages for m in stage.modules()]
+    for norm in (m for m in layers if isinstance(m, torch.nn.BatchNorm2d)):
+        assert torch.equal(norm.running_mean, torch.zeros_like(norm.running_mean))
+        assert torch.equal(norm.running_var, torch.ones_like(norm.running_var))
+        assert torch.equal(norm.weight, torch.ones_like(norm.weight)) and int(norm.num_batches_tracked) == 0
+    convolutions = [m for m in layers if isinstance(m, torch.nn.Conv2d)][1:]  # the first is rebuilt for the channels
+    for conv in convolutions:
+        assert torch.isfinite(conv.weight).all() and torch.isfinite(conv.bias).all()
+        if backbone.startswith("vgg"):
+            he_std = (2 / (conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1])) ** 0.5
+            assert conv.weight.std().item() == pytest.approx(he_std, rel=0.1) and not conv.bias.any()
+        else:  # PyTorch's default: uniform within 1/sqrt(fan_in)
+            bound = 1 / (conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]) ** 0.5
+            assert conv.bias.abs().max().item() <= bound and conv.bias.abs().max().item() > bound / 2
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 def test_first_convolution_follows_the_image_channels(channels):
     for backbone in ("small_cnn", "resnet18", "mobilenet_v2"):
@@ -130,13 +110,13 @@ def test_first_convolution_follows_the_image_channels(channels):
         ("small_cnn", "1", (1, 2, 2)),
     ],
 )
-def test_split_that_does_not_fit_the_image_size_is_an_input_error(backbone, split, shape, features_only):
+def test_split_that_does_not_fit_the_image_size_is_an_input_error(backbone, split, shape):
     with pytest.raises(InputError, match=rf"{backbone}.*{shape[1]}x{shape[2]}"):
         SplitArchitecture(backbone, split, shape)
 
 
 @pytest.mark.parametrize(("backbone", "split"), [("small_cnn", "5"), ("resnet18", "pool1"), ("vgg11", "4"), ("nope", "1")])
-def test_unknown_split_or_backbone_is_an_input_error(backbone, split, features_only):
+def test_unknown_split_or_backbone_is_an_input_error(backbone, split):
     with pytest.raises(InputError, match="model.split|model.backbone"):
         check_split(backbone, split)
 
