@@ -131,7 +131,6 @@ def test_lpips_is_absent_with_the_reason_logged_once(empty_torch_hub, caplog):
 
 
 def test_lpips_counts_as_available_once_the_weights_are_cached(empty_torch_hub):
-    pytest.importorskip("lpips")
     (empty_torch_hub / "checkpoints").mkdir()
     (empty_torch_hub / "checkpoints" / metrics_module.ALEXNET_WEIGHTS).write_bytes(b"")
     assert lpips_unavailable_reason() is None
@@ -183,3 +182,29 @@ def test_params_mb_counts_parameters_and_buffers():
     expected_bytes = (10 * 5 + 5) * 4 + (4 + 4) * 4 + (4 + 4) * 4 + 8 + 100 * 8
     assert params_mb(module) == pytest.approx(expected_bytes / 2**20)
     assert params_mb(nn.Sequential()) == 0.0
+
+
+def test_lpips_gives_the_lpips_packages_distances(monkeypatch):
+    """torchmetrics' LPIPS against the `lpips` package (a dev dependency, kept as the oracle),
+    both over the same random AlexNet (ImageNet weights cannot be downloaded here) and each
+    with its own shipped v0.1 linear layers, on grey 28 px images (upsampled) and 64 px colour ones."""
+    import lpips
+    import torchvision
+
+    alexnet = torchvision.models.alexnet
+
+    def seeded_alexnet(**_):
+        torch.manual_seed(1)
+        return alexnet(weights=None)
+
+    monkeypatch.setattr(torchvision.models, "alexnet", seeded_alexnet)
+    ours = metrics_module.LPIPS()
+    oracle = lpips.LPIPS(net="alex", verbose=False).eval()
+    for shape in [(6, 1, 28, 28), (6, 3, 64, 64)]:
+        torch.manual_seed(2)
+        a, b = torch.rand(shape), torch.rand(shape)
+        with torch.no_grad():
+            expected = oracle(ours._prepare(a), ours._prepare(b)).flatten()
+        got = ours(a, b)
+        assert got.shape == (shape[0],) and expected.abs().min() > 0
+        assert torch.allclose(got, expected, rtol=1e-5, atol=1e-7)

@@ -1,7 +1,8 @@
 """Metric computations: classification, image similarity, client cost.
 
-Image metrics come from torchmetrics (SSIM, MS-SSIM, PSNR with data range 1, L1, MSE) and
-LPIPS from `lpips` (AlexNet), kept per image so that every metric gets a test-set bootstrap
+Image metrics come from torchmetrics (SSIM, MS-SSIM, PSNR with data range 1, L1, MSE, and
+LPIPS: AlexNet with the v0.1 linear layers, the `lpips` package's values, which
+tests/test_metrics.py checks against that package), kept per image so that every metric gets a test-set bootstrap
 interval (`trainables.bootstrap`). Choices made here:
 - SSIM and MS-SSIM use torchmetrics' Gaussian window (sigma 1.5), which is 11 taps whatever
   `kernel_size` says: torchmetrics sizes a Gaussian window from sigma and reads
@@ -35,6 +36,7 @@ from torchmetrics.functional.image import (
     multiscale_structural_similarity_index_measure,
     structural_similarity_index_measure,
 )
+from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
 from trainables.bootstrap import Mean, Psnr, Statistic, point_values
 
@@ -66,19 +68,15 @@ def lpips_unavailable_reason() -> str | None:
     cached = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_WEIGHTS
     if not cached.exists():
         return f"LPIPS needs the AlexNet ImageNet weights at {cached} (no download on this machine)"
-    try:
-        import lpips  # noqa: F401
-    except ImportError as error:
-        return f"LPIPS needs the `lpips` package ({error})"
     return None
 
 
 class LPIPS(nn.Module):
+    """Per-image LPIPS distances (torchmetrics' `reduction="none"`)."""
+
     def __init__(self):
         super().__init__()
-        import lpips
-
-        self.net = lpips.LPIPS(net="alex", verbose=False).eval()
+        self.metric = LearnedPerceptualImagePatchSimilarity(net_type="alex", reduction="none")
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         if images.shape[1] == 1:
@@ -90,7 +88,9 @@ class LPIPS(nn.Module):
     @torch.no_grad()
     def forward(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-image distances."""
-        return self.net(self._prepare(preds), self._prepare(target)).flatten()
+        self.metric.reset()
+        self.metric.update(self._prepare(preds), self._prepare(target))
+        return self.metric.compute().flatten()
 
 
 class ImageSimilarity:
