@@ -190,7 +190,7 @@ def loader_image_size(dataset: dict) -> int | None:
 def shrink_for_smoke(raw: dict) -> dict:
     """Seconds-long version of any spec, same structure: tiny data (images of a loader with an
     `image_size` option at most 32 px), 1 epoch, 1 attack epoch, a 4-image 5-step white-box
-    attack with one TV weight, 2 trials, run on
+    attack with one TV weight, the first of `attacks.release_ratios` only, 2 trials, run on
     the machine at hand (1 CPU per trial; no GPU unless this machine has one), so a spec
     written for a GPU cluster can be smoke-checked on a laptop. `load_spec` also moves a
     smoke run into its own MLflow experiment, `<experiment>/smoke`."""
@@ -205,6 +205,8 @@ def shrink_for_smoke(raw: dict) -> dict:
     attacks = raw.setdefault("attacks", {})
     attacks["epochs"] = 1
     attacks["gallery"] = min(attacks.get("gallery", 8), 4)
+    if attacks.get("release_ratios"):  # each ratio is one more attack suite: DISCO's 3 were 15 s of its 56 s trial
+        attacks["release_ratios"] = attacks["release_ratios"][:1]
     whitebox = attacks.setdefault("whitebox", {})
     whitebox["images"] = min(whitebox.get("images", SMOKE_WHITEBOX_IMAGES), SMOKE_WHITEBOX_IMAGES)
     whitebox["steps"] = min(whitebox.get("steps", SMOKE_WHITEBOX_STEPS), SMOKE_WHITEBOX_STEPS)

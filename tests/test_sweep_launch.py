@@ -397,6 +397,7 @@ def test_smoke_fits_a_gpu_spec_to_this_machine_unless_set_explicitly():
     celeba = load_spec(REPO / "sweeps" / "dp_laplace.yaml", smoke=True)  # 178 px in the spec
     assert celeba.dataset.options["image_size"] == 32
     assert load_spec(REPO / "sweeps" / "adv_recon.yaml", smoke=True).dataset.options["image_size"] == 32  # loader default 64
+    assert load_spec(REPO / "sweeps" / "disco.yaml", smoke=True).attacks.release_ratios == [0.2]  # of 0.2, 0.5, 0.8
 
 
 def test_smoke_experiment_is_apart_even_from_an_explicit_experiment():
