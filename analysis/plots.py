@@ -308,6 +308,24 @@ def plot_pareto(
     return fig
 
 
+def plot_trial_on_front(table: Any, run_id: str, objectives: ObjectivesLike = None) -> Figure:
+    """`plot_pareto` of `table` (a launch's finished trials so far) with trial `run_id` ringed
+    and labelled: the figure a trial's own MLflow page shows (`front_so_far.png`)."""
+    table = as_table(table)
+    ids = table.column("run_id").to_pylist()
+    x_obj, y_obj, _ = axes_objectives(parse_objectives(objectives))
+    fig = plot_pareto(table, objectives, title=f"This trial (ringed) among its launch's {len(ids)} finished trial(s) so far")
+    point = objective_values(table, (x_obj, y_obj))[ids.index(run_id)] if run_id in ids else np.full(2, np.nan)
+    ax = fig.axes[0]
+    if np.isfinite(point).all():
+        ax.scatter(*point, s=650, facecolors="none", edgecolors="red", linewidths=2.5, zorder=9)
+        ax.annotate("this trial", tuple(point), xytext=(-14, 14), textcoords="offset points", ha="right", color="red",
+                    fontsize=11, fontweight="bold", zorder=9)
+    else:
+        ax.text(0.5, 0.5, "this trial has no finite objective values", transform=ax.transAxes, ha="center", color="red")
+    return fig
+
+
 def _pick(reference: Any, objectives: tuple[Objective, ...], wanted: tuple[Objective, ...]) -> list[float]:
     """The reference values of `wanted` out of a reference given for `objectives`."""
     if isinstance(reference, dict):

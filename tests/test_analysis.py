@@ -315,6 +315,23 @@ def test_plots(store, tmp_path):
     gallery.savefig(tmp_path / "g.png")
 
 
+def test_a_trials_own_page_rings_its_point_on_the_launch_front(store):
+    """front_so_far.png: the launch's trials as `plot_pareto` draws them, with the one trial
+    ringed in red at its own (leakage, utility), and a note instead where it has no values."""
+    from analysis.plots import plot_trial_on_front
+
+    table = load_runs("synthetic_sweep", store["uri"])
+    ids, leak, acc = (table.column(c).to_pylist() for c in ("run_id", "privacy/leak_acc", "utility/acc"))
+    for row in (0, len(ids) - 1):
+        ax = plot_trial_on_front(table, ids[row], OBJ2).axes[0]
+        [ring] = [c for c in ax.collections if list(getattr(c, "get_sizes", list)()) == [650]]
+        assert ring.get_offsets().tolist() == [[leak[row], acc[row]]]
+        assert "this trial" in [t.get_text() for t in ax.texts]
+        assert f"among its launch's {len(ids)} finished trial(s)" in ax.get_title(loc="left")
+    absent = plot_trial_on_front(table, "not-a-run", OBJ2).axes[0]
+    assert "this trial has no finite objective values" in [t.get_text() for t in absent.texts]
+
+
 def legend_labels(figure) -> list[str]:
     """The legend's entries: plot_pareto puts its legend below the axes, on the figure."""
     [legend] = figure.legends

@@ -299,7 +299,7 @@ def test_mlflow_layout_of_a_launch(home, tmp_path):
         for key in ("utility/acc", "privacy/leak_acc", "recon/ssim", "client/gflops", "time/train_s"):
             assert key in child.data.metrics
         artifacts = {a.path for a in client(home).list_artifacts(child.info.run_id)}
-        assert {"reconstructions.png", "config.yaml", "client.pt"} <= artifacts
+        assert {"reconstructions.png", "config.yaml", "client.pt", "front_so_far.png"} <= artifacts
     second = sweeps("run", str(spec), "--num-samples", "1")  # without --resume: a new, separate launch
     assert second.returncode == 0, second.stderr
     assert len(runs(home, "layout", "sweep")) == 2

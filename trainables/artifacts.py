@@ -1,5 +1,6 @@
 """Files a finished trial leaves: config.yaml, metrics.json, reconstructions.png, curves.png
-(its defense's and attackers' curves, `analysis.curves`), client.pt."""
+(its defense's and attackers' curves, `analysis.curves`), client.pt; in a sweep also
+front_so_far.png (its point on its launch's front, `analysis.plots.plot_trial_on_front`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from trainables.config import TrialConfig
 from trainables.methods.base import Method
 
 RECONSTRUCTIONS_DPI = 100
+FRONT_POINT = "front_so_far.png"
 
 
 def reconstruction_figure(report: AttackReport) -> Figure:
@@ -81,3 +83,17 @@ def write_artifacts(folder: Path, config: TrialConfig, metrics: dict, report: At
         curves_figure(history, report, metrics, method).savefig(folder / "curves.png", dpi=RECONSTRUCTIONS_DPI)
     torch.save(method.client_network().state_dict(), folder / "client.pt")
     return sorted(folder.iterdir())
+
+
+def write_front_point(folder: Path, tracking_uri: str, experiment: str, launch: str, run_id: str,
+                      objectives: Sequence[str]) -> Path:
+    """`FRONT_POINT` in `folder`: run `run_id` (finished) on the front of its launch's finished
+    trials; `objectives` as `metric:mode` strings."""
+    from analysis.plots import plot_trial_on_front
+    from analysis.runs import load_runs
+
+    table = load_runs(experiment, tracking_uri, launch=launch)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / FRONT_POINT
+    plot_trial_on_front(table, run_id, list(objectives)).savefig(path, dpi=RECONSTRUCTIONS_DPI)
+    return path

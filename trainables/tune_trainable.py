@@ -52,7 +52,7 @@ from pathlib import Path
 import torch
 from ray import tune
 
-from trainables.artifacts import write_artifacts
+from trainables.artifacts import FRONT_POINT, write_artifacts, write_front_point
 from trainables.config import CONDITIONAL_SEPARATOR, TrialConfig, with_assignment
 from trainables.data import Dataset
 from trainables.durable import UnreadableState, set_aside
@@ -182,6 +182,20 @@ def screen(trial: Trial, context: SweepContext) -> dict[str, float] | None:
     return screened_metrics(metrics)
 
 
+def log_front_point(run: TrialRun, context: SweepContext) -> None:
+    """`FRONT_POINT` on the finished trial's run: its point among the launch's trials
+    finished so far. A figure for the run's page only: when it cannot be drawn, a warning
+    says why and the trial's results stand."""
+    try:
+        experiment = run.client.get_experiment(context.experiment_id).name
+        objectives = [f"{metric}:{mode}" for metric, mode in zip(context.objectives, context.modes, strict=True)]
+        with tempfile.TemporaryDirectory() as folder:
+            write_front_point(Path(folder), context.tracking_uri, experiment, context.launch, run.run_id, objectives)
+            run.log_artifacts(Path(folder))
+    except Exception as error:  # whatever the store or matplotlib raises, the figure never fails a finished trial
+        log.warning("%s not drawn for run %s: %s", FRONT_POINT, run.run_id, error)
+
+
 def device_description(device: torch.device) -> str:
     """`cpu`, or `cuda <name> <uuid>`: the UUID names the physical GPU whatever index Ray's
     CUDA_VISIBLE_DEVICES gives it, so trials sharing one GPU (resources.gpu < 1) show it."""
@@ -246,6 +260,7 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
             run.log({f"val/attack/{attacker}": scores[epoch - 1] for attacker, scores in report.curves.items() if len(scores) >= epoch}, step=epoch)
         run.log(metrics, step=trial.epoch)
         run.finish()
+        log_front_point(run, context)
         return metrics
     except (KeyboardInterrupt, SystemExit):  # Tune stopped the trial (its launch was interrupted): resumable
         run.finish("KILLED")
