@@ -26,10 +26,10 @@ fingerprints 925e2d761046d1ca and 2bcf31856078e31f: check out c4315c9 to print t
 converged `none` and `maxent` at 3 seeds (ee112d3e87bef870: check out e105ea1); the
 converged table of every learned method at seed 0 on the demo slice (0cc6b5d94c9ec818) prints
 with `--seeds 0 --set dataset.train_size=2500 --set dataset.test_size=1000 --stored-only`
-at 736b437; `none`, privacy_partitioning, adv_recon and deep_obfuscator again at 2c5ae59
-(01b27173ea805422: the same defenses, the white-box attacker at beta2 .8 and 1600 steps)
-print with the same flags and `--methods privacy_partitioning adv_recon deep_obfuscator`
-while the trainables' code is unchanged.
+at 736b437; `none`, privacy_partitioning, adv_recon, deep_obfuscator, disco and DISCO's
+same-budget controls again at 2c5ae59 (01b27173ea805422: the same defenses, the white-box
+attacker at beta2 .8 and 1600 steps) print with the same flags and `--methods
+privacy_partitioning adv_recon deep_obfuscator disco` at b357185.
 
 Same-budget controls: a method that declares a `control` (`Method.control`; DISCO:
 `random_pruning`) is also run beside it at each value of the shared knob in
