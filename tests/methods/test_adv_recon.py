@@ -195,3 +195,15 @@ def test_adv_recon_decoder_learns_at_ten_times_the_encoder_rate_unless_set():
     rates = {name: o.param_groups[0]["lr"] for name, o in _adv(lr=1e-3).optimizers.items()}
     assert rates == {"client": 1e-3, "server": 1e-3, "decoder": pytest.approx(1e-2)}
     assert _adv({"decoder_lr": 3e-3}).optimizers["decoder"].param_groups[0]["lr"] == 3e-3
+
+
+def test_adv_recon_decoder_is_the_clients_reversal_or_the_attack_suites_mirror_decoder():
+    from trainables.models.decoders import MirrorDecoder
+    from trainables.models.reversed_decoder import ReversedDecoder
+
+    assert isinstance(_adv({"decoder": "reversed"}).decoder, ReversedDecoder)
+    mirror = _adv()  # the default: the one within proxy calibration's tolerance
+    assert isinstance(mirror.decoder, MirrorDecoder)
+    x = images(4)
+    assert mirror.decoder(mirror.release(x)).shape == x.shape
+    assert set(mirror.optimizers["decoder"].param_groups[0]["params"]) == set(mirror.decoder.parameters())
