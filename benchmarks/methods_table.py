@@ -29,7 +29,9 @@ with `--seeds 0 --set dataset.train_size=2500 --set dataset.test_size=1000 --sto
 at 736b437; `none`, privacy_partitioning, adv_recon, deep_obfuscator, disco and DISCO's
 same-budget controls again at 2c5ae59 (01b27173ea805422: the same defenses, the white-box
 attacker at beta2 .8 and 1600 steps) print with the same flags and `--methods
-privacy_partitioning adv_recon deep_obfuscator disco` at b357185.
+privacy_partitioning adv_recon deep_obfuscator disco` at b357185; `none` and adv_recon with
+its calibrated decoder (`params.decoder: mirror`, 4b8ab4be1bdf3ef9) with `--methods adv_recon`
+at a50e366.
 
 Same-budget controls: a method that declares a `control` (`Method.control`; DISCO:
 `random_pruning`) is also run beside it at each value of the shared knob in
