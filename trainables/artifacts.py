@@ -86,9 +86,9 @@ def write_artifacts(folder: Path, config: TrialConfig, metrics: dict, report: At
 
 
 def write_front_point(folder: Path, tracking_uri: str, experiment: str, launch: str, run_id: str,
-                      objectives: Sequence[str]) -> Path:
+                      objectives: Sequence[tuple[str, str]]) -> Path:
     """`FRONT_POINT` in `folder`: run `run_id` (finished) on the front of its launch's finished
-    trials; `objectives` as `metric:mode` strings."""
+    trials; `objectives` as (metric, mode) pairs."""
     from analysis.plots import plot_trial_on_front
     from analysis.runs import load_runs
 

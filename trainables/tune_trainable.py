@@ -101,6 +101,11 @@ class SweepContext:
     modes: tuple[str, ...] = ()  # each objective's "max" or "min"
     screen: float | None = None  # `search.screen`: the screening attack's fraction of the budget; None = off
 
+    @property
+    def objective_modes(self) -> list[tuple[str, str]]:
+        """(metric, mode) per objective, as `analysis` and `trainables.screening` read them."""
+        return list(zip(self.objectives, self.modes, strict=True))
+
 
 def _report(metrics: dict[str, float], objectives: tuple[str, ...], final: bool, screened: bool = False) -> None:
     payload = {key: metrics.get(key, math.nan) for key in objectives}
@@ -170,7 +175,7 @@ def run_configuration(assignment: dict, replicates, dataset: Dataset, context: S
 def screen(trial: Trial, context: SweepContext) -> dict[str, float] | None:
     """The screening attack (`trainables.screening`): the screened metrics when the trial's
     best case is dominated by the launch's front, else None (the full suite runs)."""
-    objectives = list(zip(context.objectives, context.modes, strict=True))
+    objectives = context.objective_modes
     with preserved_rng():
         metrics, _ = trial.attack(screening_budget(trial.config.attacks, context.screen))
     front = launch_front(context.tracking_uri, context.experiment_id, context.launch, objectives, context.replicates)
@@ -188,9 +193,8 @@ def log_front_point(run: TrialRun, context: SweepContext) -> None:
     says why and the trial's results stand."""
     try:
         experiment = run.client.get_experiment(context.experiment_id).name
-        objectives = [f"{metric}:{mode}" for metric, mode in zip(context.objectives, context.modes, strict=True)]
         with tempfile.TemporaryDirectory() as folder:
-            write_front_point(Path(folder), context.tracking_uri, experiment, context.launch, run.run_id, objectives)
+            write_front_point(Path(folder), context.tracking_uri, experiment, context.launch, run.run_id, context.objective_modes)
             run.log_artifacts(Path(folder))
     except Exception as error:  # whatever the store or matplotlib raises, the figure never fails a finished trial
         log.warning("%s not drawn for run %s: %s", FRONT_POINT, run.run_id, error)
