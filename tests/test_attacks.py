@@ -20,7 +20,7 @@ import trainables.attacks.suite as suite
 import trainables.attacks.training as training
 import trainables.trial as trial_module
 from trainables.attacks.decoders import DECODERS
-from trainables.attacks.leakage import LEAKAGE_ATTACKERS
+from trainables.attacks.leakage import LEAKAGE_ATTACKERS, LEAKAGE_EMA
 from trainables.attacks.releases import ReleasedSplit
 from trainables.bootstrap import Mean, point_values
 from trainables.data import synthetic
@@ -339,7 +339,7 @@ def test_each_attacker_keeps_the_weights_of_its_best_validation_epoch(monkeypatc
     def scripted(attackers, scored):
         assert scored is selection
         epoch = len(snapshots)
-        snapshots.append({name: {k: v.clone() for k, v in a.net.state_dict().items()} for name, a in attackers.items()})
+        snapshots.append({name: {k: v.clone() for k, v in a.model.state_dict().items()} for name, a in attackers.items()})
         return {name: SCRIPTED_SCORES[name][epoch] for name in attackers}
 
     monkeypatch.setattr(training, "selection_scores", scripted)
@@ -350,7 +350,7 @@ def test_each_attacker_keeps_the_weights_of_its_best_validation_epoch(monkeypatc
     assert {name: a.kept_epoch for name, a in attackers.items()} == EXPECTED_EPOCH
     for name, attacker in attackers.items():
         expected = snapshots[EXPECTED_EPOCH[name] - 1][name]
-        final = attacker.net.state_dict()
+        final = attacker.model.state_dict()
         assert all(torch.equal(final[k], expected[k]) for k in expected), name
     # the epochs really differ, so restoring the wrong one would show
     assert not all(torch.equal(snapshots[0]["leak/server_arch"][k], snapshots[1]["leak/server_arch"][k]) for k in snapshots[0]["leak/server_arch"])
@@ -445,6 +445,48 @@ def test_an_attacker_with_its_own_batch_steps_once_per_chunk_of_the_released_bat
     whole.step(z, {"image": torch.zeros(150, 1, 4, 4)}, warmup=1.0)
     assert whole.optimizer.state[whole.net.weight]["step"] == 1
     assert DECODERS["mirror"].batch_size == 64 and DECODERS["fc"].batch_size is None
+
+
+def test_an_averaging_attacker_is_scored_and_evaluated_on_the_moving_average_of_its_weights():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    attacker = training.Attacker(net, "private", lr=0.1, ema=0.5)
+    assert attacker.model is net  # before any step there is nothing to average
+    z, y = torch.randn(8, 4, 1, 1), torch.randint(0, 3, (8,))
+    after_steps = []
+    for _ in range(3):
+        attacker.step(z, {"private": y}, warmup=1.0)
+        after_steps.append({k: v.clone() for k, v in net.state_dict().items()})
+    # the first step's weights, then each later step's averaged in at weight 1 - 0.5
+    expected = {k: (after_steps[0][k] * 0.25 + after_steps[1][k] * 0.25 + after_steps[2][k] * 0.5) for k in ("1.weight", "2.running_mean")}
+    averaged = attacker.model.state_dict()
+    for key, value in expected.items():
+        assert torch.allclose(averaged[key], value), key
+        assert not torch.allclose(averaged[key], after_steps[-1][key]), key  # so the average is what is read
+
+    class OneBatch:
+        def __len__(self):
+            return len(z)
+
+        def batches(self):
+            yield z, {"private": y}
+
+    score = training.selection_scores({"a": attacker}, OneBatch())["a"]
+    assert score == (attacker.model(z).argmax(1) == y).float().mean().item()
+    assert not attacker.model.training and attacker.net.training  # the average was scored, the trained net left alone
+    plain = training.Attacker(torch.nn.Linear(2, 2), "private", lr=0.1)
+    plain.step(torch.randn(4, 2), {"private": torch.zeros(4, dtype=torch.long)}, warmup=1.0)
+    assert plain.model is plain.net and plain.averaged is None
+
+
+def test_the_leakage_classifiers_average_their_weights_unless_attacks_ema_says_otherwise():
+    trial = Trial(tiny_config())
+    attackers = suite.build_attackers(trial.method, trial.config.attacks, *trial.data.classes)
+    assert {name: a.ema for name, a in attackers.items()} == {
+        "leak/server_arch": LEAKAGE_EMA, "leak/mlp": LEAKAGE_EMA, "recon/mirror": 0.0, "recon/fc": 0.0, "utility/retrained": 0.0,
+    }
+    overridden = suite.build_attackers(trial.method, trial.config.attacks.model_copy(update={"ema": 0.0}), *trial.data.classes)
+    assert all(a.ema == 0.0 for a in overridden.values())
 
 
 @pytest.mark.parametrize(

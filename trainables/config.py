@@ -160,6 +160,11 @@ class AttackConfig(Strict):
     decay_patience: int = Field(
         2, ge=1, description="stale validation epochs in a row before the plateau schedule halves an attacker's rate (then the count restarts)"
     )
+    ema: float | None = Field(
+        None, ge=0, lt=1,
+        description="decay per step of the moving average of a learned attacker's weights, which is what is scored and evaluated "
+        "(0: the weights themselves); null = each attacker's measured setting (the leakage classifiers average at 0.97)",
+    )
     precision: Literal["fp32", "bf16"] = Field(
         "fp32",
         description="bf16 autocasts the learned attackers' training steps (evaluation and the white-box attacker stay fp32); "

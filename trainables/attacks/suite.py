@@ -96,13 +96,15 @@ def check_attack_names(cfg: AttackConfig) -> None:
 
 def build_attackers(method: Method, cfg: AttackConfig, task_classes: int, private_classes: int) -> dict[str, Attacker]:
     """The learned attackers (the white-box inversion is not trained, see `whitebox`), each
-    at its registry entry's peak learning rate unless `attacks.lr` sets one for all, and at
-    its entry's own batch size where it has one."""
+    at its registry entry's peak learning rate unless `attacks.lr` sets one for all, at its
+    entry's own batch size where it has one, and averaging its weights as its entry says
+    unless `attacks.ema` sets one decay for all."""
     check_attack_names(cfg)
     arch = method.ctx.arch
 
     def attacker(entry: LearnedAttacker, target: str, *args) -> Attacker:
-        return Attacker(entry.build(*args), target, cfg.lr or entry.peak_lr, entry.batch_size)
+        ema = entry.ema if cfg.ema is None else cfg.ema
+        return Attacker(entry.build(*args), target, cfg.lr or entry.peak_lr, entry.batch_size, ema)
 
     attackers = {f"leak/{name}": attacker(LEAKAGE_ATTACKERS[name], "private", arch, private_classes) for name in cfg.leakage}
     attackers.update(
@@ -136,7 +138,7 @@ def evaluate(method: Method, attackers: dict[str, Attacker], test: ReleasedSplit
     """The deployed model, the classifiers and the method's proxy adversary (per-example
     hits); the decoders and the method's own decoders (`proxy/<name>`, per-image scores)."""
     for attacker in attackers.values():
-        attacker.net.eval()
+        attacker.model.eval()
     image_shape = tuple(test.data.images.shape[1:])
     device = test.data.images.device
     hits: dict[str, list[torch.Tensor]] = {name: [] for name, a in attackers.items() if a.target != "image"}
@@ -148,7 +150,7 @@ def evaluate(method: Method, attackers: dict[str, Attacker], test: ReleasedSplit
         deployed_preds.append(method.serve(z).argmax(1).cpu())
         task_labels.append(targets["task"].cpu())
         for name, attacker in attackers.items():
-            out = attacker.net(z)
+            out = attacker.model(z)
             if attacker.target == "image":
                 similarity[name].update(out.clamp(0, 1), targets["image"])
             else:
@@ -269,7 +271,7 @@ def _attack_once(
         reconstructions = whitebox_images[: len(gallery)]
     else:
         with torch.no_grad():
-            reconstructions = attackers[f"recon/{strongest}"].net(method.release(gallery)).clamp(0, 1)
+            reconstructions = attackers[f"recon/{strongest}"].model(method.release(gallery)).clamp(0, 1)
     curves = {name: attacker.val_scores for name, attacker in attackers.items()}
     return statistics, bookkeeping, reconstructions, strongest, curves
 
