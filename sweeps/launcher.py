@@ -139,12 +139,11 @@ def init_ray(spec: SweepSpec) -> None:
 
 def load_sweep_data(spec: SweepSpec):
     """Decode (or memory-map) the dataset once per launch and check the attributes exist."""
-    from trainables.data import load_dataset
+    from trainables.data import check_attributes, load_dataset
     from trainables.models import SplitArchitecture
-    from trainables.trial import check_attributes
 
     dataset = load_dataset(spec.dataset.name, spec.dataset.options, spec.dataset.root)
-    check_attributes(dataset, spec.dataset.task, spec.dataset.private)
+    check_attributes(dataset.name, spec.dataset.task, spec.dataset.private, dataset.num_classes)
     SplitArchitecture(spec.model.backbone, spec.model.split, dataset.image_shape, spec.model.backbone_options())
     return dataset
 

@@ -91,16 +91,18 @@ def test_unknown_param_of_the_method(capsys, write_spec):
     fails_with_input_error(capsys, ["validate", str(spec)], "params.lamda")
 
 
-def test_unknown_attribute_needs_a_data_load_and_is_caught(capsys, write_spec):
-    """`validate` does not load data; `trial` does and names the attribute and the real ones."""
+@pytest.mark.parametrize("command", ["validate", "trial"])
+def test_an_attribute_the_dataset_lacks_is_named_with_the_real_ones_before_any_data_is_read(capsys, write_spec, monkeypatch, command):
+    """Each dataset module declares its attributes, so `validate` (which reads no data) catches
+    a task or private attribute the dataset lacks as `trial` does."""
+    import trainables.data
+
+    monkeypatch.setattr(trainables.data, "load_dataset", lambda *_: pytest.fail("read data"))
     spec = write_spec(tiny_raw(dataset__task="texture"))
-    err = fails_with_input_error(capsys, ["trial", str(spec)], "dataset.task", "texture")
+    err = fails_with_input_error(capsys, [command, str(spec)], "dataset.task", "texture")
     assert "shape" in err and "color" in err
-
-
-def test_unknown_private_attribute(capsys, write_spec):
     spec = write_spec(tiny_raw(dataset__private="colour"))
-    fails_with_input_error(capsys, ["trial", str(spec)], "dataset.private", "colour")
+    fails_with_input_error(capsys, [command, str(spec)], "dataset.private", "colour")
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ Every load goes through `load_dataset`, so through the Arrow cache as well."""
 
 from __future__ import annotations
 
+import inspect
 import shutil
 
 import numpy as np
@@ -17,9 +18,10 @@ from fixture_data import (  # noqa: I001
     write_celeba,
     write_cifar,
     write_fairface,
+    write_mnist,
 )
 
-from trainables.data import DATASETS, load_dataset
+from trainables.data import DATASETS, declared_attributes, load_dataset
 from trainables.data.cifar10 import LABEL_NAMES
 from trainables.errors import InputError
 
@@ -35,6 +37,29 @@ def root(tmp_path, monkeypatch):
 
 def test_registered():
     assert {"cifar10", "celeba", "fairface"} <= set(DATASETS)
+
+
+def test_every_dataset_declares_exactly_the_attributes_it_loads(root):
+    """`validate` checks attributes against each module's ATTRIBUTES without reading data;
+    they must be what a load of each dataset's on-disk format gives."""
+    write_cifar(root, py2=False)
+    write_celeba(root)
+    write_fairface(root)
+    shutil.copytree(write_mnist(root), root / "FashionMNIST" / "raw")  # the same IDX format
+    for name in DATASETS:
+        options = {"download": False} if "download" in inspect.signature(DATASETS[name]).parameters else {}
+        dataset = load_dataset(name, options, root=root)
+        assert sorted(declared_attributes(name)) == sorted(dataset.num_classes), name
+
+
+def test_a_celeba_attribute_file_with_other_names_is_refused(root):
+    folder, _ = write_celeba(root)
+    path = folder / "list_attr_celeba.txt"
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1].replace("Pointy_Nose", "Pointed_Nose")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match="line 2.*not CelebA's 40"):
+        load_dataset("celeba", root=root)
 
 
 # ---------------------------------------------------------------- CIFAR-10

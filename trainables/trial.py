@@ -46,7 +46,7 @@ from trainables.attacks.suite import (
 from trainables.batch_norm import recalibrate_batch_norm
 from trainables.config import AttackConfig, TrialConfig
 from trainables.convergence import Plateau
-from trainables.data import Dataset, load_dataset
+from trainables.data import Dataset, check_attributes, load_dataset
 from trainables.data.batches import TensorSplit
 from trainables.durable import UnreadableState, load_state, save_state
 from trainables.errors import InputError
@@ -92,15 +92,6 @@ class TrialData:
         return AttackData(self.attacker, self.val, self.test, self.classes)
 
 
-def check_attributes(dataset: Dataset, task: str, private: str) -> None:
-    for field_name, attribute in (("dataset.task", task), ("dataset.private", private)):
-        if attribute not in dataset.num_classes:
-            raise InputError(
-                f"{field_name}: dataset {dataset.name!r} has no attribute {attribute!r}; "
-                f"its attributes are {dataset.attribute_names}."
-            )
-
-
 def slice_shares(config: TrialConfig, train_images: int) -> tuple[int, int]:
     """(validation hold-out, disjoint attacker share; 0 without one) of a train slice of
     `train_images`; an input error when one of the three parts would be empty."""
@@ -120,7 +111,7 @@ def slice_shares(config: TrialConfig, train_images: int) -> tuple[int, int]:
 
 def prepare_data(dataset: Dataset, config: TrialConfig, device: torch.device) -> TrialData:
     cfg = config.dataset
-    check_attributes(dataset, cfg.task, cfg.private)
+    check_attributes(dataset.name, cfg.task, cfg.private, dataset.num_classes)
     rng = np.random.default_rng(DATA_SEED)
     train_order = rng.permutation(len(dataset.train))[: cfg.train_size]
     test_order = rng.permutation(len(dataset.test))[: cfg.test_size]
@@ -167,6 +158,7 @@ def check_config(config: TrialConfig) -> None:
     if config.dataset.name not in DATASETS:
         raise InputError(f"dataset.name: unknown dataset {config.dataset.name!r}; choose one of {sorted(DATASETS)}.")
     check_options(config.dataset.name, DATASETS[config.dataset.name], dict(config.dataset.options or {}))
+    check_attributes(config.dataset.name, config.dataset.task, config.dataset.private)
     if config.dataset.train_size is not None:
         slice_shares(config, config.dataset.train_size)
     validate_params(config.method, config.params)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
+from types import ModuleType
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -23,15 +24,31 @@ from trainables.data.cache import cached
 from trainables.data.paths import cache_dir, data_root
 from trainables.errors import InputError
 
-DATASETS: dict[str, Callable[..., Dataset]] = {
-    "fashion_mnist": fashion_mnist.load,
-    "colored_fashion_mnist": colored_fashion_mnist.load,
-    "mnist": mnist.load,
-    "synthetic": synthetic.load,
-    "cifar10": cifar10.load,
-    "celeba": celeba.load,
-    "fairface": fairface.load,
+# each module has `load(root, **options)` and the names of the attributes it labels, `ATTRIBUTES`
+_MODULES: dict[str, ModuleType] = {
+    "fashion_mnist": fashion_mnist,
+    "colored_fashion_mnist": colored_fashion_mnist,
+    "mnist": mnist,
+    "synthetic": synthetic,
+    "cifar10": cifar10,
+    "celeba": celeba,
+    "fairface": fairface,
 }
+DATASETS: dict[str, Callable[..., Dataset]] = {name: module.load for name, module in _MODULES.items()}
+
+
+def declared_attributes(name: str) -> tuple[str, ...]:
+    """The attributes dataset `name` labels, as its module declares them (no data read)."""
+    return _MODULES[name].ATTRIBUTES
+
+
+def check_attributes(name: str, task: str, private: str, attributes: Collection[str] | None = None) -> None:
+    """The task and the private attribute are attributes of dataset `name`: of the ones its
+    module declares, without reading data (`validate`), or of `attributes`, a loaded copy's."""
+    known = sorted(declared_attributes(name) if attributes is None else attributes)
+    for field_name, attribute in (("dataset.task", task), ("dataset.private", private)):
+        if attribute not in known:
+            raise InputError(f"{field_name}: dataset {name!r} has no attribute {attribute!r}; its attributes are {known}.")
 
 
 def check_options(name: str, loader: Callable[..., Dataset], options: dict) -> dict:
@@ -66,4 +83,4 @@ def load_dataset(name: str, options: dict | None = None, root: str | Path | None
     return cached(name, {**options, "root": str(folder)}, cache_dir(), lambda: loader(folder, **options))
 
 
-__all__ = ["DATASETS", "Dataset", "Split", "load_dataset"]
+__all__ = ["DATASETS", "Dataset", "Split", "check_attributes", "declared_attributes", "load_dataset"]

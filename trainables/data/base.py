@@ -40,7 +40,3 @@ class Dataset:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
-
-    @property
-    def attribute_names(self) -> list[str]:
-        return sorted(self.num_classes)

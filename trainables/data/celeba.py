@@ -33,6 +33,15 @@ from trainables.data.base import Dataset, Split
 from trainables.errors import InputError
 
 FOLDER = "celeba"
+# the 40 attribute names of list_attr_celeba.txt's second line, in its order
+ATTRIBUTES = (
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips", "Big_Nose",
+    "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby", "Double_Chin", "Eyeglasses",
+    "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open", "Mustache",
+    "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline", "Rosy_Cheeks",
+    "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick",
+    "Wearing_Necklace", "Wearing_Necktie", "Young",
+)
 IMAGES = "img_align_celeba"
 ATTR_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"
@@ -88,6 +97,11 @@ def read_attributes(path: Path) -> tuple[list[str], dict[str, int], np.ndarray]:
     if len(lines) < 2:
         raise InputError(f"{path} is truncated: it needs a count line and an attribute-names line.")
     names = lines[1].split()
+    if names != list(ATTRIBUTES):
+        raise InputError(
+            f"{path} line 2: attribute names {names[:3]}... ({len(names)}) are not CelebA's {len(ATTRIBUTES)} "
+            f"({ATTRIBUTES[0]} ... {ATTRIBUTES[-1]}); re-download {ATTR_FILE}."
+        )
     rows: dict[str, int] = {}
     values: list[list[int]] = []
     for number, line in enumerate(lines[2:], start=3):

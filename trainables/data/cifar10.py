@@ -34,6 +34,7 @@ LABEL_NAMES = (
 )
 # bird, cat, deer, dog, frog, horse
 LIVING = (2, 3, 4, 5, 6, 7)
+ATTRIBUTES = ("class", "living")
 
 
 def living_labels(classes: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from trainables.data import fashion_mnist
 from trainables.data.base import Dataset, Split
 from trainables.errors import InputError
 
+ATTRIBUTES = (*fashion_mnist.ATTRIBUTES, "color")
 PALETTE = np.array(
     [
         [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [255, 0, 255],

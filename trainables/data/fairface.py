@@ -40,6 +40,7 @@ RACES = ("White", "Black", "Latino_Hispanic", "East Asian", "Southeast Asian", "
 AGES = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "more than 70")
 AGE_ALIASES = {"70+": "more than 70"}
 CLASSES = {"gender": GENDERS, "race": RACES, "age": AGES}
+ATTRIBUTES = tuple(CLASSES)
 
 
 def read_labels(path: Path, limit: int | None = None) -> tuple[list[str], dict[str, np.ndarray]]:

@@ -19,6 +19,7 @@ from trainables.errors import InputError
 DEBIAN_FOLDER = Path("/usr/share/datasets/fashion-mnist")
 # Sandal, Sneaker, Bag, Ankle boot; everything else is worn on the body.
 FOOTWEAR_AND_BAGS = (5, 7, 8, 9)
+ATTRIBUTES = ("class", "coarse")
 
 
 def coarse_labels(classes: np.ndarray) -> np.ndarray:

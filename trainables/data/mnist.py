@@ -9,6 +9,7 @@ from trainables.data.idx import has_idx_files, idx_split, load_idx_splits
 from trainables.data.torchvision_download import download_idx
 from trainables.errors import InputError
 
+ATTRIBUTES = ("class",)
 
 def load(root: Path, download: bool = True) -> Dataset:
     folder = root / "MNIST" / "raw"

@@ -11,6 +11,7 @@ import numpy as np
 
 from trainables.data.base import Dataset, Split
 
+ATTRIBUTES = ("shape", "color")
 COLORS = np.array([[230, 40, 40], [40, 200, 40], [40, 80, 230]], dtype=np.float32)
 
 
