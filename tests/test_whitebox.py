@@ -113,6 +113,25 @@ def test_the_tv_weight_is_chosen_on_validation_images_and_never_on_test():
     assert seen[0] == (8, True) and all(n == 8 for n, _ in seen[:test_release])
 
 
+@pytest.mark.parametrize(("selection_steps", "expected"), [(10, 10), (200, 60)])
+def test_the_tv_choice_inverts_for_selection_steps_at_most_the_attack_steps(selection_steps, expected):
+    method = LinearClient(sigma=0.3)
+    test, selection = synthetic_test_split(), synthetic_test_split()
+    sizes: list[int] = []
+    original = method.release
+
+    def spy(x):
+        sizes.append(len(x))
+        return original(x)
+
+    method.release = spy
+    cfg = WhiteboxConfig(images=4, steps=60, tv=[0.0, 1e3], selection_images=4, selection_steps=selection_steps)
+    whitebox_reconstructions(method, test, cfg, selection)
+    # the candidates' 8 copies: one release of the targets, then one per step; the 4 test
+    # images: one release of the targets, then one per step of the full budget
+    assert sizes == [8] * (1 + expected) + [4] * (1 + 60)
+
+
 def test_inverting_the_tv_candidates_together_gives_each_its_own_inversion():
     """One optimisation of every candidate's copy of the images (as the TV choice runs it)
     reconstructs each copy as its candidate's inversion on its own would."""

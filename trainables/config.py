@@ -108,6 +108,11 @@ class TrainConfig(Strict):
     )
 
 
+# the TV choice's inversions: its pick agreed with 1600 steps' on every release measured
+# (`trainables.attacks.whitebox`), at an eighth of the cost
+SELECTION_STEPS = 200
+
+
 class WhiteboxConfig(Strict):
     images: int = Field(256, ge=1, description="test images inverted: the first N of the test slice")
     steps: int = Field(1600, ge=1, description="Adam steps per batch of images (cosine-annealed learning rate)")
@@ -118,6 +123,9 @@ class WhiteboxConfig(Strict):
         description="weights of the total-variation prior to choose from (on validation images; one value: no choice)",
     )
     selection_images: int = Field(64, ge=1, description="validation images the TV weight is chosen on")
+    selection_steps: int = Field(
+        SELECTION_STEPS, ge=1, description="Adam steps of each candidate's inversion when the TV weight is chosen (at most `steps`)"
+    )
     draws: int = Field(1, ge=1, description="fresh defense-randomness draws averaged per step (stochastic releases only)")
     batch_size: int = Field(256, ge=1, description="images optimised together")
 
