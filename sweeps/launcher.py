@@ -138,12 +138,12 @@ def init_ray(spec: SweepSpec) -> None:
 
 
 def load_sweep_data(spec: SweepSpec):
-    """Decode (or memory-map) the dataset once per launch and check the attributes exist."""
-    from trainables.data import check_attributes, load_dataset
+    """Decode (or memory-map) the dataset once per launch (`load_spec` has checked its
+    attributes against the ones the dataset declares) and check the split fits its images."""
+    from trainables.data import load_dataset
     from trainables.models import SplitArchitecture
 
     dataset = load_dataset(spec.dataset.name, spec.dataset.options, spec.dataset.root)
-    check_attributes(dataset.name, spec.dataset.task, spec.dataset.private, dataset.num_classes)
     SplitArchitecture(spec.model.backbone, spec.model.split, dataset.image_shape, spec.model.backbone_options())
     return dataset
 

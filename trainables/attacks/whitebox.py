@@ -23,9 +23,10 @@ with Adam projected onto the box [0, 1] after every step, to minimise
   0.1 / 0.3 / 1.0 - noise wants a stronger prior;
 - the choice inverts for `selection_steps` (200), not the full `steps`: it only has to rank
   the candidates, and at 1600 it was a third of the white-box's work (2 x 64 images beside
-  the 256 test images; against Privacy Partitioning 126 s of one thread, 15 s at 200). Measured (demo slice, the 64 selection images, validation MSE at tv
-  0.1 against 1.0 after 200 / 400 / 1600 steps; the pick agreed at every budget on every
-  release): `none` split 2 .00036 / .0043, .00054 / .0042, .00019 / .0042 (pick .1);
+  the 256 test images; against Privacy Partitioning 126 s of one thread, 15 s at 200).
+  Measured (demo slice, the 64 selection images, validation MSE at tv 0.1 against 1.0 after
+  200 / 400 / 1600 steps; the pick agreed at every budget on every release): `none` split 2
+  .00036 / .0043, .00054 / .0042, .00019 / .0042 (pick .1);
   `activation_noise` sigma .5 .0080 / .0067, .0074 / .0066, .0074 / .0064 (1.0, the closest
   call: 3-4 standard errors of the paired difference at every budget); `random_pruning` R .6
   .064 / .046, .058 / .043, .061 / .043 (1.0); DISCO rho 1000 .0034 / .0058,
