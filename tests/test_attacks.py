@@ -20,7 +20,7 @@ import trainables.attacks.suite as suite
 import trainables.attacks.training as training
 import trainables.trial as trial_module
 from trainables.attacks.decoders import DECODERS
-from trainables.attacks.leakage import LEAKAGE_ATTACKERS, LEAKAGE_EMA
+from trainables.attacks.leakage import LEAKAGE_ATTACKERS, LEAKAGE_EMA, LEAKAGE_STOPPING_SCALE
 from trainables.attacks.releases import ReleasedSplit
 from trainables.bootstrap import Mean, point_values
 from trainables.data import synthetic
@@ -157,13 +157,15 @@ def test_defense_trains_on_the_train_split_only(spied_trial):
 
 
 def test_attackers_train_only_on_attacker_split_releases(spied_trial):
-    trial, recorder, _, _ = spied_trial
+    trial, recorder, metrics, _ = spied_trial
     train_phase = recorder.in_phase("attack_train")
     assert train_phase
     assert all(r.marks == {TRAIN} for r in train_phase)
     assert all(not r.method_training for r in train_phase)  # the defense is frozen
-    # every attacker-split image released once per attack epoch
-    assert sum(len(r.x) for r in train_phase) == trial.config.attacks.epochs * len(trial.data.train)
+    # every attacker-split image released once per epoch of the longest-training attacker
+    epochs = max(value for key, value in metrics.items() if key.startswith("attack/epochs_run/"))
+    assert epochs > trial.config.attacks.epochs  # the leakage classifiers' cap is twice the suite's
+    assert sum(len(r.x) for r in train_phase) == epochs * len(trial.data.train)
     # every loss any attacker optimises is on train images, with autograd, in train mode
     assert recorder.losses
     assert all(image_marks == {TRAIN} and grad and training for _, image_marks, grad, training in recorder.losses)
@@ -174,14 +176,14 @@ def test_attackers_are_selected_on_validation_releases_only(spied_trial):
     trial, recorder, metrics, _ = spied_trial
     selection = recorder.in_phase("attack_select")
     assert all(r.marks == {TRAIN} and not r.grad and not r.method_training for r in selection)
-    # the validation split, released once after every attack epoch
-    assert sum(len(r.x) for r in selection) == trial.config.attacks.epochs * len(trial.data.val)
+    # the validation split, released once after every epoch of the longest-training attacker
+    runs = {k.removeprefix("attack/epochs_run/"): v for k, v in metrics.items() if k.startswith("attack/epochs_run/")}
+    assert sum(len(r.x) for r in selection) == max(runs.values()) * len(trial.data.val)
     val_images = {x.numpy().tobytes() for x in trial.data.val.images}
     assert all(x.mul(255).round().to(torch.uint8).numpy().tobytes() in val_images for r in selection for x in r.x)
-    epochs = trial.config.attacks.epochs
-    kept = {k: v for k, v in metrics.items() if k.startswith("attack/kept_epoch/")}
-    assert set(kept) == {f"attack/kept_epoch/{name}" for name in ("leak/server_arch", "leak/mlp", "recon/mirror", "recon/fc", "utility/retrained")}
-    assert all(1 <= v <= epochs for v in kept.values())
+    kept = {k.removeprefix("attack/kept_epoch/"): v for k, v in metrics.items() if k.startswith("attack/kept_epoch/")}
+    assert set(kept) == {"leak/server_arch", "leak/mlp", "recon/mirror", "recon/fc", "utility/retrained"}
+    assert all(1 <= kept[name] <= runs[name] for name in kept)
 
 
 def test_test_split_is_only_used_under_no_grad_evaluation(spied_trial):
@@ -212,14 +214,14 @@ def test_attack_leaves_the_frozen_defense_unchanged(spied_trial):
 
 
 def test_defense_noise_is_redrawn_at_attack_time(spied_trial):
-    trial, recorder, _, _ = spied_trial
+    trial, recorder, metrics, _ = spied_trial
     client = trial.method.client.eval()
     attack_releases = recorder.in_phase("attack_train") + recorder.in_phase("attack_eval")
     for r in attack_releases:
         with torch.no_grad():
             clean = client(r.x)
         assert (r.z - clean).std().item() == pytest.approx(SIGMA, rel=0.1)  # never the noise-free z
-    # the same image, released in both attack epochs, gets a different z each time
+    # the same image, released in every attack epoch, gets a different z each time
     seen: dict[bytes, torch.Tensor] = {}
     repeated = 0
     for r in recorder.in_phase("attack_train"):
@@ -229,7 +231,8 @@ def test_defense_noise_is_redrawn_at_attack_time(spied_trial):
                 repeated += 1
                 assert not torch.equal(seen[key], zi)
             seen[key] = zi
-    assert repeated == len(trial.data.train)
+    epochs = max(value for key, value in metrics.items() if key.startswith("attack/epochs_run/"))
+    assert repeated == (epochs - 1) * len(trial.data.train)
 
 
 def test_summary_metrics_are_the_documented_aggregates(spied_trial):
@@ -313,11 +316,11 @@ def test_summarise_leaves_out_a_metric_no_decoder_computed():
     assert metrics["recon/ssim"] == pytest.approx(0.1)
 
 
-# Scripted validation scores per attack epoch: each attacker's best epoch is known (a tie
-# keeps the earlier epoch).
+# Scripted validation scores per attack epoch (cap 3; the leakage classifiers' 6): each
+# attacker's best epoch is known (a tie keeps the earlier epoch).
 SCRIPTED_SCORES = {
-    "leak/server_arch": [0.2, 0.9, 0.5],
-    "leak/mlp": [0.7, 0.1, 0.7],
+    "leak/server_arch": [0.2, 0.9, 0.5, 0.4, 0.3, 0.2],
+    "leak/mlp": [0.7, 0.1, 0.7, 0.6, 0.5, 0.7],
     "recon/mirror": [-3.0, -2.0, -1.0],
     "recon/fc": [-1.0, -1.0, -2.0],
     "utility/retrained": [0.3, 0.3, 0.3],
@@ -346,7 +349,7 @@ def test_each_attacker_keeps_the_weights_of_its_best_validation_epoch(monkeypatc
     training.train_attackers(
         attackers, released(trial, trial.data.train, config.attacks.batch_size), config.attacks, torch.Generator().manual_seed(0), selection
     )
-    assert len(snapshots) == 3
+    assert len(snapshots) == 6
     assert {name: a.kept_epoch for name, a in attackers.items()} == EXPECTED_EPOCH
     for name, attacker in attackers.items():
         expected = snapshots[EXPECTED_EPOCH[name] - 1][name]
@@ -356,14 +359,15 @@ def test_each_attacker_keeps_the_weights_of_its_best_validation_epoch(monkeypatc
     assert not all(torch.equal(snapshots[0]["leak/server_arch"][k], snapshots[1]["leak/server_arch"][k]) for k in snapshots[0]["leak/server_arch"])
 
 
-# Scripted scores for early stopping with patience 2 and a cap of 6 epochs: `mlp` stalls
-# after epoch 2 (stops after epoch 4), `fc` improves by less than min_improvement after
-# epoch 1 (stops after epoch 3), `mirror` gains 0.06 % an epoch, under the 0.1 % threshold,
-# but 0.12 % over two epochs, so it trains on to the cap (slow steady gains add up, as in
-# torch's ReduceLROnPlateau and Keras' EarlyStopping); the others keep improving.
+# Scripted scores for early stopping with patience 2 and a cap of 6 epochs (the leakage
+# classifiers at twice both: patience 4, cap 12): `mlp` stalls after epoch 2 (stops after
+# epoch 6), `fc` improves by less than min_improvement after epoch 1 (stops after epoch 3),
+# `mirror` gains 0.06 % an epoch, under the 0.1 % threshold, but 0.12 % over two epochs, so it
+# trains on to the cap (slow steady gains add up, as in torch's ReduceLROnPlateau and Keras'
+# EarlyStopping); the others keep improving, server_arch to its own cap of 12.
 PLATEAU_SCORES = {
-    "leak/server_arch": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
-    "leak/mlp": [0.5, 0.6, 0.6, 0.55],
+    "leak/server_arch": [0.1 * epoch for epoch in range(1, 13)],
+    "leak/mlp": [0.5, 0.6, 0.6, 0.55, 0.55, 0.55],
     "recon/mirror": [-1.0, -0.9994, -0.9988, -0.9982, -0.9976, -0.9970],
     "recon/fc": [-1.0, -0.99999, -0.99998],
     "utility/retrained": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
@@ -390,20 +394,22 @@ def test_attackers_stop_on_patience_and_halve_their_rate_after_decay_patience_st
     training.train_attackers(attackers, data, config.attacks, torch.Generator().manual_seed(0), released(trial, trial.data.val, 128))
     runs = {name: (a.epochs_run, a.converged, a.kept_epoch) for name, a in attackers.items()}
     assert runs == {
-        "leak/server_arch": (6, False, 6), "leak/mlp": (4, True, 2), "recon/mirror": (6, False, 6),
+        "leak/server_arch": (12, False, 12), "leak/mlp": (6, True, 2), "recon/mirror": (6, False, 6),
         "recon/fc": (3, True, 3), "utility/retrained": (6, False, 6),
     }
+    assert scored_epochs == {name: epochs for name, (epochs, _, _) in runs.items()}  # no attacker trains past its stop
     peak = {name: a.lr for name, a in attackers.items()}
     assert peak["recon/mirror"] == DECODERS["mirror"].peak_lr and peak["leak/mlp"] == LEAKAGE_ATTACKERS["mlp"].peak_lr
     # the rate in force at the end of each scored epoch: warm-up ends within epoch 1, then it
     # halves after every decay_patience-th epoch in a row that did not improve by min_improvement
+    # (mlp: every 2 * decay_patience-th)
     expected = {
-        1: {"leak/mlp": (1, 1, 1, 0.5), "recon/fc": (1, 1, 0.5), "recon/mirror": (1, 1, 0.5, 0.5, 0.25, 0.25)},
-        2: {"leak/mlp": (1, 1, 1, 1), "recon/fc": (1, 1, 1), "recon/mirror": (1,) * 6},  # no two stale epochs in a row before the stop
+        1: {"leak/mlp": (1, 1, 1, 1, 0.5, 0.5), "recon/fc": (1, 1, 0.5), "recon/mirror": (1, 1, 0.5, 0.5, 0.25, 0.25)},
+        2: {"leak/mlp": (1,) * 6, "recon/fc": (1, 1, 1), "recon/mirror": (1,) * 6},  # no stale run long enough before the stop
     }[decay_patience]
     for name, factors in expected.items():
         assert rates[name] == pytest.approx([peak[name] * f for f in factors]), name
-    assert rates["leak/server_arch"] == pytest.approx([peak["leak/server_arch"]] * 6)
+    assert rates["leak/server_arch"] == pytest.approx([peak["leak/server_arch"]] * 12)
 
 
 def test_attack_metrics_say_how_long_each_attacker_trained_and_whether_it_converged():
@@ -414,8 +420,9 @@ def test_attack_metrics_say_how_long_each_attacker_trained_and_whether_it_conver
         curve = report.curves[name]  # one validation score per attack epoch, for the MLflow curves
         assert len(curve) == metrics[f"attack/epochs_run/{name}"]
         assert all(-1 <= score <= 1 for score in curve)
-        assert metrics[f"attack/epochs_run/{name}"] in (1.0, 2.0)
-        assert metrics[f"attack/converged/{name}"] == 0.0  # default patience 5 > cap 2: none can converge
+        cap = 2 * (LEAKAGE_STOPPING_SCALE if name.startswith("leak/") else 1)
+        assert metrics[f"attack/epochs_run/{name}"] == cap  # default patience 5 (leakage: 10) > cap: none can converge
+        assert metrics[f"attack/converged/{name}"] == 0.0
         assert 1 <= metrics[f"attack/kept_epoch/{name}"] <= metrics[f"attack/epochs_run/{name}"]
 
 
@@ -479,7 +486,7 @@ def test_an_averaging_attacker_is_scored_and_evaluated_on_the_moving_average_of_
     assert plain.model is plain.net and plain.averaged is None
 
 
-def test_the_leakage_classifiers_average_their_weights_unless_attacks_ema_says_otherwise():
+def test_the_leakage_classifiers_average_their_weights_unless_attacks_ema_says_otherwise_and_stop_at_twice_the_patience():
     trial = Trial(tiny_config())
     attackers = suite.build_attackers(trial.method, trial.config.attacks, *trial.data.classes)
     assert {name: a.ema for name, a in attackers.items()} == {
@@ -487,6 +494,10 @@ def test_the_leakage_classifiers_average_their_weights_unless_attacks_ema_says_o
     }
     overridden = suite.build_attackers(trial.method, trial.config.attacks.model_copy(update={"ema": 0.0}), *trial.data.classes)
     assert all(a.ema == 0.0 for a in overridden.values())
+    assert {name: a.stopping_scale for name, a in attackers.items()} == {
+        "leak/server_arch": LEAKAGE_STOPPING_SCALE, "leak/mlp": LEAKAGE_STOPPING_SCALE, "recon/mirror": 1, "recon/fc": 1,
+        "utility/retrained": 1,
+    }
 
 
 @pytest.mark.parametrize(
@@ -547,6 +558,6 @@ def test_selection_last_evaluates_the_final_epoch_without_scoring_validation(mon
 
     monkeypatch.setattr(training, "selection_scores", never)
     metrics, _ = trial.attack()
-    kept = {k: v for k, v in metrics.items() if k.startswith("attack/kept_epoch/")}
-    assert kept and set(kept.values()) == {2.0}
+    kept = {k.removeprefix("attack/kept_epoch/"): v for k, v in metrics.items() if k.startswith("attack/kept_epoch/")}
+    assert kept and kept == {name: 2.0 * (LEAKAGE_STOPPING_SCALE if name.startswith("leak/") else 1) for name in kept}  # each cap
     assert {v for k, v in metrics.items() if k.startswith("attack/converged/")} == {0.0}

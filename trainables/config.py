@@ -148,7 +148,11 @@ class AttackConfig(Strict):
         default_factory=lambda: ["mirror", "fc", "whitebox"], min_length=1,
         description="reconstruction attackers: trained decoders (mirror, fc) and the white-box inversion (whitebox)",
     )
-    epochs: int = Field(40, ge=1, description="cap on attack epochs; each attacker stops earlier when it converges (patience)")
+    epochs: int = Field(
+        40, ge=1,
+        description="cap on attack epochs; each attacker stops earlier when it converges (patience). The leakage classifiers' "
+        "cap, patience and decay_patience are twice the suite's (their registry entries' stopping_scale)",
+    )
     patience: int = Field(5, ge=1, description="an attacker stops after this many epochs in a row without a validation improvement")
     min_improvement: float = Field(1e-3, ge=0, description="relative validation-accuracy gain that counts as an improvement (classifiers)")
     decoder_min_improvement: float = Field(

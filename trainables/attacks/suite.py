@@ -97,14 +97,15 @@ def check_attack_names(cfg: AttackConfig) -> None:
 def build_attackers(method: Method, cfg: AttackConfig, task_classes: int, private_classes: int) -> dict[str, Attacker]:
     """The learned attackers (the white-box inversion is not trained, see `whitebox`), each
     at its registry entry's peak learning rate unless `attacks.lr` sets one for all, at its
-    entry's own batch size where it has one, and averaging its weights as its entry says
-    unless `attacks.ema` sets one decay for all."""
+    entry's own batch size where it has one, averaging its weights as its entry says
+    unless `attacks.ema` sets one decay for all, and stopping by the suite's rule scaled by
+    its entry's `stopping_scale`."""
     check_attack_names(cfg)
     arch = method.ctx.arch
 
     def attacker(entry: LearnedAttacker, target: str, *args) -> Attacker:
         ema = entry.ema if cfg.ema is None else cfg.ema
-        return Attacker(entry.build(*args), target, cfg.lr or entry.peak_lr, entry.batch_size, ema)
+        return Attacker(entry.build(*args), target, cfg.lr or entry.peak_lr, entry.batch_size, ema, entry.stopping_scale)
 
     attackers = {f"leak/{name}": attacker(LEAKAGE_ATTACKERS[name], "private", arch, private_classes) for name in cfg.leakage}
     attackers.update(
