@@ -6,13 +6,25 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 FMNIST_DEBIAN := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test lint data ui notebook bench clean
+.PHONY: demo test lint data ui notebook bench clean lock
 
-$(STAMP): pyproject.toml
+# Installs are pinned by the lock file (LOCK=, empty, installs unpinned: for a Python other
+# than 3.11, which the lock was made on); `make lock` regenerates it in a throwaway venv.
+LOCK ?= constraints.txt
+PIN := $(if $(LOCK),-c $(LOCK))
+
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet $(PIN) -e '.[dev]'
 	touch $(STAMP)
+
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	{ sed -n '/^#/p' constraints.txt; .lock-venv/bin/python -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .lock-venv
 
 # Debian's package where apt is there and we are root; otherwise torchvision's download.
 data: $(STAMP)
@@ -43,7 +55,7 @@ ui: $(STAMP)
 # opened on the Pareto notebook, reading the same local store as `make ui`.
 NOTEBOOK_PORT ?= 8888
 notebook: $(STAMP)
-	@$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install --quiet -e '.[notebook]'
+	@$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install --quiet $(PIN) -e '.[notebook]'
 	$(PY) -m jupyter lab --ip 127.0.0.1 --port $(NOTEBOOK_PORT) $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/pareto_fronts.ipynb
 
 bench: data
