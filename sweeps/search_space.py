@@ -10,10 +10,11 @@ from typing import Any
 
 import yaml
 
+import search_spaces
 from sweeps.text_files import read_utf8
 from trainables.errors import InputError, did_you_mean
 
-SEARCH_SPACE_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+SEARCH_SPACE_DIR = Path(search_spaces.__file__).resolve().parent
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,23 @@ from trainables.schema import (
 
 T = TypeVar("T")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGES_ROOT = Path(__file__).resolve().parent.parent  # a source checkout's root, or site-packages
 MAX_PARAM_LENGTH = 6000
 
+
 def home() -> Path:
-    """`$PRIVSWEEP_HOME`, else the repository root: where mlflow.db, mlartifacts/ and ray_results/ live."""
-    return Path(os.environ.get("PRIVSWEEP_HOME", REPO_ROOT)).expanduser().resolve()
+    """Where mlflow.db, mlartifacts/, optuna.db, ray_results/ and out/ live: `$PRIVSWEEP_HOME`;
+    else, run from a source checkout, its root; else (an installed package, whose own folder
+    is site-packages) `$XDG_DATA_HOME/privsweep`, by default `~/.local/share/privsweep`,
+    created private (0700) on first use."""
+    if "PRIVSWEEP_HOME" in os.environ:
+        return Path(os.environ["PRIVSWEEP_HOME"]).expanduser().resolve()
+    if (PACKAGES_ROOT / "pyproject.toml").is_file():
+        return PACKAGES_ROOT
+    user_data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share").expanduser()
+    folder = (user_data / "privsweep").resolve()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
 
 
 def default_tracking_uri() -> str:
