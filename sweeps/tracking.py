@@ -27,6 +27,7 @@ from trainables.tracking import (
     default_tracking_uri,
     flatten,
     search_all_runs,
+    sqlite_path,
     tracking_client,
     with_retries,
 )
@@ -45,7 +46,17 @@ REACHABILITY_TIMEOUT_S = "5"
 
 
 def tracking_uri(spec: SweepSpec) -> str:
-    return spec.tracking.uri or default_tracking_uri()
+    """The spec's store; a SQLite `tracking.uri` whose folder does not exist is an input error
+    (MLflow would create the folders and an empty store there, hiding a mistyped path)."""
+    if spec.tracking.uri is None:
+        return default_tracking_uri()
+    path = sqlite_path(spec.tracking.uri)
+    if path is not None and not path.parent.is_dir():
+        raise InputError(
+            f"tracking.uri: the folder {path.parent} of the SQLite store does not exist; fix the path, or create "
+            f"the folder (mkdir -p {path.parent}) to start a new store there."
+        )
+    return spec.tracking.uri
 
 
 @contextmanager

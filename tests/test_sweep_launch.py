@@ -332,6 +332,16 @@ def test_unreachable_tracking_server_exits_2(home, tmp_path):
     assert not (home / "ray_results").exists()
 
 
+def test_a_sqlite_store_in_a_missing_folder_exits_2_and_creates_nothing(home, tmp_path):
+    missing = tmp_path / "typo" / "dir"
+    spec = write_spec(tmp_path, "mistyped", tracking={"uri": f"sqlite:///{missing / 'mlflow.db'}"})
+    result = sweeps("run", str(spec))
+    assert result.returncode == 2, result.stderr
+    assert "tracking.uri" in result.stderr and str(missing) in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "typo").exists()
+    assert not (home / "ray_results").exists()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
