@@ -61,7 +61,8 @@ def _wait_for_stop(server: subprocess.Popen, stopping: list[float]) -> int:
                     os.killpg(server.pid, signal.SIGKILL)
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
+    """Whether a GET of `url` succeeds within 2 s."""
     try:
         with urllib.request.urlopen(url, timeout=2):
             return True
@@ -82,7 +83,7 @@ def serve(name: str, command: list[str], probe_url: str, shown_url: str) -> int:
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while server.poll() is None and not stopping and not _answers(probe_url):
+        while server.poll() is None and not stopping and not answers(probe_url):
             if time.monotonic() > deadline:
                 print(f"the {name} did not answer on {probe_url} within {START_TIMEOUT_S} s; stopping it", file=sys.stderr)
                 os.killpg(server.pid, signal.SIGKILL)

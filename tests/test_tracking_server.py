@@ -10,13 +10,13 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 from test_sweep_launch import free_port, sweeps, write_spec
+
+from sweeps.servers import answers
 
 BIN = Path(sys.executable).parent
 ADMIN = "admin"
@@ -47,14 +47,10 @@ def auth_server(tmp_path):
     uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=5):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server did not come up: {server.stderr.read()[-3000:]}")
-                time.sleep(1)
+        while not answers(f"{uri}/health"):
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not come up: {server.stderr.read()[-3000:]}")
+            time.sleep(1)
         yield uri, password
     finally:
         os.killpg(server.pid, 15)
