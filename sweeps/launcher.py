@@ -238,7 +238,7 @@ def new_launch(spec: SweepSpec, planned: int, planned_runs: int, kind: str = "sw
 
 
 def summarise(results, spec: SweepSpec, launch: Launch, wall_s: float) -> dict[str, float]:
-    from trainables.tune_trainable import FINAL_KEY, SCREENED_KEY
+    from trainables.schema import FINAL_KEY, SCREENED_KEY
 
     finished = [r for r in results if r.error is None and r.metrics and r.metrics.get(FINAL_KEY)]
     screened = [r for r in results if r.error is None and r.metrics and r.metrics.get(SCREENED_KEY)]

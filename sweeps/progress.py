@@ -21,7 +21,7 @@ import numpy as np
 from ray.tune import Callback
 from tqdm.auto import tqdm
 
-from trainables.tune_trainable import FINAL_KEY, SCREENED_KEY
+from trainables.schema import FINAL_KEY, SCREENED_KEY
 
 SETTLE_S = 1.0
 

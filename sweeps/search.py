@@ -34,8 +34,8 @@ from sweeps.search_space import Domain, SearchSpace
 from sweeps.spec import SweepSpec
 from trainables.config import CONDITIONAL_SEPARATOR
 from trainables.errors import InputError
+from trainables.schema import FINAL_KEY, SCREENED_KEY
 from trainables.tracking import sqlite_store_lock
-from trainables.tune_trainable import FINAL_KEY, SCREENED_KEY
 
 log = logging.getLogger(__name__)
 

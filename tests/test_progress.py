@@ -7,7 +7,7 @@ import io
 from types import SimpleNamespace
 
 from sweeps.progress import SETTLE_S, SweepProgress
-from trainables.tune_trainable import FINAL_KEY
+from trainables.schema import FINAL_KEY
 
 OBJECTIVES = [("utility/acc", "max"), ("privacy/leak_acc", "min")]
 

@@ -96,6 +96,12 @@ SCREENED_TAG = "privsweep.screened"  # "true" on a run stopped after its screeni
 # A screened run's metrics: the screening attack's values under `screen/<key>`, never as final keys.
 SCREEN_PREFIX = "screen/"
 
+# Keys of the trainable's reports to Ray Tune, which the searcher, the progress table and the
+# launcher read (here, so they need not import the trainable, Ray and torch to get them).
+FINAL_KEY = "privsweep/final"
+SCREENED_KEY = "privsweep/screened"  # in the last report of a screened trial: the searcher is told PRUNED
+REPLICATES_KEY = "privsweep/replicates"  # in the final report: how many seeds its mean is over
+
 # Schema metadata keys of the analysis' run tables (kept through Parquet).
 TABLE_TRACKING_URI_KEY = b"privsweep.tracking_uri"
 TABLE_EXPERIMENTS_KEY = b"privsweep.experiments"

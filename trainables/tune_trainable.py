@@ -62,6 +62,9 @@ from trainables.schema import (
     CONFIG_ID_TAG,
     CONTROL_TAG,
     DEVICE_TAG,
+    FINAL_KEY,
+    REPLICATES_KEY,
+    SCREENED_KEY,
     SCREENED_TAG,
     STATE_SET_ASIDE_TAG,
 )
@@ -79,9 +82,6 @@ from trainables.trial import Trial
 
 log = logging.getLogger(__name__)
 
-FINAL_KEY = "privsweep/final"
-SCREENED_KEY = "privsweep/screened"  # in the last report of a screened trial: the searcher is told PRUNED
-REPLICATES_KEY = "privsweep/replicates"  # in the final report: how many seeds its mean is over
 TRAIN_KEY = "train/task_loss"  # logged every epoch by every method
 
 
