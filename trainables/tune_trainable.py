@@ -27,7 +27,10 @@ that file and logs to MLflow any finished epoch the run lacks, so every epoch is
 once and logged once. The file is fsynced with a checksum (`trainables/durable.py`); one that
 cannot be used (empty, cut short, altered, not a state) is moved aside to
 `<name>.corrupt-<time>`, the run is tagged `privsweep.state_set_aside` with why, and the
-trial starts again from scratch. The file lives in the launch folder, under Tune's storage path, which
+trial starts again from scratch. Once its run has finished (or been screened) the file is
+removed: its results are in MLflow and its client's weights in the run's `client.pt`, while
+the state (every network and optimiser of the method) grows with the backbone and would be
+kept for every trial of every launch; a set-aside `.corrupt-<time>` file is kept. The file lives in the launch folder, under Tune's storage path, which
 a multi-node cluster must share anyway (Ray >= 2.7 refuses multi-node checkpoints on a
 local path).
 
@@ -228,15 +231,17 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
         context.tracking_uri, context.experiment_id, context.parent_run_id, trial_id, context.launch,
         config.method, name, flatten(config.model_dump(mode="json", by_alias=True)), replicate=replicate, tags=tags,
     )
+    suffix = f"-r{replicate}" if replicate else ""  # replicate 0: the names of a launch from before replicates
+    durable = Path(context.state_dir) / f"{trial_id}{suffix}.pt"
     try:
         finished = run.final_metrics()
         if finished is not None:
+            durable.unlink(missing_ok=True)  # left by a driver that died between finish and removal
             return finished
         if run.tag(SCREENED_TAG) == "true":  # screened, then stopped before its run ended: stays screened
             run.finish()
+            durable.unlink(missing_ok=True)
             return run.metrics()
-        suffix = f"-r{replicate}" if replicate else ""  # replicate 0: the names of a launch from before replicates
-        durable = Path(context.state_dir) / f"{trial_id}{suffix}.pt"
         trial = resumed_trial(config, dataset, durable, run)
         run.log(tags={DEVICE_TAG: device_description(trial.device)})
         logged = run.logged_steps(TRAIN_KEY)
@@ -255,6 +260,7 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
             if screened is not None:
                 run.log(screened, step=trial.epoch, tags={SCREENED_TAG: "true"})
                 run.finish()
+                durable.unlink(missing_ok=True)
                 return screened
         metrics, report = trial.attack()
         with tempfile.TemporaryDirectory() as folder:
@@ -264,6 +270,7 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
             run.log({f"val/attack/{attacker}": scores[epoch - 1] for attacker, scores in report.curves.items() if len(scores) >= epoch}, step=epoch)
         run.log(metrics, step=trial.epoch)
         run.finish()
+        durable.unlink(missing_ok=True)
         log_front_point(run, context)
         return metrics
     except (KeyboardInterrupt, SystemExit):  # Tune stopped the trial (its launch was interrupted): resumable
