@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 EXPERIMENT_SNAPSHOT_S = "1"
 MISSING = "<absent>"
 DRIVER_LOCK = "driver.lock"
+TRIAL_STATE = "trial_state"  # the launch folder's trial state files (trainables.tune_trainable)
 
 
 @dataclass
@@ -159,7 +160,7 @@ def sweep_context(spec: SweepSpec, launch: Launch):
         parent_run_id=launch.parent_run_id,
         launch=launch.launch,
         threads=max(1, int(spec.resources.cpu)),
-        state_dir=str(launch.folder / "trial_state"),
+        state_dir=str(launch.folder / TRIAL_STATE),
         replicates=spec.search.replicates,
         modes=tuple(o.mode for o in spec.objectives),
         screen=spec.search.screen if launch.kind == "sweep" else None,  # confirm re-runs finished configurations
@@ -415,10 +416,14 @@ def run_launch(tuner, spec: SweepSpec, current: Launch, resume_command: str) -> 
             current.save()
             return 0 if metrics["sweep/finished"] > 0 else 1
         finally:
-            if status != "FINISHED":
-                killed = kill_unfinished_children(current.tracking_uri, current.experiment_id, current.parent_run_id)
-                if killed:
-                    print(f"{killed} unfinished trial run(s) marked KILLED in MLflow; --resume reopens them", file=sys.stderr)
+            killed = kill_unfinished_children(current.tracking_uri, current.experiment_id, current.parent_run_id)
+            if killed and status != "FINISHED":
+                print(f"{killed} unfinished trial run(s) marked KILLED in MLflow; --resume reopens them", file=sys.stderr)
+            elif killed:  # trials a killed driver started that its Tune snapshot never recorded: no resume reaches them
+                print(f"{killed} trial run(s) an earlier driver left unfinished, and no resume reached, marked KILLED", file=sys.stderr)
+            if status == "FINISHED":  # no trial of a finished launch resumes: its state files are garbage
+                for leftover in (current.folder / TRIAL_STATE).glob("*.pt"):
+                    leftover.unlink()
             end_parent_run(current.tracking_uri, current.parent_run_id, status, metrics)
             report_front(current, spec)
             if status == "KILLED":

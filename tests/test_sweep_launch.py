@@ -114,6 +114,9 @@ def test_resume_after_sigkill_finishes_every_trial_once(home, tmp_path):
     finished = [r for r in children if r.info.status == "FINISHED"]
     trial_ids = [r.data.tags["privsweep.trial_id"] for r in finished]
     assert len(finished) == 6 and len(set(trial_ids)) == 6  # exactly one finished child per trial
+    # a trial the killed driver had started but its Tune snapshot had not yet recorded is never
+    # resumed: the finished launch ends its run KILLED rather than leaving it RUNNING
+    assert {r.info.status for r in children} <= {"FINISHED", "KILLED"}
     assert finished_before <= set(trial_ids)
     for run in finished:  # no trial trained twice: each epoch logged once
         steps = [m.step for m in client(home).get_metric_history(run.info.run_id, "train/task_loss")]
@@ -128,7 +131,8 @@ def test_resume_after_sigkill_finishes_every_trial_once(home, tmp_path):
     assert states.count(optuna.trial.TrialState.COMPLETE) == 6
     assert same_study.metric_names == ["utility/acc", "privacy/leak_acc"]  # the dashboard's axis labels
     # No Tune checkpoint, so no snapshot can name one that was deleted (trainables.tune_trainable):
-    # the trials' own state files carried the resume, and each is removed once its run finished.
+    # the trials' own state files carried the resume; each is removed once its run finished, and
+    # the finished launch removes any a never-resumed trial left.
     assert not list((home / "ray_results").rglob("checkpoint_*"))
     assert [folder for folder in (home / "ray_results").rglob("trial_state") if folder.is_dir()]
     assert not list((home / "ray_results").rglob("trial_state/*.pt"))

@@ -30,7 +30,9 @@ cannot be used (empty, cut short, altered, not a state) is moved aside to
 trial starts again from scratch. Once its run has finished (or been screened) the file is
 removed: its results are in MLflow and its client's weights in the run's `client.pt`, while
 the state (every network and optimiser of the method) grows with the backbone and would be
-kept for every trial of every launch; a set-aside `.corrupt-<time>` file is kept. The file lives in the launch folder, under Tune's storage path, which
+kept for every trial of every launch; a set-aside `.corrupt-<time>` file is kept. A launch
+that finishes removes the files of trials its Tune snapshot lost (started by a driver killed
+before the snapshot recorded them: no resume reaches them) and ends their runs KILLED. The file lives in the launch folder, under Tune's storage path, which
 a multi-node cluster must share anyway (Ray >= 2.7 refuses multi-node checkpoints on a
 local path).
 
