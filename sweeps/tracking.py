@@ -16,6 +16,7 @@ from trainables.schema import (
     KIND_TAG,
     LAUNCH_TAG,
     METHOD_TAG,
+    NOTE_TAG,
     OBJECTIVES_TAG,
     PARETO_TAG,
     PLANNED_RUNS_TAG,
@@ -36,7 +37,6 @@ REMOTE_SCHEMES = ("http://", "https://", "databricks")
 # MLflow 3 opens an experiment without this tag in its GenAI view (traces, evaluations);
 # "custom_model_development" is its model-training view (runs, metrics, charts).
 EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
-NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI (markdown)
 # MLflow 3's saved views of an experiment's runs table: an experiment tag holding the view,
 # opened by `?viewStateShareKey=<key>` on the runs page (sweeps.servers.ui_url). Checked in
 # MLflow 3.17's UI (headless chromium): the view's columns and order apply, and sorting by a

@@ -304,7 +304,16 @@ def test_mlflow_layout_of_a_launch(home, tmp_path):
         for key in ("utility/acc", "privacy/leak_acc", "recon/ssim", "client/gflops", "time/train_s"):
             assert key in child.data.metrics
         artifacts = {a.path for a in client(home).list_artifacts(child.info.run_id)}
-        assert {"reconstructions.png", "config.yaml", "client.pt", "front_so_far.png"} <= artifacts
+        assert {"reconstructions.png", "config.yaml", "client.pt", "front_so_far.png", "summary.md"} <= artifacts
+        # a final value at step 0 (the UI draws a bar with it), the curves at their epochs (lines)
+        assert [m.step for m in client(home).get_metric_history(child.info.run_id, "utility/acc")] == [0]
+        epochs = int(child.data.metrics["train/epochs_run"])
+        steps = [m.step for m in client(home).get_metric_history(child.info.run_id, "train/task_loss")]
+        assert sorted(steps) == list(range(1, epochs + 1))
+        note = child.data.tags["mlflow.note.content"]  # the run's description: its numbers at a glance
+        leak = child.data.metrics["privacy/leak_acc"]
+        assert f"| `privacy/leak_acc` | {leak:.3f} | [{child.data.metrics['privacy/leak_acc:ci95_lo']:.3f}," in note
+        assert f"Defense: {epochs} epochs" in note and "Learned attackers:" in note
     second = sweeps("run", str(spec), "--num-samples", "1")  # without --resume: a new, separate launch
     assert second.returncode == 0, second.stderr
     assert len(runs(home, "layout", "sweep")) == 2

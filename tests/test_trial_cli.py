@@ -16,7 +16,7 @@ from PIL import Image
 
 from sweeps.cli import main
 from sweeps.spec import SMOKE_TRAIN_SIZE
-from trainables.artifacts import RECONSTRUCTIONS_DPI, reconstruction_figure
+from trainables.artifacts import RECONSTRUCTIONS_DPI, reconstruction_figure, trial_summary
 from trainables.attacks.suite import AttackReport
 from trainables.config import TrialConfig
 from trainables.metrics import lpips_unavailable_reason
@@ -103,6 +103,9 @@ def test_out_folder_holds_the_artifacts(quickstart_run):
     assert config.params == {"sigma": 1.0, "lambda": 0.01}
 
     assert json.loads((out / "metrics.json").read_text()) == json.loads(result.stdout)
+    metrics = json.loads(result.stdout)
+    strongest = max(LEAKAGE, key=lambda a: metrics[f"privacy/leak_acc/{a}"])
+    assert f"leakage `{strongest}` ({metrics['privacy/leak_acc']:.3f})" in (out / "summary.md").read_text()
 
     png = out / "reconstructions.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -194,3 +197,23 @@ def test_a_finished_run_stays_finished_when_its_trial_restarts(tmp_path):
     assert again.run_id == first.run_id and again.final_metrics() == {"utility/acc": 0.9}
     second = TrialRun.open(uri, experiment, parent, "t1", "L", "none", "none", {"a": 1}, replicate=1)
     assert second.run_id != first.run_id and second.final_metrics() is None
+
+
+def test_the_summary_flags_what_makes_a_number_a_bound():
+    """summary.md (a run's description): intervals beside values, the strongest attacker of
+    each family, an unconverged defense and capped attackers said in words."""
+    metrics = {
+        "utility/acc": 0.9, "utility/acc:ci95_lo": 0.88, "utility/acc:ci95_hi": 0.92,
+        "privacy/leak_acc": 0.7, "privacy/leak_acc/mlp": 0.6, "privacy/leak_acc/server_arch": 0.7,
+        "privacy/leak_acc/server_arch:ci95_lo": 0.65, "recon/ssim": 0.8, "recon/ssim/fc": 0.8, "recon/ssim/mirror": 0.5,
+        "train/converged": 0.0, "train/epochs_run": 30.0,
+        "attack/converged/leak/mlp": 1.0, "attack/converged/recon/fc": 0.0,
+    }
+    summary = trial_summary(metrics, ["recon/ssim", "utility/acc"])
+    lines = summary.splitlines()
+    assert lines[2] == "| `recon/ssim` | 0.800 | – |" and lines[3] == "| `utility/acc` | 0.900 | [0.880, 0.920] |"  # objectives first
+    assert "leakage `server_arch` (0.700), reconstruction `fc` (0.800)" in summary
+    assert "Defense: 30 epochs, stopped at its epoch cap (not converged)." in summary
+    assert "at their epoch cap: `recon/fc` (their numbers are lower bounds)" in summary
+    converged = trial_summary({**metrics, "train/converged": 1.0, "attack/converged/recon/fc": 1.0})
+    assert "converged by its rule" in converged and "Learned attackers: all converged." in converged

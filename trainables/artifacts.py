@@ -1,11 +1,12 @@
-"""Files a finished trial leaves: config.yaml, metrics.json, reconstructions.png, curves.png
-(its defense's and attackers' curves, `analysis.curves`), client.pt; in a sweep also
-front_so_far.png (its point on its launch's front, `analysis.plots.plot_trial_on_front`)."""
+"""Files a finished trial leaves: config.yaml, metrics.json, summary.md (`trial_summary`, also
+the run's description in MLflow), reconstructions.png, curves.png (its defense's and
+attackers' curves, `analysis.curves`), client.pt; in a sweep also front_so_far.png (its point
+on its launch's front, `analysis.plots.plot_trial_on_front`)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -16,9 +17,14 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from trainables.attacks.suite import AttackReport
 from trainables.config import TrialConfig
 from trainables.methods.base import Method
+from trainables.schema import INTERVAL_HIGH, INTERVAL_LOW
 
 RECONSTRUCTIONS_DPI = 100
 FRONT_POINT = "front_so_far.png"
+SUMMARY = "summary.md"
+HEADLINE = ("utility/acc", "privacy/leak_acc", "recon/ssim", "recon/ssim/whitebox")  # summarised whatever the objectives
+ATTACKER_FAMILIES = (("privacy/leak_acc/", "leakage"), ("recon/ssim/", "reconstruction"))  # (per-attacker key prefix, family)
+PROXIES = ("privacy/proxy_leak_acc", "recon/proxy_ssim")
 
 
 def reconstruction_figure(report: AttackReport) -> Figure:
@@ -73,11 +79,53 @@ def curves_figure(history: Sequence[dict[str, float]], report: AttackReport, met
     return plot_defense_curves(series, f"defense{stop}", type(method).phases, converged, kept_epochs(metrics))
 
 
+def trial_summary(metrics: Mapping[str, float], objectives: Sequence[str] = ()) -> str:
+    """A finished trial at a glance, in markdown (its MLflow run's description, and
+    `SUMMARY`): the objectives, then the HEADLINE keys, each with its 95 % interval; the
+    strongest attacker of each family; the method's own adversaries; whether the defense and
+    every learned attacker converged (one that stopped at its cap makes its number a bound).
+    metrics.json holds every final value."""
+    def number(value: float) -> str:
+        return f"{value:.3f}"
+
+    rows = ["| metric | value | 95 % interval |", "|---|---|---|"]
+    for key in dict.fromkeys([*objectives, *HEADLINE]):
+        if key in metrics:
+            low, high = metrics.get(key + INTERVAL_LOW), metrics.get(key + INTERVAL_HIGH)
+            interval = f"[{number(low)}, {number(high)}]" if low is not None and high is not None else "–"
+            rows.append(f"| `{key}` | {number(metrics[key])} | {interval} |")
+    lines = ["\n".join(rows), ""]
+    strongest = []
+    for prefix, kind in ATTACKER_FAMILIES:
+        attackers = {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix) and ":" not in k}
+        if attackers:
+            best = max(attackers, key=attackers.get)  # accuracy and SSIM: higher is the stronger attack
+            strongest.append(f"{kind} `{best}` ({number(attackers[best])})")
+    if strongest:
+        lines.append("- Strongest attackers: " + ", ".join(strongest) + ".")
+    proxies = [f"`{key}` {number(metrics[key])}" for key in PROXIES if key in metrics]
+    if proxies:
+        lines.append("- The method's own adversaries: " + ", ".join(proxies) + ".")
+    if "train/converged" in metrics:
+        epochs = int(metrics.get("train/epochs_run", 0))
+        lines.append(f"- Defense: {epochs} epochs, " + ("converged by its rule." if metrics["train/converged"] == 1
+                                                        else "stopped at its epoch cap (not converged)."))
+    flags = {k.removeprefix("attack/converged/"): v for k, v in metrics.items() if k.startswith("attack/converged/")}
+    if flags:
+        capped = sorted(attacker for attacker, converged in flags.items() if converged != 1)
+        lines.append("- Learned attackers: " + (f"at their epoch cap: {', '.join(f'`{c}`' for c in capped)} "
+                                              "(their numbers are lower bounds)." if capped else "all converged."))
+    lines.append("- Every final value: `metrics.json`; curves: `curves.png`; the strongest reconstructions: "
+                 "`reconstructions.png`.")
+    return "\n".join(lines) + "\n"
+
+
 def write_artifacts(folder: Path, config: TrialConfig, metrics: dict, report: AttackReport, method: Method,
-                    history: Sequence[dict[str, float]]) -> list[Path]:
+                    history: Sequence[dict[str, float]], objectives: Sequence[str] = ()) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False))
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    (folder / SUMMARY).write_text(trial_summary(metrics, objectives))
     save_reconstructions(report, folder / "reconstructions.png")
     if history:
         curves_figure(history, report, metrics, method).savefig(folder / "curves.png", dpi=RECONSTRUCTIONS_DPI)

@@ -57,7 +57,7 @@ from pathlib import Path
 import torch
 from ray import tune
 
-from trainables.artifacts import FRONT_POINT, write_artifacts, write_front_point
+from trainables.artifacts import FRONT_POINT, trial_summary, write_artifacts, write_front_point
 from trainables.config import CONDITIONAL_SEPARATOR, TrialConfig, with_assignment
 from trainables.data import Dataset
 from trainables.durable import UnreadableState, set_aside
@@ -68,6 +68,7 @@ from trainables.schema import (
     CONTROL_TAG,
     DEVICE_TAG,
     FINAL_KEY,
+    NOTE_TAG,
     REPLICATES_KEY,
     SCREENED_KEY,
     SCREENED_TAG,
@@ -88,6 +89,10 @@ from trainables.trial import Trial
 log = logging.getLogger(__name__)
 
 TRAIN_KEY = "train/task_loss"  # logged every epoch by every method
+# A trial's final metrics are logged at step 0, its per-epoch curves at steps 1, 2, ...: the
+# MLflow UI draws a key whose latest step is 0 as a bar with its value and one at a later step
+# as a line chart, where a single final value was a lone dot (`dataTraceMetricsContainMultipleEpochs`).
+FINAL_STEP = 0
 
 
 @dataclass(frozen=True)
@@ -260,17 +265,17 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
         if context.screen is not None and replicate == 0:  # only a configuration's first seed is screened
             screened = screen(trial, context)
             if screened is not None:
-                run.log(screened, step=trial.epoch, tags={SCREENED_TAG: "true"})
+                run.log(screened, step=FINAL_STEP, tags={SCREENED_TAG: "true"})
                 run.finish()
                 durable.unlink(missing_ok=True)
                 return screened
         metrics, report = trial.attack()
         with tempfile.TemporaryDirectory() as folder:
-            write_artifacts(Path(folder), config, metrics, report, trial.method, trial.history)
+            write_artifacts(Path(folder), config, metrics, report, trial.method, trial.history, context.objectives)
             run.log_artifacts(Path(folder))
         for epoch in range(1, max(map(len, report.curves.values()), default=0) + 1):
             run.log({f"val/attack/{attacker}": scores[epoch - 1] for attacker, scores in report.curves.items() if len(scores) >= epoch}, step=epoch)
-        run.log(metrics, step=trial.epoch)
+        run.log(metrics, step=FINAL_STEP, tags={NOTE_TAG: trial_summary(metrics, context.objectives)})
         run.finish()
         durable.unlink(missing_ok=True)
         log_front_point(run, context)
