@@ -12,7 +12,7 @@ numbers never pass through (MLflow logging, the Tune function, screening, artifa
 types). A trial of other code is never reused: after a change that could move a number the
 benchmark starts again, and it says how many stored trials it left aside.
 A trial that fails is reported with its overrides, the others still run and are stored, and
-the run then raises the first failure; Ctrl-C kills the trials under way at once. Every
+the run then raises the first failure; Ctrl-C or SIGTERM kills the trials under way at once. Every
 trial runs with one torch thread, in a worker or in this process (CPU results differ in the
 last bits with the thread count), so `--workers` never changes a number. Times (`time/*`)
 are those of the sitting that ran the trial, so with other load on the machine they are not
@@ -28,6 +28,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -168,8 +169,9 @@ def attempt(run: Callable[[Path, list[str]], dict[str, float]], spec: Path, job:
 
 def outcomes_of(run, spec: Path, missing: list[list[str]], workers: int) -> Iterator[Outcome]:
     """Each job's outcome as it finishes: in this process, or `workers` at a time in processes
-    of their own (a worker that dies breaks the pool with an error, never a hang; on Ctrl-C
-    or any error the workers are killed, not waited for: a trial is minutes)."""
+    of their own (a worker that dies breaks the pool with an error, never a hang; on Ctrl-C,
+    SIGTERM or any error the workers are killed, not waited for: a trial is minutes, and a
+    worker left running would train on for a result nobody stores)."""
     if workers == 1:
         with one_thread_here():
             for job in missing:
@@ -177,15 +179,27 @@ def outcomes_of(run, spec: Path, missing: list[list[str]], workers: int) -> Iter
         return
     pool = ProcessPoolExecutor(min(workers, len(missing)), mp_context=get_context("spawn"), initializer=one_thread)
     try:
-        futures = [pool.submit(attempt, run, spec, job) for job in missing]
-        for future in as_completed(futures):
-            yield future.result()
+        with sigterm_as_exit():
+            futures = [pool.submit(attempt, run, spec, job) for job in missing]
+            for future in as_completed(futures):
+                yield future.result()
     except BaseException:
         for worker in multiprocessing.active_children():
             worker.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM (`kill`, a job scheduler) raises SystemExit in this process, as Ctrl-C raises
+    KeyboardInterrupt, so the caller's cleanup runs."""
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_missing(

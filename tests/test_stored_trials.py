@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -85,6 +87,45 @@ def dying_for_seed_1(spec, overrides):
         os._exit(1)
     time.sleep(0.5)
     return METRICS
+
+
+def test_sigterm_kills_the_workers_with_the_run(tmp_path):
+    """`kill <pid>` of a benchmark stops its trials too: a worker left behind trains on, on
+    a core of its own, for a result nobody stores."""
+    (tmp_path / "forever.py").write_text(
+        "import os, pathlib, time\n"
+        "def run(spec, overrides):\n"
+        "    pathlib.Path(os.environ['PIDS'], str(os.getpid())).touch()\n"
+        "    time.sleep(600)\n"
+    )
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    script = (f"import sys; sys.path[:0] = [{str(tmp_path)!r}, {str(SPEC.parent.parent / 'benchmarks')!r}]\n"
+              "import forever, stored_trials\n"
+              f"store = stored_trials.StoredTrials(stored_trials.Path({str(tmp_path / 't.jsonl')!r}), "
+              f"stored_trials.Path({str(SPEC)!r}), 'code')\n"
+              "stored_trials.run_missing(store, stored_trials.Path(''), [['train.seed=0'], ['train.seed=1']], 2, run=forever.run)\n")
+    driver = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PIDS": str(pids)})
+    deadline = time.monotonic() + 120
+    while len(list(pids.iterdir())) < 2:
+        assert driver.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    workers = [int(p.name) for p in pids.iterdir()]
+    driver.send_signal(signal.SIGTERM)
+    assert driver.wait(timeout=30) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its run"
+        time.sleep(0.2)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is dead, only not yet reaped
+        return stat.read().split(") ")[-1][0] != "Z"
 
 
 @pytest.mark.parametrize("workers", [1, 2])
