@@ -33,7 +33,11 @@ data: $(STAMP)
 	fi
 	$(PY) -m trainables.data fashion_mnist
 
+# tests/test_study_storage.py starts a real Postgres server: Debian's, where apt is there and we are root.
 test: data
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y -q postgresql || (apt-get update -q && apt-get install -y -q postgresql); \
+	fi
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q --durations=15
 

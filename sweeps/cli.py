@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--tracking-uri", metavar="URI", help="the MLflow store (default: $MLFLOW_TRACKING_URI, else mlflow.db in $PRIVSWEEP_HOME or the repo)")
     dashboard = commands.add_parser("dashboard", help="open Optuna Dashboard on the sweeps' studies (127.0.0.1)")
     dashboard.add_argument("--port", type=int, default=DASHBOARD_PORT, help=f"the dashboard's port on 127.0.0.1 (default {DASHBOARD_PORT})")
-    dashboard.add_argument("--storage", metavar="URL", help="the Optuna storage (default: optuna.db in $PRIVSWEEP_HOME or the repo)")
+    dashboard.add_argument("--storage", metavar="URL", help="the Optuna storage (default: $PRIVSWEEP_STUDY_STORAGE, else optuna.db in the home folder)")
     return parser
 
 
@@ -142,10 +142,10 @@ def cmd_ui(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    from sweeps.launcher import optuna_storage
     from sweeps.servers import open_dashboard
+    from sweeps.study_url import study_storage_url
 
-    return open_dashboard(args.port, args.storage or optuna_storage())
+    return open_dashboard(args.port, args.storage or study_storage_url())
 
 
 COMMANDS = {"validate": cmd_validate, "trial": cmd_trial, "run": cmd_run, "confirm": cmd_confirm,

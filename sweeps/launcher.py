@@ -31,6 +31,7 @@ from filelock import FileLock, Timeout
 
 from sweeps.search_space import SearchSpace
 from sweeps.spec import SweepSpec, load_spec
+from sweeps.study_url import study_storage_url
 from trainables.durable import write_atomically
 from trainables.errors import InputError
 from trainables.tracking import flatten, home
@@ -211,17 +212,13 @@ def build_tuner(spec: SweepSpec, space: SearchSpace, launch: Launch, dataset, nu
     restored = restored_tuner(launch, trainable) if resume else None
     if restored is not None:
         return restored
-    searcher = build_searcher(spec, space, optuna_storage(), launch.study)
+    searcher = build_searcher(spec, space, study_storage_url(), launch.study)
     # Reusing actors is safe: a trial builds all its state from its config and seeds everything,
     # and it saves each trial a Python + torch start-up.
     tune_config = tune.TuneConfig(
         search_alg=searcher, num_samples=num_samples, max_concurrent_trials=spec.search.max_concurrent, reuse_actors=True
     )
     return tune.Tuner(trainable, tune_config=tune_config, run_config=tune_run_config(spec, launch, num_samples))
-
-
-def optuna_storage() -> str:
-    return f"sqlite:///{home() / 'optuna.db'}"
 
 
 def new_launch(spec: SweepSpec, planned: int, planned_runs: int, kind: str = "sweep") -> Launch:
@@ -263,7 +260,7 @@ def report_front(launch: Launch, spec: SweepSpec) -> None:
     from sweeps.servers import where_to_look
     from sweeps.tracking import describe_parent_run
 
-    look = where_to_look(launch.tracking_uri, launch.experiment, launch.experiment_id, optuna_storage())
+    look = where_to_look(launch.tracking_uri, launch.experiment, launch.experiment_id, study_storage_url())
     try:
         from analysis import load_runs
         from analysis.front_report import log_front_report, write_front_report
@@ -313,6 +310,9 @@ def launch(args) -> int:
             from sweeps.tracking import experiment_id, tracking_uri
 
             experiment_id(tracking_uri(spec), spec.experiment)  # a dead remote server fails here, before Ray starts
+        from sweeps.search import study_storage
+
+        study_storage(study_storage_url())  # so does a study database that cannot be opened
         dataset = load_sweep_data(spec)
         init_ray(spec)
         if not args.resume:
@@ -322,6 +322,25 @@ def launch(args) -> int:
               f"folder {current.folder}", file=sys.stderr)
         tuner = build_tuner(spec, space, current, dataset, num_samples, args.resume)
         return run_launch(tuner, spec, current, resume_command(args))
+
+
+def fail_orphaned_trials(study_name: str) -> None:
+    """Fail the study's trials still RUNNING once its launch finished: each was asked by a
+    driver that was killed before it told the outcome, and no resume will (the searcher of
+    the finished launch told all of its own)."""
+    import optuna
+
+    from sweeps.search import study_storage
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=study_storage(study_storage_url()))
+    except KeyError:  # a launch that asked no searcher (`sweeps confirm`)
+        return
+    orphans = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in orphans:
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    if orphans:
+        print(f"{len(orphans)} Optuna trial(s) an earlier driver asked and never told marked FAIL", file=sys.stderr)
 
 
 def driver_lock(launch: Launch) -> contextlib.AbstractContextManager:
@@ -424,6 +443,7 @@ def run_launch(tuner, spec: SweepSpec, current: Launch, resume_command: str) -> 
             if status == "FINISHED":  # no trial of a finished launch resumes: its state files are garbage
                 for leftover in (current.folder / TRIAL_STATE).glob("*.pt"):
                     leftover.unlink()
+                fail_orphaned_trials(current.study)
             end_parent_run(current.tracking_uri, current.parent_run_id, status, metrics)
             report_front(current, spec)
             if status == "KILLED":

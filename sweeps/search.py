@@ -10,8 +10,14 @@
   and draws each method's own at random; it takes the running trials into account, so
   `max_concurrent` trials at once do not all land on one point.
 - NSGA-II's population is min(50, max(4, num_samples // 3)) so small sweeps still evolve.
-- The study lives in `optuna.db` beside the MLflow db, named `<experiment>/<launch>`, so a
-  resumed launch continues the same study.
+- The study lives in `optuna.db` beside the MLflow db, or in the database
+  `$PRIVSWEEP_STUDY_STORAGE` names (on a cluster the Postgres beside MLflow's, so a lost head
+  loses no study: cluster/README.md), named `<experiment>/<launch>`, so a resumed launch
+  continues the same study. Optuna's heartbeats (`RDBStorage(heartbeat_interval=...)`) are not
+  used: Optuna beats only inside `Study.optimize`, and Tune asks and tells trials one by one
+  (`Study.ask` warns that heartbeats need `optimize`). A trial a killed driver asked and never
+  told is failed by the launch that finishes the study (`sweeps.launcher.fail_orphaned_trials`),
+  and Tune retries failed trials (`search.max_failures`).
 - Only a trial's final report is told to Optuna as COMPLETE. A trial that errored is told
   FAIL; one that ended without its final report (stopped early, or screened out by
   `search.screen`: its screened values are never learned as final) PRUNED; a final report
@@ -28,10 +34,12 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
+import sqlalchemy
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeps.search_space import Domain, SearchSpace
 from sweeps.spec import SweepSpec
+from sweeps.study_url import STUDY_STORAGE_ENV, shown_url
 from trainables.config import CONDITIONAL_SEPARATOR
 from trainables.errors import InputError
 from trainables.schema import FINAL_KEY, SCREENED_KEY
@@ -191,9 +199,22 @@ class HonestOptunaSearch(OptunaSearch):
 
 
 def study_storage(storage_url: str) -> optuna.storages.RDBStorage:
-    """The studies' store, opened under a lock: two launches creating its tables at once crash one."""
-    with sqlite_store_lock(storage_url):
-        return optuna.storages.RDBStorage(storage_url)
+    """The studies' store. SQLite: opened under a lock (two launches creating its tables at
+    once crash one). A server database: each pooled connection is checked before use (a
+    launch outlives a database restart). One that cannot be opened is an input error that
+    names it, its password hidden."""
+    engine_kwargs = None if storage_url.startswith("sqlite:") else {"pool_pre_ping": True}
+    try:
+        with sqlite_store_lock(storage_url):
+            return optuna.storages.RDBStorage(storage_url, engine_kwargs=engine_kwargs)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise InputError(
+            f"the Optuna study storage {shown_url(storage_url)} ({STUDY_STORAGE_ENV}) cannot be opened: {reason}. "
+            f"Check the URL, that its database server runs and is reachable from here, its user and password, and "
+            f"that its driver is installed (Postgres: psycopg); or unset {STUDY_STORAGE_ENV} to keep the study in "
+            "optuna.db in the home folder."
+        ) from None
 
 
 def build_searcher(spec: SweepSpec, space: SearchSpace, storage_url: str, study_name: str) -> HonestOptunaSearch:

@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from contextlib import suppress
 
+from sweeps.study_url import STUDY_STORAGE_ENV, shown_url
 from trainables.errors import InputError
 
 UI_PORT, DASHBOARD_PORT = 5000, 8080
@@ -45,9 +46,17 @@ def where_to_look(tracking_uri: str, experiment: str, experiment_id: str, study_
         f"  MLflow UI:  python -m sweeps ui --tracking-uri {uri}",
         f"              then {ui_url(UI_PORT, experiment_id)}",
         f"  notebook:   PRIVSWEEP_EXPERIMENT={name} MLFLOW_TRACKING_URI={uri} make notebook",
-        f"  dashboard:  python -m sweeps dashboard --storage {shlex.quote(study_storage)}",
+        f"  dashboard:  {dashboard_command(study_storage)}",
         f"  front:      python -m analysis pareto --experiment {name} --tracking-uri {uri}",
     ])
+
+
+def dashboard_command(study_storage: str) -> str:
+    """The command that opens the study storage in Optuna Dashboard: SQLite by its URL; a
+    server database through $PRIVSWEEP_STUDY_STORAGE, which holds its password."""
+    if study_storage.startswith("sqlite:"):
+        return f"python -m sweeps dashboard --storage {shlex.quote(study_storage)}"
+    return f"python -m sweeps dashboard    # {STUDY_STORAGE_ENV}={shown_url(study_storage)}"
 
 
 def _wait_for_stop(server: subprocess.Popen, stopping: list[float]) -> int:

@@ -310,6 +310,23 @@ def test_compose_runs_mlflow_on_postgres_with_proxied_artifacts():
     assert option(argv, "--host") == "0.0.0.0"
 
 
+def test_every_cluster_path_keeps_the_study_in_the_postgres_beside_mlflow():
+    """The driver's Optuna study in the compose recipe's Postgres (database `optuna`, apart from
+    MLflow's: both have an alembic_version table), not in optuna.db on the head's disk."""
+    postgres = compose()["services"]["postgres"]
+    init = CLUSTER / "mlflow" / "initdb" / "optuna.sql"
+    assert "./initdb:/docker-entrypoint-initdb.d:ro" in postgres["volumes"] and "CREATE DATABASE optuna;" in init.read_text()
+    [published] = postgres["ports"]
+    assert compose_default(published) == "127.0.0.1:5432:5432"  # loopback unless POSTGRES_HOST_IP names a private address
+    head = pod_specs(rayjob())["head"]["containers"][0]
+    [study] = [e for e in head["env"] if e["name"] == "PRIVSWEEP_STUDY_STORAGE"]
+    assert study["valueFrom"]["secretKeyRef"]["name"] == "privsweep-mlflow"  # a password: from a Secret, never a value
+    for name in ("aws-gpu.yaml", "gcp-gpu.yaml", "README.md", "mlflow/README.md"):
+        text = (CLUSTER / name).read_text()
+        assert '\\"PRIVSWEEP_STUDY_STORAGE\\": \\"$PRIVSWEEP_STUDY_STORAGE\\"' in text, name  # passed to the driver
+        assert "@<" in text and ":5432/optuna" in text, name
+
+
 def test_compose_mlflow_accepts_the_rayjob_tracking_host():
     # MLflow 3 rejects Host headers outside --allowed-hosts; the RayJob logs to http://mlflow:5000.
     allowed = compose_default(option(mlflow_command(), "--allowed-hosts")).split(",")

@@ -129,6 +129,7 @@ def test_resume_after_sigkill_finishes_every_trial_once(home, tmp_path):
     same_study = study(home, record["study"])
     states = [t.state for t in same_study.trials]
     assert states.count(optuna.trial.TrialState.COMPLETE) == 6
+    assert optuna.trial.TrialState.RUNNING not in states  # one the killed driver asked and never told is failed
     assert same_study.metric_names == ["utility/acc", "privacy/leak_acc"]  # the dashboard's axis labels
     # No Tune checkpoint, so no snapshot can name one that was deleted (trainables.tune_trainable):
     # the trials' own state files carried the resume; each is removed once its run finished, and
