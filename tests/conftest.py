@@ -96,5 +96,15 @@ def run_sweeps_cli(*args: str, timeout: float = 240, env: dict | None = None) ->
 
 
 @pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh privsweep home (stores, launches) and data cache for one test's commands."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    monkeypatch.setenv("PRIVSWEEP_HOME", str(folder))
+    monkeypatch.setenv("PRIVSWEEP_DATA", str(tmp_path / "data"))
+    return folder
+
+
+@pytest.fixture
 def sweeps_cli():
     return run_sweeps_cli

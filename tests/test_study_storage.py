@@ -58,15 +58,6 @@ def postgres() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "home"
-    folder.mkdir()
-    monkeypatch.setenv("PRIVSWEEP_HOME", str(folder))
-    monkeypatch.setenv("PRIVSWEEP_DATA", str(tmp_path / "data"))
-    return folder
-
-
 def test_a_launch_keeps_its_study_in_the_server_database_and_never_shows_its_password(home, tmp_path, postgres, monkeypatch):
     monkeypatch.setenv(STUDY_STORAGE_ENV, postgres)
     result = sweeps("run", str(write_spec(tmp_path, "pgstudy")), "--num-samples", "2")

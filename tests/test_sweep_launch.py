@@ -42,15 +42,6 @@ TINY_SPEC = {
 SCREEN_GRID_SEED = 1
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "home"
-    folder.mkdir()
-    monkeypatch.setenv("PRIVSWEEP_HOME", str(folder))
-    monkeypatch.setenv("PRIVSWEEP_DATA", str(tmp_path / "data"))
-    return folder
-
-
 def write_spec(tmp_path: Path, name: str, **changes) -> Path:
     spec = json.loads(json.dumps(TINY_SPEC))
     spec["name"] = name
