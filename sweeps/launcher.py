@@ -334,11 +334,14 @@ def fail_orphaned_trials(study_name: str) -> None:
 
     try:
         study = optuna.load_study(study_name=study_name, storage=study_storage(study_storage_url()))
+        orphans = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        for trial in orphans:
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
     except KeyError:  # a launch that asked no searcher (`sweeps confirm`)
         return
-    orphans = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    for trial in orphans:
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    except Exception as error:  # the study database went away meanwhile: the launch's results stand
+        log.warning("the study %s's orphaned trials were not failed: %s", study_name, error)
+        return
     if orphans:
         print(f"{len(orphans)} Optuna trial(s) an earlier driver asked and never told marked FAIL", file=sys.stderr)
 

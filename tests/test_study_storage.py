@@ -82,7 +82,7 @@ def test_a_study_database_that_refuses_the_launch_exits_2_before_any_run(home, t
     assert runs(home, "refused", "sweep") == []  # no parent run, no trial: nothing to clean up
 
 
-def test_a_trial_a_killed_driver_asked_and_never_told_is_failed_when_its_launch_finishes(tmp_path, monkeypatch):
+def test_a_trial_a_killed_driver_asked_and_never_told_is_failed_when_its_launch_finishes(tmp_path, monkeypatch, caplog):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     monkeypatch.setenv(STUDY_STORAGE_ENV, storage)
     study = optuna.create_study(study_name="sweep/launch", storage=storage, directions=["maximize"])
@@ -92,3 +92,7 @@ def test_a_trial_a_killed_driver_asked_and_never_told_is_failed_when_its_launch_
     states = [t.state for t in optuna.load_study(study_name="sweep/launch", storage=storage).trials]
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL] and orphan.number == 1
     fail_orphaned_trials("no/such-study")  # a launch that asked no searcher (`sweeps confirm`): nothing to do
+    monkeypatch.setenv(STUDY_STORAGE_ENV, f"postgresql://privsweep:{PASSWORD}@127.0.0.1:{free_port()}/gone")
+    with caplog.at_level("WARNING"):
+        fail_orphaned_trials("sweep/launch")  # the database went away meanwhile: a warning, never a failed launch
+    assert "orphaned trials were not failed" in caplog.text and PASSWORD not in caplog.text
