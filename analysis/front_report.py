@@ -31,7 +31,7 @@ from analysis.replicates import replicate_run_ids
 from analysis.report import summary_markdown
 from analysis.runs import LaunchProgress, save_parquet
 from trainables.schema import INTERVAL_HIGH, INTERVAL_LOW, PARETO_TAG, tag_is
-from trainables.tracking import TrialRun, tracking_client, with_retries
+from trainables.tracking import ParentRun, tracking_client, with_retries
 
 FIGURE_FORMATS = ("png", "pdf")
 HYPERVOLUME, FRONT_SIZE, TRIALS = "front/hypervolume", "front/size", "front/trials"
@@ -107,7 +107,7 @@ def log_front_report(report: FrontReport, table: Any, tracking_uri: str, parents
     for parent in parents:
         for path in report.files:
             with_retries(lambda p=parent, f=path: client.log_artifact(p, str(f)))
-        TrialRun(client, parent).log(report.metrics)
+        ParentRun(client, parent).log(report.metrics)
     for run_id in sorted(report.front_run_ids):
         with_retries(lambda r=run_id: client.set_tag(r, PARETO_TAG, "true"))
     # Trials of this table tagged by an earlier, different front lose the tag.

@@ -158,7 +158,7 @@ def confirm(args) -> int:
         tune_run_config,
     )
     from sweeps.spec import load_spec
-    from sweeps.tracking import reopen_parent_run, tracking_uri
+    from sweeps.tracking import tracking_uri
     from trainables.tune_trainable import run_confirm_trial
 
     spec = load_spec(args.spec, args.set, args.smoke)
@@ -181,7 +181,7 @@ def confirm(args) -> int:
             tuner = restored_tuner(current, trainable_of(run_confirm_trial, spec, current, dataset))
             if tuner is None:
                 raise InputError("confirm --resume: Tune saved nothing to resume in the last confirm launch; run confirm without --resume.")
-            reopen_parent_run(current.tracking_uri, current.parent_run_id)
+            current.parent_run.reopen()
         else:
             runs = sum(len(job["replicates"]) for job in jobs)
             current = new_launch(spec, len(jobs), runs, kind="confirm")

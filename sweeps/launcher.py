@@ -34,7 +34,7 @@ from sweeps.spec import SweepSpec, load_spec
 from sweeps.study_url import study_storage_url
 from trainables.durable import write_atomically
 from trainables.errors import InputError
-from trainables.tracking import flatten, home
+from trainables.tracking import ParentRun, flatten, home
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,10 @@ class Launch:
     status: str = "running"
     kind: str = "sweep"  # or "confirm" (`sweeps confirm`): each resumes only its own kind
     planned: int = 0  # Tune trials it sets out to finish (0: a launch from before it was recorded)
+
+    @property
+    def parent_run(self) -> ParentRun:
+        return ParentRun.of(self.tracking_uri, self.parent_run_id)
 
     @property
     def folder(self) -> Path:
@@ -228,7 +232,7 @@ def new_launch(spec: SweepSpec, planned: int, planned_runs: int, kind: str = "sw
     uri = tracking_uri(spec)
     experiment = experiment_id(uri, spec.experiment)
     name = time.strftime("%Y-%m-%d_%H-%M-%S") + "_" + uuid.uuid4().hex[:6]
-    parent = start_parent_run(uri, experiment, spec, name, kind, planned_runs)
+    parent = start_parent_run(uri, experiment, spec, name, kind, planned_runs).run_id
     launch = Launch(name, spec.experiment, experiment, uri, parent, f"{spec.experiment}/{name}",
                     spec.model_dump(mode="json", by_alias=True), kind=kind, planned=planned)
     launch.save()
@@ -258,7 +262,6 @@ def report_front(launch: Launch, spec: SweepSpec) -> None:
     report counts this launch with its final status), whose description becomes the front's
     summary; then where to look, each command naming this store."""
     from sweeps.servers import where_to_look
-    from sweeps.tracking import describe_parent_run
 
     look = where_to_look(launch.tracking_uri, launch.experiment, launch.experiment_id, study_storage_url())
     try:
@@ -277,9 +280,8 @@ def report_front(launch: Launch, spec: SweepSpec) -> None:
             report = write_front_report(table, objectives, folder, launch.tracking_uri, launches=launches)
             log_front_report(report, table, launch.tracking_uri, [launch.parent_run_id])
             print(report.summary, file=sys.stderr)
-            describe_parent_run(launch.tracking_uri, launch.parent_run_id,
-                                f"{report.summary}\nThe plots and tables are this run's artifacts, and in `{folder}`.\n\n"
-                                f"```\n{look}\n```\n")
+            launch.parent_run.describe(f"{report.summary}\nThe plots and tables are this run's artifacts, and in "
+                                       f"`{folder}`.\n\n```\n{look}\n```\n")
             print(f"Front: {report.plot} (vector: {report.plot.with_suffix('.pdf')}); summary.md, front.csv and "
                   f"the hypervolume curve beside it, and in the parent run's artifacts.", file=sys.stderr)
     except (Exception, KeyboardInterrupt) as error:  # a convenience: the sweep's results are safe in MLflow
@@ -288,8 +290,6 @@ def report_front(launch: Launch, spec: SweepSpec) -> None:
 
 
 def launch(args) -> int:
-    from sweeps.tracking import reopen_parent_run
-
     overrides = list(args.set) + ([f"search.num_samples={args.num_samples}"] if args.num_samples is not None else [])
     spec = load_spec(args.spec, overrides, args.smoke)
     space = fixed_by_overrides(spec.space(), args.set)
@@ -305,7 +305,7 @@ def launch(args) -> int:
             check_same_configuration(current, spec)
             held.enter_context(driver_lock(current))
             current.planned = current.planned or num_samples
-            reopen_parent_run(current.tracking_uri, current.parent_run_id)
+            current.parent_run.reopen()
         else:
             from sweeps.tracking import experiment_id, tracking_uri
 
@@ -418,8 +418,6 @@ def run_launch(tuner, spec: SweepSpec, current: Launch, resume_command: str) -> 
     """Fit the launch's Tuner, summarise it, end the launch's parent run: FINISHED; KILLED,
     with its unfinished child runs, when a stop signal cut it short (then print the command
     that resumes it); or FAILED; and write the experiment's front report."""
-    from sweeps.tracking import end_parent_run, kill_unfinished_children
-
     start = time.monotonic()
     status = "FAILED"
     metrics: dict[str, float] = {}
@@ -438,7 +436,7 @@ def run_launch(tuner, spec: SweepSpec, current: Launch, resume_command: str) -> 
             current.save()
             return 0 if metrics["sweep/finished"] > 0 else 1
         finally:
-            killed = kill_unfinished_children(current.tracking_uri, current.experiment_id, current.parent_run_id)
+            killed = current.parent_run.kill_unfinished_children(current.experiment_id)
             if killed and status != "FINISHED":
                 print(f"{killed} unfinished trial run(s) marked KILLED in MLflow; --resume reopens them", file=sys.stderr)
             elif killed:  # trials a killed driver started that its Tune snapshot never recorded: no resume reaches them
@@ -447,7 +445,7 @@ def run_launch(tuner, spec: SweepSpec, current: Launch, resume_command: str) -> 
                 for leftover in (current.folder / TRIAL_STATE).glob("*.pt"):
                     leftover.unlink()
                 fail_orphaned_trials(current.study)
-            end_parent_run(current.tracking_uri, current.parent_run_id, status, metrics)
+            current.parent_run.end(status, metrics)
             report_front(current, spec)
             if status == "KILLED":
                 print(f"interrupted: continue with `{resume_command}`", file=sys.stderr)

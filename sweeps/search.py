@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import warnings
 from collections.abc import Callable
@@ -209,8 +210,9 @@ def study_storage(storage_url: str) -> optuna.storages.RDBStorage:
             return optuna.storages.RDBStorage(storage_url, engine_kwargs=engine_kwargs)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError) as error:
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        named = f" ({STUDY_STORAGE_ENV})" if os.environ.get(STUDY_STORAGE_ENV) else ""
         raise InputError(
-            f"the Optuna study storage {shown_url(storage_url)} ({STUDY_STORAGE_ENV}) cannot be opened: {reason}. "
+            f"the Optuna study storage {shown_url(storage_url)}{named} cannot be opened: {reason}. "
             f"Check the URL, that its database server runs and is reachable from here, its user and password, and "
             f"that its driver is installed (Postgres: psycopg); or unset {STUDY_STORAGE_ENV} to keep the study in "
             "optuna.db in the home folder."

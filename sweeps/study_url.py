@@ -15,8 +15,13 @@ STUDY_STORAGE_ENV = "PRIVSWEEP_STUDY_STORAGE"
 
 def study_storage_url() -> str:
     """`$PRIVSWEEP_STUDY_STORAGE` (an SQLAlchemy URL: on a cluster the Postgres database beside
-    MLflow's), else `optuna.db` in the home folder."""
-    return os.environ.get(STUDY_STORAGE_ENV) or f"sqlite:///{home() / 'optuna.db'}"
+    MLflow's), else `optuna.db` in the home folder, which is created if missing (a launch
+    creates its folder there anyway; a remote MLflow store leaves it empty until then)."""
+    if os.environ.get(STUDY_STORAGE_ENV):
+        return os.environ[STUDY_STORAGE_ENV]
+    folder = home()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'optuna.db'}"
 
 
 def shown_url(url: str) -> str:

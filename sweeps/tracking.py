@@ -1,4 +1,6 @@
-"""MLflow from the driver's side: the store, the experiment, the launch's parent run."""
+"""MLflow from the driver's side: the store a spec names, its experiment (description, saved
+view), and what a launch's parent run is tagged with; the runs themselves are
+`trainables.tracking`'s (`ParentRun`, `TrialRun`)."""
 
 from __future__ import annotations
 
@@ -23,11 +25,10 @@ from trainables.schema import (
     ROLE_TAG,
 )
 from trainables.tracking import (
-    TrialRun,
+    ParentRun,
     default_artifact_root,
     default_tracking_uri,
     flatten,
-    search_all_runs,
     sqlite_path,
     tracking_client,
     with_retries,
@@ -129,7 +130,9 @@ def objectives_view(spec: SweepSpec) -> str:
     return json.dumps({"name": "privsweep: objectives", "createdAt": now, "updatedAt": now, "state": json.dumps(state)})
 
 
-def start_parent_run(uri: str, experiment: str, spec: SweepSpec, launch: str, kind: str, planned_runs: int) -> str:
+def start_parent_run(uri: str, experiment: str, spec: SweepSpec, launch: str, kind: str, planned_runs: int) -> ParentRun:
+    """The launch's parent run, tagged with what the analysis reads of it; the experiment's
+    description and saved objectives view set on the way."""
     client = tracking_client(uri)
     tags = {
         ROLE_TAG: "sweep",
@@ -138,39 +141,11 @@ def start_parent_run(uri: str, experiment: str, spec: SweepSpec, launch: str, ki
         METHOD_TAG: spec.method,
         OBJECTIVES_TAG: json.dumps([o.model_dump() for o in spec.objectives]),
         PLANNED_RUNS_TAG: str(planned_runs),
+        NOTE_TAG: (f"{kind} launch of `{spec.name}` ({spec.method}): {planned_runs} planned run(s). "
+                   "The front table appears here when the launch finishes."),
     }
-    tags[NOTE_TAG] = (f"{kind} launch of `{spec.name}` ({spec.method}): {planned_runs} planned run(s). "
-                      "The front table appears here when the launch finishes.")
     if NOTE_TAG not in with_retries(lambda: client.get_experiment(experiment)).tags:
         with_retries(lambda: client.set_experiment_tag(experiment, NOTE_TAG, experiment_note(spec)))
     with_retries(lambda: client.set_experiment_tag(experiment, SAVED_VIEW_PREFIX + OBJECTIVES_VIEW, objectives_view(spec)))
-    run = with_retries(lambda: client.create_run(experiment, tags=tags, run_name=f"{spec.name} {launch}"))
-    TrialRun(client, run.info.run_id).log(params=flatten(spec.model_dump(mode="json", by_alias=True, exclude={"search_space"})))
-    with_retries(lambda: client.log_dict(run.info.run_id, spec.model_dump(mode="json", by_alias=True), "spec.yaml"))
-    return run.info.run_id
-
-
-def reopen_parent_run(uri: str, run_id: str) -> None:
-    with_retries(lambda: tracking_client(uri).update_run(run_id, status="RUNNING"))
-
-
-def describe_parent_run(uri: str, run_id: str, markdown: str) -> None:
-    """The parent run's description in the MLflow UI."""
-    with_retries(lambda: tracking_client(uri).set_tag(run_id, NOTE_TAG, markdown))
-
-
-def kill_unfinished_children(uri: str, experiment_id: str, parent_run_id: str) -> int:
-    """End the parent's RUNNING child runs as KILLED (an interrupted launch stopped their
-    trials); `--resume` reopens them. Returns how many there were."""
-    client = tracking_client(uri)
-    query = f"tags.`mlflow.parentRunId` = '{parent_run_id}' and attributes.status = 'RUNNING'"
-    unfinished = search_all_runs(client, [experiment_id], query)
-    for run in unfinished:
-        TrialRun(client, run.info.run_id).finish("KILLED")
-    return len(unfinished)
-
-
-def end_parent_run(uri: str, run_id: str, status: str, metrics: dict[str, float]) -> None:
-    run = TrialRun(tracking_client(uri), run_id)
-    run.log(metrics)
-    run.finish(status)
+    params = flatten(spec.model_dump(mode="json", by_alias=True, exclude={"search_space"}))
+    return ParentRun.start(uri, experiment, f"{spec.name} {launch}", tags, params, spec.model_dump(mode="json", by_alias=True))

@@ -1,4 +1,5 @@
-"""MLflow from the trial's side: the store location, a retrying client, a trial's child run.
+"""MLflow store access: the store location, a retrying client, and the runs of a launch
+(`StoreRun`: a launch's `ParentRun` and each trial's `TrialRun`).
 
 Layout (docs/design.md; the tag names are in `trainables.schema`): one experiment per sweep
 name; one parent run per launch (role `sweep`); one child run per trial and seed replicate
@@ -31,6 +32,7 @@ from trainables.schema import (
     ERROR_TAG,
     LAUNCH_TAG,
     METHOD_TAG,
+    NOTE_TAG,
     PARAM_SYMBOLS,
     REPLICATE_TAG,
     ROLE_TAG,
@@ -185,13 +187,83 @@ def finished_twin(tracking_uri: str, experiment_id: str, launch: str, config_id:
     return TrialRun(client, found[0].info.run_id, "FINISHED") if found else None
 
 
-class TrialRun:
-    """The MLflow child run of one trial; reused when a trial is restarted or resumed."""
+class StoreRun:
+    """One MLflow run, through a retrying client: what a launch's parent run and a trial's
+    child run share (logging in batches, artifacts, tags, metrics, ending)."""
 
     def __init__(self, client: MlflowClient, run_id: str, status: str = "RUNNING"):
         self.client = client
         self.run_id = run_id
         self.status = status  # as found; not kept up to date
+
+    @classmethod
+    def of(cls, tracking_uri: str, run_id: str):
+        """An existing run of the store at `tracking_uri`."""
+        return cls(tracking_client(tracking_uri), run_id)
+
+    def log(self, metrics: Mapping[str, float] | None = None, step: int = 0, params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None) -> None:
+        param_list = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in (params or {}).items()]
+        tag_list = [RunTag(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in (tags or {}).items()]
+        metric_list = to_metrics(metrics or {}, step)
+        for start in range(0, max(len(metric_list), len(param_list), len(tag_list), 1), 100):
+            with_retries(
+                lambda s=start: self.client.log_batch(
+                    self.run_id, metric_list[s : s + 100], param_list[s : s + 100], tag_list[s : s + 100]
+                )
+            )
+
+    def log_artifacts(self, folder: Path) -> None:
+        with_retries(lambda: self.client.log_artifacts(self.run_id, str(folder)))
+
+    def tag(self, name: str) -> str | None:
+        return with_retries(lambda: self.client.get_run(self.run_id)).data.tags.get(name)
+
+    def metrics(self) -> dict[str, float]:
+        """The latest value of every metric logged so far."""
+        return dict(with_retries(lambda: self.client.get_run(self.run_id)).data.metrics)
+
+    def reopen(self) -> None:
+        """RUNNING again (a resumed launch's parent, a restarted trial's run)."""
+        with_retries(lambda: self.client.update_run(self.run_id, status="RUNNING"))
+
+    def finish(self, status: str = "FINISHED") -> None:
+        with_retries(lambda: self.client.set_terminated(self.run_id, status))
+
+
+class ParentRun(StoreRun):
+    """A launch's parent run (role `sweep`): its trials' runs are its children."""
+
+    @classmethod
+    def start(cls, tracking_uri: str, experiment_id: str, name: str, tags: Mapping[str, str], params: Mapping[str, Any],
+              spec: Mapping[str, Any]) -> ParentRun:
+        """A new parent run with `tags` and `params`, the launch's spec as `spec.yaml`."""
+        client = tracking_client(tracking_uri)
+        created = with_retries(lambda: client.create_run(experiment_id, tags=dict(tags), run_name=name))
+        run = cls(client, created.info.run_id)
+        run.log(params=params)
+        with_retries(lambda: client.log_dict(run.run_id, dict(spec), "spec.yaml"))
+        return run
+
+    def describe(self, markdown: str) -> None:
+        """The run's description in the MLflow UI."""
+        self.log(tags={NOTE_TAG: markdown})
+
+    def end(self, status: str, metrics: Mapping[str, float]) -> None:
+        self.log(metrics)
+        self.finish(status)
+
+    def kill_unfinished_children(self, experiment_id: str) -> int:
+        """End the RUNNING child runs as KILLED (an interrupted launch stopped their trials;
+        `--resume` reopens them). Returns how many there were."""
+        query = f"tags.`mlflow.parentRunId` = '{self.run_id}' and attributes.status = 'RUNNING'"
+        unfinished = search_all_runs(self.client, [experiment_id], query)
+        for run in unfinished:
+            StoreRun(self.client, run.info.run_id).finish("KILLED")
+        return len(unfinished)
+
+
+class TrialRun(StoreRun):
+    """The MLflow child run of one trial; reused when a trial is restarted or resumed."""
 
     @classmethod
     def find(cls, tracking_uri: str, experiment_id: str, trial_id: str, launch: str, replicate: int = 0) -> TrialRun | None:
@@ -223,7 +295,7 @@ class TrialRun:
         existing = cls.find(tracking_uri, experiment_id, trial_id, launch, replicate)
         if existing is not None:
             if existing.status != "FINISHED":
-                with_retries(lambda: client.update_run(existing.run_id, status="RUNNING"))
+                existing.reopen()
             return existing
         tags = {
             **(tags or {}),
@@ -239,29 +311,8 @@ class TrialRun:
         run.log(params=params)
         return run
 
-    def log(self, metrics: Mapping[str, float] | None = None, step: int = 0, params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None) -> None:
-        param_list = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in (params or {}).items()]
-        tag_list = [RunTag(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in (tags or {}).items()]
-        metric_list = to_metrics(metrics or {}, step)
-        for start in range(0, max(len(metric_list), len(param_list), len(tag_list), 1), 100):
-            with_retries(
-                lambda s=start: self.client.log_batch(
-                    self.run_id, metric_list[s : s + 100], param_list[s : s + 100], tag_list[s : s + 100]
-                )
-            )
-
-    def log_artifacts(self, folder: Path) -> None:
-        with_retries(lambda: self.client.log_artifacts(self.run_id, str(folder)))
-
     def logged_steps(self, key: str) -> set[int]:
         return {m.step for m in with_retries(lambda: self.client.get_metric_history(self.run_id, key))}
-
-    def tag(self, name: str) -> str | None:
-        return with_retries(lambda: self.client.get_run(self.run_id)).data.tags.get(name)
-
-    def metrics(self) -> dict[str, float]:
-        """The latest value of every metric logged so far."""
-        return dict(with_retries(lambda: self.client.get_run(self.run_id)).data.metrics)
 
     def final_metrics(self) -> dict[str, float] | None:
         """The final metrics if this run already finished (a trial restarted after its end)."""
@@ -269,9 +320,6 @@ class TrialRun:
         if run.info.status != "FINISHED":
             return None
         return dict(run.data.metrics)
-
-    def finish(self, status: str = "FINISHED") -> None:
-        with_retries(lambda: self.client.set_terminated(self.run_id, status))
 
     def fail(self, error: BaseException) -> None:
         self.log(tags={ERROR_TAG: f"{type(error).__name__}: {error}"})
