@@ -1,7 +1,6 @@
 """`python -m analysis pareto ...`: see analysis.cli."""
 
 from analysis.cli import main
-from trainables.durable import make_files_private
+from trainables.program import run_as_program
 
-make_files_private()  # as a program only: tests that call main() keep their own umask
-raise SystemExit(main())
+run_as_program(main)

@@ -423,20 +423,56 @@ def test_smoke_experiment_is_apart_even_from_an_explicit_experiment():
     assert named.experiment == "mine/smoke"
 
 
-@pytest.mark.parametrize("spec", sorted(p.name for p in (REPO / "sweeps").glob("*.yaml")))
-def test_every_shipped_spec_passes_run_smoke_in_its_own_experiment(home, tmp_path, spec):
+SHIPPED_SPECS = sorted(p.name for p in (REPO / "sweeps").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def shipped_smoke(tmp_path_factory) -> dict:
+    """`run --smoke` of every shipped spec into one home, beside a synthetic "real" sweep of each
+    spec's name, as ten launches of one process (tests/smoke_launches.py). Returns per spec: its
+    raw spec, the synthetic sweep, the launch's exit code and stderr, and the home."""
+    from analysis.synthetic import write_synthetic_sweep
+
+    folder = tmp_path_factory.mktemp("shipped")
+    home = folder / "home"
+    home.mkdir()
+    plan, shipped, dataset_args = [], {}, {}
+    for spec in SHIPPED_SPECS:
+        raw = yaml.safe_load((REPO / "sweeps" / spec).read_text())
+        real = write_synthetic_sweep(f"sqlite:///{home / 'mlflow.db'}", raw["name"])
+        name = raw["dataset"]["name"]
+        if name not in dataset_args:  # datasets that cannot be downloaded here: a small folder in their real format
+            root = folder / "datasets" / name
+            dataset_args[name] = ["--set", f"dataset.root={root}"] if write_smoke_dataset(name, root) else []
+        plan.append({"spec": f"sweeps/{spec}", "args": dataset_args[name]})
+        shipped[spec] = {"raw": raw, "real": real, "home": home}
+    (folder / "plan.json").write_text(json.dumps(plan))
+    env = {**os.environ, "PRIVSWEEP_HOME": str(home), "PRIVSWEEP_DATA": str(folder / "data"), "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    with open(folder / "stderr.log", "w") as log:
+        subprocess.run([sys.executable, "tests/smoke_launches.py", str(folder / "plan.json"), str(folder / "results.json")],
+                       cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log, timeout=1800)
+    stderr = (folder / "stderr.log").read_bytes()
+    results = json.loads((folder / "results.json").read_text()) if (folder / "results.json").exists() else []
+    for outcome in results:
+        start, end = outcome["stderr"]
+        shipped[Path(outcome["spec"]).name].update(code=outcome["code"], stderr=stderr[start:end].decode(errors="replace"))
+    for spec in shipped.values():  # a launch the process never reached: the process's own stderr says why
+        spec.setdefault("code", None)
+        spec.setdefault("stderr", stderr.decode(errors="replace"))
+    return shipped
+
+
+@pytest.mark.parametrize("spec", SHIPPED_SPECS)
+def test_every_shipped_spec_passes_run_smoke_in_its_own_experiment(shipped_smoke, spec):
     """Every shipped spec runs with --smoke, and its tiny trials (which look far more private
     than real ones) land in `<name>/smoke`: the real experiment's front stays as it was."""
     from analysis import load_runs, pareto_mask
-    from analysis.synthetic import front_run_ids, write_synthetic_sweep
+    from analysis.synthetic import front_run_ids
 
-    raw = yaml.safe_load((REPO / "sweeps" / spec).read_text())
-    real = write_synthetic_sweep(f"sqlite:///{home / 'mlflow.db'}", raw["name"])
-    # Datasets that cannot be downloaded here run on a small folder in their real format.
-    root = tmp_path / "dataset"
-    overrides = ["--set", f"dataset.root={root}"] if write_smoke_dataset(raw["dataset"]["name"], root) else []
-    result = sweeps("run", f"sweeps/{spec}", "--smoke", *overrides)
-    assert result.returncode == 0, result.stderr[-3000:]
+    shipped = shipped_smoke[spec]
+    raw, real, home = shipped["raw"], shipped["real"], shipped["home"]
+    assert shipped["code"] == 0, shipped["stderr"][-3000:]
     assert len([r for r in runs(home, raw["name"] + "/smoke", "trial") if r.info.status == "FINISHED"]) == 2
     table = load_runs(raw["name"], f"sqlite:///{home / 'mlflow.db'}")
     front = set(table.filter(pareto_mask(table)).column("run_id").to_pylist())
