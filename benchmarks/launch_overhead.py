@@ -1,5 +1,6 @@
-"""What a launch costs beyond its trials: `python -m sweeps run` of a tiny synthetic spec (2 trials
-of small_cnn on 16 px images, about 4 s of compute each), timed by the lines it prints.
+"""What a launch costs beyond its trials: `python -m sweeps run sweeps/quickstart.yaml --smoke` (a
+new user's first launch: 2 trials of small_cnn on 256 Fashion-MNIST images, a few seconds of
+compute each), timed by the lines it prints.
 
 Phases, each the median over `--repeats` launches into a fresh home (a fresh MLflow store and
 study, as a first launch and every test launch has):
@@ -23,28 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parent.parent
-SPEC = {
-    "name": "launch_overhead",
-    "method": "noisy_arl",
-    "dataset": {"name": "synthetic", "task": "shape", "private": "color",
-                "options": {"train_size": 320, "test_size": 96, "image_size": 16}},
-    "model": {"backbone": "small_cnn", "split": 2},
-    "train": {"epochs": 2, "batch_size": 64},
-    "params": {"sigma": 0.5, "lambda": 0.01},
-    "search_space": {"sigma": {"uniform": [0.1, 2.0]}},
-    "search": {"sampler": "random", "num_samples": 2, "max_concurrent": 2, "seed": 0},
-    "attacks": {"epochs": 1, "batch_size": 128, "gallery": 2, "whitebox": {"images": 8, "steps": 10, "selection_images": 8}},
-}
 MARKERS = {"start": lambda line: line.startswith("launch "), "trials": lambda line: "planned trial(s) finished" in line}
 
 
-def timed_launch(spec: Path, home: Path) -> dict[str, float]:
+def timed_launch(home: Path) -> dict[str, float]:
     env = {**os.environ, "PRIVSWEEP_HOME": str(home), "PYTHONPATH": str(REPO)}
     begin = time.monotonic()
-    process = subprocess.Popen([sys.executable, "-m", "sweeps", "run", str(spec)], cwd=REPO, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "sweeps", "run", "sweeps/quickstart.yaml", "--smoke"], cwd=REPO, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seen, last = {}, begin
     for line in process.stderr:
@@ -64,9 +51,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
-        spec = Path(scratch) / "launch_overhead.yaml"
-        spec.write_text(yaml.safe_dump(SPEC))
-        rows = [timed_launch(spec, Path(scratch) / f"home{i}") for i in range(args.repeats)]
+        rows = [timed_launch(Path(scratch) / f"home{i}") for i in range(args.repeats)]
     medians = {phase: statistics.median(row[phase] for row in rows) for phase in rows[0]}
     for phase, seconds in medians.items():
         print(f"{phase:>7}: {seconds:6.2f} s  (each: {', '.join(f'{row[phase]:.2f}' for row in rows)})")
