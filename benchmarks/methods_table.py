@@ -32,9 +32,10 @@ attacker at beta2 .8 and 1600 steps) print with the same flags and `--methods
 privacy_partitioning adv_recon deep_obfuscator disco` at b357185; `none` and adv_recon with
 its calibrated decoder (`params.decoder: mirror`, 4b8ab4be1bdf3ef9) with `--methods adv_recon`
 at a50e366. With the patient leakage attackers (766e5299f3e12464, the current code), 3 seeds on
-the demo slice: `none`, maxent, privacy_partitioning, adv_recon and deep_obfuscator print at HEAD
-with `--seeds 0 1 2 --set dataset.train_size=2500 --set dataset.test_size=1000 --stored-only`
-(the other methods are not stored at this code).
+the demo slice: `none` and every learned method (maxent, privacy_partitioning, adv_recon,
+deep_obfuscator, noisy_arl, disco) print at HEAD with `--seeds 0 1 2 --set
+dataset.train_size=2500 --set dataset.test_size=1000 --stored-only` (DISCO's same-budget
+controls and the non-learned methods are not stored at this code).
 
 Same-budget controls: a method that declares a `control` (`Method.control`; DISCO:
 `random_pruning`) is also run beside it at each value of the shared knob in

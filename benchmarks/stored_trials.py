@@ -6,11 +6,12 @@ them (6 h), more than one working session. Each finished trial's metrics are app
 JSON-lines file at once (a killed run loses at most the trial under way; a line cut short
 by the kill is skipped), keyed by the trial's resolved configuration (the spec with its
 overrides, as `TrialConfig`: override order (a path given twice: its last value), comments
-and the spec's search section, which no trial reads, make no difference) and by a fingerprint of the code that produced it:
-every `trainables/**/*.py` but the launcher-side modules of LAUNCHER_SIDE, which a trial's
-numbers never pass through (MLflow logging, the Tune function, screening, artifacts, error
-types, the program entry). A trial of other code is never reused: after a change that could move a number the
-benchmark starts again, and it says how many stored trials it left aside.
+and the spec's search section, which no trial reads, make no difference) and by a
+fingerprint of the code that produced it: every `trainables/**/*.py` but the launcher-side
+modules of LAUNCHER_SIDE, which a trial's numbers never pass through (MLflow logging, the
+Tune function, screening, artifacts, error types, the program entry, the launch storage). A
+trial of other code is never reused: after a change that could move a number the benchmark
+starts again, and it says how many stored trials it left aside.
 A trial that fails is reported with its overrides, the others still run and are stored, and
 the run then raises the first failure; Ctrl-C or SIGTERM kills the trials under way at once. Every
 trial runs with one torch thread, in a worker or in this process (CPU results differ in the
@@ -43,7 +44,7 @@ RESULTS = REPO / "benchmarks" / "results"
 Outcome = tuple[list[str], dict[str, float] | None, str | None]
 CURVES = "curves"  # in a run's result: the trial's per-epoch history, stored beside its metrics
 LAUNCHER_SIDE = frozenset({
-    "tracking.py", "tune_trainable.py", "screening.py", "artifacts.py", "errors.py", "durable.py", "program.py",
+    "tracking.py", "tune_trainable.py", "screening.py", "artifacts.py", "errors.py", "durable.py", "program.py", "storage.py",
     "schema.py",  # names and tags only: a renamed key shows as a missing column, never as a moved number
 })
 

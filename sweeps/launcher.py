@@ -1,9 +1,13 @@
 """`python -m sweeps run`: a Ray Tune experiment whose trials are the trial engine.
 
-A launch lives in `<home>/ray_results/<experiment>/<launch>/` with a `launch.json` that
-names its MLflow parent run and Optuna study; `--resume` continues the newest unfinished
-launch of the experiment (same folder, parent run and study); without `--resume` every
-run is a new launch in a new folder.
+A launch lives in `<storage>/<experiment>/<launch>/` (`trainables/storage.py`: Tune's
+storage path, `$PRIVSWEEP_STORAGE` or `<home>/ray_results`) with a `launch.json` that names
+its MLflow parent run and Optuna study, Tune's experiment state and the trials' epoch state;
+`--resume` continues the newest unfinished launch of the experiment (same folder, parent
+run and study); without `--resume` every run is a new launch in a new folder. On a
+multi-node cluster every node must reach the storage (`check_storage_shared`), so a trial
+restarted on another node resumes from its last finished epoch and a lost head loses no
+launch.
 
 SIGTERM and SIGHUP (a `timeout`, `ray job stop`, a closed terminal) stop a launch the way
 Ctrl-C does: Tune, which catches SIGINT while it fits, stops the running trials and saves
@@ -32,18 +36,23 @@ from filelock import FileLock, Timeout
 from sweeps.search_space import SearchSpace
 from sweeps.spec import SweepSpec, load_spec
 from sweeps.study_url import study_storage_url
-from trainables.durable import write_atomically
 from trainables.errors import InputError
+from trainables.storage import Location, storage_root
 from trainables.tracking import ParentRun, flatten, home
 
 log = logging.getLogger(__name__)
 
 # Snapshot Tune's experiment state every second (default: 10 s or more), so a driver killed
-# with SIGKILL resumes with at most a second of trial bookkeeping lost.
+# with SIGKILL resumes with at most a second of trial bookkeeping lost. Behind a URI each
+# snapshot uploads Tune's whole experiment folder again (every trial's result files: about
+# 38 requests a second, three per object, for a launch of 4 tiny trials against a loopback
+# S3), so there it is every 10 s.
 EXPERIMENT_SNAPSHOT_S = "1"
+REMOTE_SNAPSHOT_S = "10"
 MISSING = "<absent>"
 DRIVER_LOCK = "driver.lock"
 TRIAL_STATE = "trial_state"  # the launch folder's trial state files (trainables.tune_trainable)
+LAUNCH_RECORD = "launch.json"
 
 
 @dataclass
@@ -64,28 +73,28 @@ class Launch:
         return ParentRun.of(self.tracking_uri, self.parent_run_id)
 
     @property
-    def folder(self) -> Path:
-        return home() / "ray_results" / self.experiment / self.launch
+    def location(self) -> Location:
+        return Location(storage_root(), (self.experiment, self.launch))
 
     def save(self) -> None:
-        write_atomically(self.folder / "launch.json", json.dumps(asdict(self), indent=2).encode())
+        (self.location / LAUNCH_RECORD).write(json.dumps(asdict(self), indent=2).encode())
 
     @classmethod
-    def read(cls, path: Path) -> Launch:
+    def read(cls, record: Location) -> Launch:
         try:
-            return cls(**json.loads(path.read_text()))
+            return cls(**json.loads(record.read()))
         except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as error:
             raise InputError(
-                f"--resume: the launch record {path} is damaged ({error}); move it away to resume an "
+                f"--resume: the launch record {record} is damaged ({error}); move it away to resume an "
                 "older unfinished launch of this experiment, or run without --resume."
             ) from None
 
     @classmethod
     def latest_unfinished(cls, experiment: str, kind: str = "sweep") -> Launch:
-        root = home() / "ray_results" / experiment
-        launches = sorted(root.glob("*/launch.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for path in launches:
-            launch = cls.read(path)
+        root = Location(storage_root(), (experiment,))
+        records = [folder / LAUNCH_RECORD for folder in root.children(folders=True)]
+        for record in sorted((r for r in records if r.exists()), key=Location.modified, reverse=True):
+            launch = cls.read(record)
             if launch.status != "finished" and launch.kind == kind:
                 return launch
         raise InputError(f"--resume: no unfinished {kind} launch of experiment {experiment!r} under {root}; run without --resume.")
@@ -101,7 +110,9 @@ def fixed_by_overrides(space: SearchSpace, overrides: list[str]) -> SearchSpace:
 
 def check_launchable(spec: SweepSpec) -> None:
     """What `validate`, `run` and `confirm` check beyond the spec's own fields, before Ray:
-    every objective is a metric the trials log, and a trial pinned to a GPU gets one."""
+    every objective is a metric the trials log, a trial pinned to a GPU gets one, and
+    pyarrow opens the launch's storage."""
+    storage_root()
     if spec.train.device == "cuda" and spec.resources.gpu == 0:
         raise InputError(
             "train.device: cuda, but resources.gpu is 0, so Ray gives each trial no GPU and every trial would fail; "
@@ -123,7 +134,8 @@ def check_objectives(spec: SweepSpec) -> None:
 def init_ray(spec: SweepSpec) -> None:
     import ray
 
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_SNAPSHOT_S)
+    remote = Location(storage_root()).local is None
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", REMOTE_SNAPSHOT_S if remote else EXPERIMENT_SNAPSHOT_S)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Snapshots every second trip Tune's "excessive snapshot" warning; they are deliberate
     # (see EXPERIMENT_SNAPSHOT_S).
@@ -133,6 +145,9 @@ def init_ray(spec: SweepSpec) -> None:
             ray.init(log_to_driver=False)
         else:
             ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    from sweeps.shared_storage import check_storage_shared
+
+    check_storage_shared(Location(storage_root(), (spec.experiment,)))
     if spec.resources.gpu > 0 and ray.cluster_resources().get("GPU", 0) == 0:
         raise InputError(
             f"resources.gpu: {spec.resources.gpu} GPU per trial requested but this Ray cluster has no GPU; "
@@ -165,7 +180,7 @@ def sweep_context(spec: SweepSpec, launch: Launch):
         parent_run_id=launch.parent_run_id,
         launch=launch.launch,
         threads=max(1, int(spec.resources.cpu)),
-        state_dir=str(launch.folder / TRIAL_STATE),
+        trial_state=launch.location / TRIAL_STATE,
         replicates=spec.search.replicates,
         modes=tuple(o.mode for o in spec.objectives),
         screen=spec.search.screen if launch.kind == "sweep" else None,  # confirm re-runs finished configurations
@@ -190,7 +205,8 @@ def tune_run_config(spec: SweepSpec, launch: Launch, total: int):
     progress = SweepProgress(total, spec.search.max_concurrent, [(o.metric, o.mode) for o in spec.objectives])
     return tune.RunConfig(
         name=launch.launch,
-        storage_path=str(launch.folder.parent),
+        storage_path=launch.location.parent.path,
+        storage_filesystem=launch.location.fs,
         failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
         callbacks=[progress],
         verbose=0,
@@ -201,9 +217,11 @@ def restored_tuner(launch: Launch, trainable):
     """The launch's Tuner from its folder, or None when Tune saved nothing to restore."""
     from ray import tune
 
-    if not tune.Tuner.can_restore(str(launch.folder)):
+    where, fs = launch.location.path, launch.location.fs
+    if not tune.Tuner.can_restore(where, storage_filesystem=fs):
         return None
-    return tune.Tuner.restore(str(launch.folder), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
+    return tune.Tuner.restore(where, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False,
+                              storage_filesystem=fs)
 
 
 def build_tuner(spec: SweepSpec, space: SearchSpace, launch: Launch, dataset, num_samples: int, resume: bool):
@@ -319,7 +337,7 @@ def launch(args) -> int:
             current = new_launch(spec, num_samples, num_samples * spec.search.replicates)
             held.enter_context(driver_lock(current))
         print(f"launch {current.launch}: {num_samples} trial(s), {spec.search.max_concurrent} at a time, "
-              f"folder {current.folder}", file=sys.stderr)
+              f"folder {current.location}", file=sys.stderr)
         tuner = build_tuner(spec, space, current, dataset, num_samples, args.resume)
         return run_launch(tuner, spec, current, resume_command(args))
 
@@ -350,7 +368,7 @@ def driver_lock(launch: Launch) -> contextlib.AbstractContextManager:
     """Held by the driver running `launch`, acquired here (a context manager that releases it):
     a second driver of the same launch, such as a `--resume` beside the running one, exits 2.
     An advisory lock (flock): it ends with the process that holds it, however it ends."""
-    lock = FileLock(str(launch.folder / DRIVER_LOCK))
+    lock = FileLock(str(driver_lock_path(launch)))
     try:
         return lock.acquire(timeout=0)  # on exit, releases this one acquisition
     except Timeout:
@@ -358,6 +376,16 @@ def driver_lock(launch: Launch) -> contextlib.AbstractContextManager:
             f"launch {launch.launch} is being run by another driver (it holds {lock.lock_file}); wait for "
             "it to end, or stop it (Ctrl-C), then --resume."
         ) from None
+
+
+def driver_lock_path(launch: Launch) -> Path:
+    """In the launch folder on a local or mounted filesystem (so a driver on another machine
+    that mounts it sees the lock too, where the filesystem supports flock); behind a URI,
+    which has no locks, in `<home>/locks/`: it then keeps out a second driver on this machine
+    only (on a cluster, drivers run on the head)."""
+    folder = launch.location.local or home() / "locks" / launch.experiment / launch.launch
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / DRIVER_LOCK
 
 
 def resume_command(args) -> str:
@@ -442,8 +470,8 @@ def run_launch(tuner, spec: SweepSpec, current: Launch, resume_command: str) -> 
             elif killed:  # trials a killed driver started that its Tune snapshot never recorded: no resume reaches them
                 print(f"{killed} trial run(s) an earlier driver left unfinished, and no resume reached, marked KILLED", file=sys.stderr)
             if status == "FINISHED":  # no trial of a finished launch resumes: its state files are garbage
-                for leftover in (current.folder / TRIAL_STATE).glob("*.pt"):
-                    leftover.unlink()
+                for leftover in (current.location / TRIAL_STATE).children(".pt"):
+                    leftover.delete()
                 fail_orphaned_trials(current.study)
             current.parent_run.end(status, metrics)
             report_front(current, spec)

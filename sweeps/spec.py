@@ -75,10 +75,11 @@ class TrackingConfig(Strict):
 
     @field_validator("experiment")
     @classmethod
-    def _stays_in_home(cls, experiment: str | None) -> str | None:
-        """The name is also the launch folder's path under $PRIVSWEEP_HOME/ray_results."""
+    def _stays_in_storage(cls, experiment: str | None) -> str | None:
+        """The name is also the launch folder's path in the launch storage (trainables/storage.py)."""
         if experiment is not None and (not experiment.strip() or experiment.startswith(("/", "~")) or ".." in experiment.split("/")):
-            raise ValueError(f"{experiment!r} would put the launch folder outside $PRIVSWEEP_HOME/ray_results; use a plain name such as my_sweep")
+            raise ValueError(f"{experiment!r} would put the launch folder outside the launch storage ($PRIVSWEEP_STORAGE, "
+                             "else <home>/ray_results); use a plain name such as my_sweep")
         return experiment
 
 

@@ -11,9 +11,11 @@
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,12 +88,18 @@ def write_spec(tmp_path):
     return write
 
 
-def run_sweeps_cli(*args: str, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python -m sweeps ARGS` in a real subprocess from the repo root (one torch thread)."""
+def program_env(env: dict | None = None) -> dict:
+    """The environment of a privsweep program the tests start: this one's, one torch thread,
+    the repo importable, then `env`'s entries."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full_env.get("PYTHONPATH")]))
+    return full_env
+
+
+def run_sweeps_cli(*args: str, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m sweeps ARGS` in a real subprocess from the repo root (one torch thread)."""
     return subprocess.run(
-        [sys.executable, "-m", "sweeps", *args], cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "sweeps", *args], cwd=REPO, env=program_env(env), capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -108,3 +116,23 @@ def home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def sweeps_cli():
     return run_sweeps_cli
+
+
+@pytest.fixture
+def s3_storage(monkeypatch) -> Iterator[str]:
+    """`$PRIVSWEEP_STORAGE` on an S3 API served on loopback (moto's server, in this process:
+    no object store can be reached here), for this test and the commands it starts; returns
+    the storage URI. Its bucket is created by the first write."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
+    for key, value in {"AWS_ACCESS_KEY_ID": "privsweep-test", "AWS_SECRET_ACCESS_KEY": "privsweep-test",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    uri = f"s3://privsweep/runs?endpoint_override={host}:{port}&scheme=http&region=us-east-1&allow_bucket_creation=true"
+    monkeypatch.setenv("PRIVSWEEP_STORAGE", uri)
+    yield uri
+    server.stop()

@@ -7,7 +7,8 @@ The shipped-spec smoke test runs its ten launches this way: one interpreter, one
 torch and one local Ray for all of them (the first launch starts Ray, each later one finds it
 running, as a second launch from a notebook does), where ten processes paid about 15 s each for
 their own. Each launch still goes through the command line's `main`, as a program
-(`run_as_program`'s umask)."""
+(`run_as_program`: the umask, the frozen
+collector at exit)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import traceback
 from pathlib import Path
 
 from sweeps.cli import main
-from trainables.durable import make_files_private
+from trainables.program import run_as_program
 
 
 def stderr_offset() -> int:
@@ -38,10 +39,13 @@ def smoke_launch(spec: str, args: list[str]) -> dict:
     return {"spec": spec, "code": code, "stderr": [start, stderr_offset()]}
 
 
-if __name__ == "__main__":
-    plan, results = json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2])
-    make_files_private()
+def launch_all(plan: Path, results: Path) -> int:
     outcomes = []
-    for entry in plan:
+    for entry in json.loads(plan.read_text()):
         outcomes.append(smoke_launch(entry["spec"], entry["args"]))
         results.write_text(json.dumps(outcomes))
+    return 0
+
+
+if __name__ == "__main__":
+    run_as_program(lambda: launch_all(Path(sys.argv[1]), Path(sys.argv[2])))

@@ -225,6 +225,12 @@ def test_validate_rejects_a_misspelled_objective_as_run_does(capsys, write_spec)
                            "privacy/leak_accuracy", "did you mean `privacy/leak_acc`?")
 
 
+def test_validate_rejects_a_launch_storage_pyarrow_cannot_open_as_run_does(capsys, write_spec, monkeypatch):
+    monkeypatch.setenv("PRIVSWEEP_STORAGE", "nosuchscheme://bucket/prefix")
+    fails_with_input_error(capsys, ["validate", str(write_spec())], "PRIVSWEEP_STORAGE=nosuchscheme://bucket/prefix",
+                           "pyarrow cannot open it", "s3://bucket/prefix")
+
+
 @pytest.mark.parametrize(("where", "typo", "meant"), [
     ((), "serach", "search"),
     (("train",), "epoch", "epochs"),

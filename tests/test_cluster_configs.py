@@ -327,6 +327,26 @@ def test_every_cluster_path_keeps_the_study_in_the_postgres_beside_mlflow():
         assert "@<" in text and ":5432/optuna" in text, name
 
 
+def test_every_cluster_path_keeps_the_launch_state_where_every_node_reaches_it():
+    """Tune's experiment state, launch.json and the trials' epoch state (`PRIVSWEEP_STORAGE`,
+    trainables/storage.py) on storage every node shares, not on the head's disk: the RayJob on
+    its ReadWriteMany volume, the launcher configs (whose /data is each node's own) in a bucket
+    passed to the driver."""
+    job = rayjob()
+    env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]
+    pods = pod_specs(job)
+    mounts = {(name, m["mountPath"]) for name, spec in pods.items() for m in spec["containers"][0]["volumeMounts"]}
+    volume = "/" + env["PRIVSWEEP_STORAGE"].strip("/").split("/")[0]
+    assert {(name, volume) for name in pods} <= mounts  # every pod mounts the volume the storage is on
+    claims = {v["persistentVolumeClaim"]["claimName"] for spec in pods.values() for v in spec["volumes"] if "persistentVolumeClaim" in v}
+    [claim] = [doc for doc in rayjob_documents() if doc.get("kind") == "PersistentVolumeClaim"]
+    assert claim["metadata"]["name"] in claims and claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    for name, scheme in (("aws-gpu.yaml", "s3"), ("gcp-gpu.yaml", "gs"), ("README.md", "s3"), ("mlflow/README.md", "s3")):
+        text = (CLUSTER / name).read_text()
+        assert '\\"PRIVSWEEP_STORAGE\\": \\"$PRIVSWEEP_STORAGE\\"' in text, name  # passed to the driver
+        assert f"{scheme}://<bucket>/privsweep" in text, name
+
+
 def test_compose_mlflow_accepts_the_rayjob_tracking_host():
     # MLflow 3 rejects Host headers outside --allowed-hosts; the RayJob logs to http://mlflow:5000.
     allowed = compose_default(option(mlflow_command(), "--allowed-hosts")).split(",")

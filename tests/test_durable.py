@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from trainables.durable import UnreadableState, append_durably, load_state, write_atomically
 from trainables.schema import STATE_SET_ASIDE_TAG
+from trainables.storage import LocalCopy, Location
 from trainables.tracking import TrialRun
 from trainables.trial import Trial
 from trainables.tune_trainable import resumed_trial
@@ -73,8 +74,9 @@ def test_an_unusable_state_is_set_aside_and_the_trial_starts_from_scratch(damage
     experiment = MlflowClient(uri).create_experiment("x", artifact_location=(tmp_path / "artifacts").as_uri())
     parent = MlflowClient(uri).create_run(experiment).info.run_id
     run = TrialRun.open(uri, experiment, parent, "t1", "L", "none", "none", {"a": 1}, replicate=0)
-    with caplog.at_level(logging.WARNING):
-        trial = resumed_trial(config, None, state, run)
+    location = Location(str(tmp_path), ("trial_state", "t1.pt"))
+    with caplog.at_level(logging.WARNING), LocalCopy(location) as copy:
+        trial = resumed_trial(config, None, copy, run)
     assert trial.epoch == 0 and trial.history == []  # from scratch
     assert not state.exists()
     [aside] = state.parent.glob("t1.pt.corrupt-*")
@@ -85,7 +87,8 @@ def test_an_unusable_state_is_set_aside_and_the_trial_starts_from_scratch(damage
     assert tag.startswith(aside.name) and REASONS[damage] in tag
     trial.train_epoch()
     trial.save(state)  # the next epoch's state is a good one again
-    assert resumed_trial(config, None, state, run).epoch == 1
+    with LocalCopy(location) as copy:
+        assert resumed_trial(config, None, copy, run).epoch == 1
 
 
 def test_a_good_state_resumes_and_a_state_of_another_trial_is_refused(saved_state, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from filelock import FileLock
 
-from sweeps.launcher import DRIVER_LOCK, Launch
+from sweeps.launcher import Launch, driver_lock_path
 from sweeps.spec import load_spec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,7 +62,7 @@ def test_resume_with_an_edited_spec_or_set_is_refused_naming_the_fields(launched
 
 def test_a_second_driver_of_a_running_launch_exits_2(launched):
     spec, launch, env = launched
-    with FileLock(str(launch.folder / DRIVER_LOCK)):  # the first driver, still running
+    with FileLock(str(driver_lock_path(launch))):  # the first driver, still running
         result = resume(spec, env)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "launch L1 is being run by another driver" in result.stderr
@@ -70,7 +70,7 @@ def test_a_second_driver_of_a_running_launch_exits_2(launched):
 
 def test_a_damaged_launch_record_is_named(launched):
     spec, launch, env = launched
-    record = launch.folder / "launch.json"
+    record = launch.location.local / "launch.json"
     record.write_text(record.read_text()[:40])  # cut short
     result = resume(spec, env)
     assert result.returncode == 2 and "Traceback" not in result.stderr

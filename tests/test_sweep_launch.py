@@ -16,10 +16,13 @@ import optuna
 import pytest
 import torch
 import yaml
+from conftest import program_env
 from fixture_data import write_smoke_dataset
 from mlflow.tracking import MlflowClient
+from pyarrow.fs import FileSelector
 
 from sweeps.spec import load_spec
+from trainables.storage import Location
 from trainables.tracking import tracking_client
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,24 +133,29 @@ def test_resume_after_sigkill_finishes_every_trial_once(home, tmp_path):
     assert not list((home / "ray_results").rglob("trial_state/*.pt"))
 
 
-def test_sigterm_ends_unfinished_runs_killed_and_resume_reopens_them(home, tmp_path):
+def test_sigterm_ends_unfinished_runs_killed_and_resume_reopens_them(home, tmp_path, s3_storage):
     """SIGTERM to the driver alone (what `timeout` sends) stops the launch like Ctrl-C: no
     child run stays RUNNING, the parent is KILLED, the resume command is printed with how
-    many planned trials finished; --resume then finishes the killed runs in place."""
-    spec = write_spec(tmp_path, "stopped", search={"sampler": "random", "num_samples": 4, "max_concurrent": 2, "seed": 0})
+    many planned trials finished; --resume then finishes the killed runs in place, each from
+    the last epoch it had finished. The launch keeps its state behind an S3 URI
+    (`$PRIVSWEEP_STORAGE`, trainables/storage.py), so the state went through the bucket."""
+    epochs = 6
+    spec = write_spec(tmp_path, "stopped", train={"epochs": epochs, "batch_size": 64},
+                      search={"sampler": "random", "num_samples": 4, "max_concurrent": 2, "seed": 0})
     driver = subprocess.Popen([sys.executable, "-m", "sweeps", "run", str(spec)], cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 300
     try:
-        while time.monotonic() < deadline:  # a trial started after one finished: seconds from its end
+        while time.monotonic() < deadline:  # a trial mid-training, started after one finished
             children = runs(home, "stopped", "trial")
             ended = [r.info.end_time for r in children if r.info.status == "FINISHED"]
-            if ended and any(r.info.status == "RUNNING" and r.info.start_time > max(ended) for r in children):
+            later = [r for r in children if ended and r.info.status == "RUNNING" and r.info.start_time > max(ended)]
+            if any(1 <= len(epochs_logged(home, r)) < epochs for r in later):
                 break
             assert driver.poll() is None, driver.stderr.read()
             time.sleep(0.2)
         else:
-            pytest.fail("no trial started after another finished")
+            pytest.fail("no trial was mid-training after another finished")
         driver.send_signal(signal.SIGTERM)
         stderr = driver.communicate(timeout=120)[1]
     finally:
@@ -161,6 +169,8 @@ def test_sigterm_ends_unfinished_runs_killed_and_resume_reopens_them(home, tmp_p
     statuses = [r.info.status for r in children]
     assert "RUNNING" not in statuses and "KILLED" in statuses, statuses
     killed = {r.info.run_id for r in children if r.info.status == "KILLED"}
+    midway = {r.info.run_id for r in children if r.info.run_id in killed and 1 <= len(epochs_logged(home, r)) < epochs}
+    assert midway
     [parent] = runs(home, "stopped", "sweep")
     assert parent.info.status == "KILLED"
     assert parent.data.tags["privsweep.planned_runs"] == "4"
@@ -168,6 +178,8 @@ def test_sigterm_ends_unfinished_runs_killed_and_resume_reopens_them(home, tmp_p
     assert parent.data.metrics["front/trials"] == statuses.count("FINISHED") >= 1
     assert "pareto.png" in {a.path for a in client(home).list_artifacts(parent.info.run_id)}
     assert "is KILLED" in (home / "out" / "stopped" / "summary.md").read_text()
+    [launch] = Location(s3_storage, ("stopped",)).children(folders=True)
+    assert {state.name for state in (launch / "trial_state").children(".pt")}  # the stopped trials' epochs
 
     result = sweeps("run", str(spec), "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -175,8 +187,19 @@ def test_sigterm_ends_unfinished_runs_killed_and_resume_reopens_them(home, tmp_p
     children = runs(home, "stopped", "trial")
     assert len(children) == 4 and all(r.info.status == "FINISHED" for r in children)
     assert killed <= {r.info.run_id for r in children}  # reopened in place, not duplicated
+    for run in children:  # the stopped ones went on from their state in the bucket: no epoch twice
+        assert epochs_logged(home, run) == list(range(1, epochs + 1)), run.info.run_name
     [parent] = runs(home, "stopped", "sweep")
     assert parent.info.status == "FINISHED"
+    assert json.loads((launch / "launch.json").read())["status"] == "finished"
+    stored = [info.path for info in launch.fs.get_file_info(FileSelector(launch.path, recursive=True))]
+    assert any(Path(path).name.startswith("experiment_state") for path in stored)  # Tune's own state, there too
+    assert not [path for path in stored if path.endswith(".pt")]  # finished trials leave no state
+    assert not (home / "ray_results").exists()
+
+
+def epochs_logged(home: Path, run) -> list[int]:
+    return sorted(m.step for m in client(home).get_metric_history(run.info.run_id, "train/task_loss"))
 
 
 def test_a_configuration_proposed_again_is_not_trained_again(home, tmp_path):
@@ -447,8 +470,7 @@ def shipped_smoke(tmp_path_factory) -> dict:
         plan.append({"spec": f"sweeps/{spec}", "args": dataset_args[name]})
         shipped[spec] = {"raw": raw, "real": real, "home": home}
     (folder / "plan.json").write_text(json.dumps(plan))
-    env = {**os.environ, "PRIVSWEEP_HOME": str(home), "PRIVSWEEP_DATA": str(folder / "data"), "OMP_NUM_THREADS": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env = program_env({"PRIVSWEEP_HOME": str(home), "PRIVSWEEP_DATA": str(folder / "data")})
     with open(folder / "stderr.log", "w") as log:
         subprocess.run([sys.executable, "tests/smoke_launches.py", str(folder / "plan.json"), str(folder / "results.json")],
                        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log, timeout=1800)

@@ -16,10 +16,11 @@
   state saved before the header existed is loaded without a checksum.
 - `set_aside(path)`: renames an unreadable file to `<name>.corrupt-<UTC time>`, so the next
   attempt does not fail on it again and nothing is deleted.
-- `make_files_private()`: the command-line entry points call it first (`program.run_as_program`), so every file and
-  folder they create (MLflow stores, artifacts with reconstructions of possibly private
-  images, client weights, trial states, launch folders, the data cache) is 0600 / 0700, and
-  so is what the local Ray workers they start create (a child inherits the umask).
+- `make_files_private()`: the command-line entry points call it first
+  (`program.run_as_program`), so every file and folder they create (MLflow stores, artifacts
+  with reconstructions of possibly private images, client weights, trial states, launch
+  folders, the data cache) is 0600 / 0700, and so is what the local Ray workers they start
+  create (a child inherits the umask).
 """
 
 from __future__ import annotations

@@ -20,11 +20,13 @@ do not count, as the code may have changed since). Seed replicates are different
 so they always run.
 
 Each epoch's state is first written (atomically) to the launch's
-`trial_state/<trial id>[-r<replicate>].pt`
-(a path that, unlike Tune's per-session trial folder, survives a resume), then logged,
-then reported: a driver killed between those steps loses no epoch. A restart resumes from
-that file and logs to MLflow any finished epoch the run lacks, so every epoch is trained
-once and logged once. The file is fsynced with a checksum (`trainables/durable.py`); one that
+`trial_state/<trial id>[-r<replicate>].pt` in Tune's storage (`trainables/storage.py`: a
+folder every node sees, or s3:// / gs://, through pyarrow.fs; a path that, unlike Tune's
+per-session trial folder, survives a resume), then logged, then reported: a driver killed
+between those steps loses no epoch. A restart, on this node or any other, resumes from that
+file and logs to MLflow any finished epoch the run lacks, so every epoch is trained once and
+logged once. The file carries a checksum (`trainables/durable.py`; fsynced on a local
+filesystem); one that
 cannot be used (empty, cut short, altered, not a state) is moved aside to
 `<name>.corrupt-<time>`, the run is tagged `privsweep.state_set_aside` with why, and the
 trial starts again from scratch. Once its run has finished (or been screened) the file is
@@ -32,9 +34,7 @@ removed: its results are in MLflow and its client's weights in the run's `client
 the state (every network and optimiser of the method) grows with the backbone and would be
 kept for every trial of every launch; a set-aside `.corrupt-<time>` file is kept. A launch
 that finishes removes the files of trials its Tune snapshot lost (started by a driver killed
-before the snapshot recorded them: no resume reaches them) and ends their runs KILLED. The file lives in the launch folder, under Tune's storage path, which
-a multi-node cluster must share anyway (Ray >= 2.7 refuses multi-node checkpoints on a
-local path).
+before the snapshot recorded them: no resume reaches them) and ends their runs KILLED.
 
 No Tune checkpoint is reported. With one per epoch (`num_to_keep=1`), a driver killed
 within a second of a trial's new checkpoint left an experiment snapshot naming the
@@ -60,7 +60,7 @@ from ray import tune
 from trainables.artifacts import FRONT_POINT, trial_summary, write_artifacts, write_front_point
 from trainables.config import CONDITIONAL_SEPARATOR, TrialConfig, with_assignment
 from trainables.data import Dataset
-from trainables.durable import UnreadableState, set_aside
+from trainables.durable import UnreadableState
 from trainables.methods import method_class
 from trainables.schema import (
     ASSIGNMENT_TAG,
@@ -83,6 +83,7 @@ from trainables.screening import (
     screened_metrics,
     screening_budget,
 )
+from trainables.storage import LocalCopy, Location
 from trainables.tracking import TrialRun, configuration_id, finished_twin, flatten, run_name
 from trainables.trial import Trial
 
@@ -106,7 +107,7 @@ class SweepContext:
     parent_run_id: str
     launch: str
     threads: int
-    state_dir: str  # the launch's folder for the trials' own epoch state (stable across resumes)
+    trial_state: Location  # the launch's folder for the trials' own epoch state (stable across resumes)
     replicates: int = 1  # seeds per sampled configuration (`search.replicates`)
     modes: tuple[str, ...] = ()  # each objective's "max" or "min"
     screen: float | None = None  # `search.screen`: the screening attack's fraction of the budget; None = off
@@ -125,18 +126,20 @@ def _report(metrics: dict[str, float], objectives: tuple[str, ...], final: bool,
     tune.report(payload)
 
 
-def resumed_trial(config: TrialConfig, dataset: Dataset | None, state: Path, run: TrialRun) -> Trial:
+def resumed_trial(config: TrialConfig, dataset: Dataset | None, state: LocalCopy, run: TrialRun) -> Trial:
     """The trial, continued from its state file if it has one. A state file that cannot be
     used (`trainables.durable.UnreadableState`) is set aside as `<name>.corrupt-<time>`, the
     run is tagged with why, and the trial starts again from scratch."""
     trial = Trial(config, dataset)
-    if not state.exists():
+    if not state.fetch():
         return trial
     try:
-        trial.restore(state)
+        trial.restore(state.path)
     except UnreadableState as error:
-        aside = set_aside(state)
-        log.warning("%s; moved to %s, and the trial starts again from scratch", error, aside.name)
+        size = state.path.stat().st_size
+        aside = state.location.set_aside()
+        log.warning("state file %s (%d bytes) cannot be used: %s; moved to %s, and the trial starts again from scratch",
+                    state.location, size, error.reason, aside.name)
         run.log(tags={STATE_SET_ASIDE_TAG: f"{aside.name}: {error.reason}"})
         return Trial(config, dataset)
     return trial
@@ -239,35 +242,37 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
         config.method, name, flatten(config.model_dump(mode="json", by_alias=True)), replicate=replicate, tags=tags,
     )
     suffix = f"-r{replicate}" if replicate else ""  # replicate 0: the names of a launch from before replicates
-    durable = Path(context.state_dir) / f"{trial_id}{suffix}.pt"
+    state = context.trial_state / f"{trial_id}{suffix}.pt"
     try:
         finished = run.final_metrics()
         if finished is not None:
-            durable.unlink(missing_ok=True)  # left by a driver that died between finish and removal
+            state.delete()  # left by a driver that died between finish and removal
             return finished
         if run.tag(SCREENED_TAG) == "true":  # screened, then stopped before its run ended: stays screened
             run.finish()
-            durable.unlink(missing_ok=True)
+            state.delete()
             return run.metrics()
-        trial = resumed_trial(config, dataset, durable, run)
-        run.log(tags={DEVICE_TAG: device_description(trial.device)})
-        logged = run.logged_steps(TRAIN_KEY)
-        for epoch, metrics in enumerate(trial.history, start=1):
-            if epoch not in logged:
+        with LocalCopy(state) as copy:
+            trial = resumed_trial(config, dataset, copy, run)
+            run.log(tags={DEVICE_TAG: device_description(trial.device)})
+            logged = run.logged_steps(TRAIN_KEY)
+            for epoch, metrics in enumerate(trial.history, start=1):
+                if epoch not in logged:
+                    run.log(metrics, step=epoch)
+
+            def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+                trial.save(copy.path)
+                copy.save()
                 run.log(metrics, step=epoch)
+                _report({**metrics, "epoch": epoch, "replicate": replicate}, context.objectives, final=False)
 
-        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            trial.save(durable)
-            run.log(metrics, step=epoch)
-            _report({**metrics, "epoch": epoch, "replicate": replicate}, context.objectives, final=False)
-
-        trial.train(on_epoch)
+            trial.train(on_epoch)
         if context.screen is not None and replicate == 0:  # only a configuration's first seed is screened
             screened = screen(trial, context)
             if screened is not None:
                 run.log(screened, step=FINAL_STEP, tags={SCREENED_TAG: "true"})
                 run.finish()
-                durable.unlink(missing_ok=True)
+                state.delete()
                 return screened
         metrics, report = trial.attack()
         with tempfile.TemporaryDirectory() as folder:
@@ -277,7 +282,7 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
             run.log({f"val/attack/{attacker}": scores[epoch - 1] for attacker, scores in report.curves.items() if len(scores) >= epoch}, step=epoch)
         run.log(metrics, step=FINAL_STEP, tags={NOTE_TAG: trial_summary(metrics, context.objectives)})
         run.finish()
-        durable.unlink(missing_ok=True)
+        state.delete()
         log_front_point(run, context)
         return metrics
     except (KeyboardInterrupt, SystemExit):  # Tune stopped the trial (its launch was interrupted): resumable
