@@ -134,8 +134,8 @@ def check_objectives(spec: SweepSpec) -> None:
 def init_ray(spec: SweepSpec) -> None:
     import ray
 
-    remote = Location(storage_root()).local is None
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", REMOTE_SNAPSHOT_S if remote else EXPERIMENT_SNAPSHOT_S)
+    storage = Location(storage_root())
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_SNAPSHOT_S if storage.local else REMOTE_SNAPSHOT_S)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Snapshots every second trip Tune's "excessive snapshot" warning; they are deliberate
     # (see EXPERIMENT_SNAPSHOT_S).
@@ -147,7 +147,7 @@ def init_ray(spec: SweepSpec) -> None:
             ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     from sweeps.shared_storage import check_storage_shared
 
-    check_storage_shared(Location(storage_root(), (spec.experiment,)))
+    check_storage_shared(storage / spec.experiment)
     if spec.resources.gpu > 0 and ray.cluster_resources().get("GPU", 0) == 0:
         raise InputError(
             f"resources.gpu: {spec.resources.gpu} GPU per trial requested but this Ray cluster has no GPU; "

@@ -116,9 +116,14 @@ def load_state(path: Path, device: torch.device) -> dict[str, Any]:
     return state
 
 
+def aside_name(name: str) -> str:
+    """`<name>.corrupt-<UTC time>`: where an unusable file goes, beside where it was."""
+    return f"{name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+
+
 def set_aside(path: Path) -> Path:
-    """Rename `path` to `<name>.corrupt-<UTC time>` beside it; returns the new path."""
-    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    """Rename `path` to `aside_name(path.name)` beside it; returns the new path."""
+    aside = path.with_name(aside_name(path.name))
     os.replace(path, aside)
     fsync_folder(path.parent)
     return aside

@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,23 +123,21 @@ class Location:
         with self.fs.open_output_stream(self.path) as stream:
             stream.write(data)
 
-    def upload(self, source: Path) -> None:
-        """The local file `source`, written here (atomically)."""
-        self.write(source.read_bytes())
-
     def delete(self) -> None:
-        """The file, if it is there."""
-        if self.exists():
+        """The file, if it is there (one request)."""
+        try:
             self.fs.delete_file(self.path)
+        except FileNotFoundError:
+            pass
 
     def set_aside(self) -> Location:
         """Renamed to `<name>.corrupt-<UTC time>` beside it (`durable.set_aside` on a local
         filesystem); returns where it went."""
-        if self.local is not None:
-            from trainables.durable import set_aside
+        from trainables.durable import aside_name, set_aside
 
+        if self.local is not None:
             return self.parent / set_aside(self.local).name
-        aside = self.parent / f"{self.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        aside = self.parent / aside_name(self.name)
         self.fs.move(self.path, aside.path)
         return aside
 
@@ -185,4 +182,4 @@ class LocalCopy:
 
     def save(self) -> None:
         if self.location.local is None:
-            self.location.upload(self.path)
+            self.location.write(self.path.read_bytes())
