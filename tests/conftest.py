@@ -11,10 +11,14 @@
 from __future__ import annotations
 
 import copy
+import glob
 import logging
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -136,3 +140,43 @@ def s3_storage(monkeypatch) -> Iterator[str]:
     monkeypatch.setenv("PRIVSWEEP_STORAGE", uri)
     yield uri
     server.stop()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (the socket that found it is closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+POSTGRES_PASSWORD = "s3cret-study-pw"
+
+
+def as_postgres_user(command: list[str]) -> list[str]:
+    """Postgres refuses to run as root: as root, run it as Debian's `postgres` user."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """The URL of a fresh Postgres server (Debian's postgresql, a real server, not a mock) on a
+    free loopback port: user privsweep with a password, database `postgres`."""
+    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not initdb:
+        pytest.skip("needs Debian's postgresql server binaries (/usr/lib/postgresql/*/bin/initdb): apt-get install postgresql")
+    bin_dir = Path(initdb[-1]).parent
+    folder = Path(tempfile.mkdtemp(prefix="privsweep-pg-"))  # outside pytest's 0700 root-owned tree
+    (folder / "pw").write_text(POSTGRES_PASSWORD)
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+        shutil.chown(folder / "pw", "postgres")
+    data, port = folder / "data", free_port()
+    subprocess.run(as_postgres_user([str(bin_dir / "initdb"), "-D", str(data), "-U", "privsweep", "--auth=scram-sha-256",
+                                     f"--pwfile={folder / 'pw'}", "-E", "UTF8"]), check=True, capture_output=True)
+    server = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w"]
+    subprocess.run(as_postgres_user([*server, "-o", f"-h 127.0.0.1 -p {port} -k {folder}", "start"]), check=True, capture_output=True)
+    try:
+        yield f"postgresql://privsweep:{POSTGRES_PASSWORD}@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(as_postgres_user([*server, "-m", "immediate", "stop"]), capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)

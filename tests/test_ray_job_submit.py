@@ -4,59 +4,32 @@ as every cluster config runs it), stopping only that head."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
-import socket
 import subprocess
-import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-import psutil
 import pytest
+from conftest import free_port
 from mlflow.tracking import MlflowClient
+from ray_nodes import BIN, node_folder, start_node, stop_node, submit_job, token_env
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_head(temp_dir: Path) -> None:
-    """Kill the processes of this head only (they all carry its temp dir on their command line)."""
-    mine = []
-    for process in psutil.process_iter(["cmdline"]):
-        if any(str(temp_dir) in part for part in process.info["cmdline"] or []):
-            mine.append(process)
-    for process in mine:
-        process.kill()
-    psutil.wait_procs(mine, timeout=30)
-
 
 @pytest.fixture
 def local_head():
-    temp_dir = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # short: Ray's socket paths are length-limited
+    folder = node_folder()
     dashboard = free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
-           "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    start = [str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={free_port()}",
-             "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--include-dashboard=true",
-             "--num-cpus=2", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
-    started = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
-    assert started.returncode == 0, started.stderr
+    env = token_env()
+    start_node(folder, env, "--head", "--node-ip-address=127.0.0.1", f"--port={free_port()}", "--dashboard-host=127.0.0.1",
+               f"--dashboard-port={dashboard}", "--include-dashboard=true", "--num-cpus=2")
     try:
         yield f"http://127.0.0.1:{dashboard}", env
     finally:
-        stop_head(temp_dir)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        stop_node(folder)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_ray_job_submit_runs_the_smoke_quickstart(local_head, tmp_path):
@@ -64,15 +37,8 @@ def test_ray_job_submit_runs_the_smoke_quickstart(local_head, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     runtime_env = {"env_vars": {"PRIVSWEEP_HOME": str(home), "PRIVSWEEP_DATA": str(tmp_path / "data")}}
-    submit = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", ".",
-              "--runtime-env-json", json.dumps(runtime_env), "--",
-              "python", "-m", "sweeps", "run", "sweeps/quickstart.yaml", "--smoke"]
-    deadline = time.monotonic() + 180
-    while True:  # the head's job agent comes up some seconds after `ray start` returns
-        result = subprocess.run(submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-        if "No available agent" not in result.stderr or time.monotonic() > deadline:
-            break
-        time.sleep(3)
+    result = submit_job(address, env, REPO, "--working-dir", ".", "--runtime-env-json", json.dumps(runtime_env), "--",
+                        "python", "-m", "sweeps", "run", "sweeps/quickstart.yaml", "--smoke")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "succeeded" in result.stdout.lower()
     for wrong in ({"RAY_AUTH_TOKEN": secrets.token_hex(32)}, {"RAY_AUTH_MODE": "disabled", "RAY_AUTH_TOKEN": ""}):

@@ -4,58 +4,13 @@ started here as its own user with password authentication on loopback), not a mo
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-
 import optuna
-import pytest
+from conftest import POSTGRES_PASSWORD as PASSWORD
+from conftest import free_port
 from test_sweep_launch import launch_record, runs, sweeps, write_spec
 
 from sweeps.launcher import fail_orphaned_trials
 from sweeps.study_url import STUDY_STORAGE_ENV
-
-PASSWORD = "s3cret-study-pw"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def as_postgres_user(command: list[str]) -> list[str]:
-    """Postgres refuses to run as root: as root, run it as Debian's `postgres` user."""
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    """The URL of a fresh Postgres server on a free loopback port (user privsweep, a password)."""
-    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not initdb:
-        pytest.skip("needs Debian's postgresql server binaries (/usr/lib/postgresql/*/bin/initdb): apt-get install postgresql")
-    bin_dir = Path(initdb[-1]).parent
-    folder = Path(tempfile.mkdtemp(prefix="privsweep-pg-"))  # outside pytest's 0700 root-owned tree
-    (folder / "pw").write_text(PASSWORD)
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-        shutil.chown(folder / "pw", "postgres")
-    data, port = folder / "data", free_port()
-    subprocess.run(as_postgres_user([str(bin_dir / "initdb"), "-D", str(data), "-U", "privsweep", "--auth=scram-sha-256",
-                                     f"--pwfile={folder / 'pw'}", "-E", "UTF8"]), check=True, capture_output=True)
-    server = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w"]
-    subprocess.run(as_postgres_user([*server, "-o", f"-h 127.0.0.1 -p {port} -k {folder}", "start"]), check=True, capture_output=True)
-    try:
-        yield f"postgresql://privsweep:{PASSWORD}@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(as_postgres_user([*server, "-m", "immediate", "stop"]), capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_launch_keeps_its_study_in_the_server_database_and_never_shows_its_password(home, tmp_path, postgres, monkeypatch):

@@ -16,7 +16,7 @@ import optuna
 import pytest
 import torch
 import yaml
-from conftest import program_env
+from conftest import free_port, program_env
 from fixture_data import write_smoke_dataset
 from mlflow.tracking import MlflowClient
 from pyarrow.fs import FileSelector
@@ -171,6 +171,7 @@ def test_sigterm_ends_unfinished_runs_killed_and_resume_reopens_them(home, tmp_p
     killed = {r.info.run_id for r in children if r.info.status == "KILLED"}
     midway = {r.info.run_id for r in children if r.info.run_id in killed and 1 <= len(epochs_logged(home, r)) < epochs}
     assert midway
+    logged_at_stop = {r.info.run_id: len(epochs_logged(home, r)) for r in children}
     [parent] = runs(home, "stopped", "sweep")
     assert parent.info.status == "KILLED"
     assert parent.data.tags["privsweep.planned_runs"] == "4"
@@ -189,6 +190,12 @@ def test_sigterm_ends_unfinished_runs_killed_and_resume_reopens_them(home, tmp_p
     assert killed <= {r.info.run_id for r in children}  # reopened in place, not duplicated
     for run in children:  # the stopped ones went on from their state in the bucket: no epoch twice
         assert epochs_logged(home, run) == list(range(1, epochs + 1)), run.info.run_name
+        starts = [int(line.rpartition(" ")[2]) for line in run.data.tags["privsweep.starts"].splitlines()]
+        if run.info.run_id in killed:  # from the epoch its state file held: the last logged, or one saved, not yet logged
+            assert starts[0] == 0 and logged_at_stop[run.info.run_id] <= starts[1] <= logged_at_stop[run.info.run_id] + 1
+            assert len(starts) == 2, starts
+        else:
+            assert starts == [0], (run.info.run_name, starts)
     [parent] = runs(home, "stopped", "sweep")
     assert parent.info.status == "FINISHED"
     assert json.loads((launch / "launch.json").read())["status"] == "finished"
@@ -371,11 +378,6 @@ def test_a_sqlite_store_in_a_missing_folder_exits_2_and_creates_nothing(home, tm
     assert not (home / "ray_results").exists()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed once we leave: nothing answers there
-
 
 def serve_then_stop(command: list[str], banner: str, port: int, page: str = "") -> None:
     """Start a `sweeps` server, wait for its banner, fetch its page, SIGTERM it; then the port is free."""
@@ -515,6 +517,7 @@ def test_replicates_are_sibling_runs_whose_mean_the_searcher_is_told_and_confirm
     children = runs(home, "replicated", "trial")
     assert len(children) == 4 and all(r.info.status == "FINISHED" for r in children)
     assert {r.data.tags["privsweep.device"] for r in children} == {"cpu"}  # where each trial ran (no GPU here)
+    assert all(r.data.tags["privsweep.starts"].endswith(" from epoch 0") for r in children)  # one start each, from scratch
     by_config: dict[str, list] = {}
     for run in children:
         by_config.setdefault(run.data.tags["privsweep.config_id"], []).append(run)

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 from mlflow.tracking import MlflowClient
-from test_sweep_launch import free_port, sweeps, write_spec
+from test_sweep_launch import sweeps, write_spec
 
 from sweeps.servers import answers
 

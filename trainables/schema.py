@@ -91,6 +91,7 @@ ASSIGNMENT_TAG = "privsweep.assignment"  # the searcher's assignment, JSON: what
 CONTROL_TAG = "privsweep.control"  # JSON {"method", "shared": [params.<name>]}: the run's same-budget control
 PLANNED_RUNS_TAG = "privsweep.planned_runs"  # on a launch's parent run: the child runs it set out to finish
 DEVICE_TAG = "privsweep.device"  # where the trial ran: `cpu`, or `cuda <name> <uuid>` (the GPU itself, as Ray shares it)
+STARTS_TAG = "privsweep.starts"  # each start of the run's training, one line each: `<node IP> <node id> from epoch <n>`
 STATE_SET_ASIDE_TAG = "privsweep.state_set_aside"  # `<file>.corrupt-<time>: why`: the run's state file could not be used, it restarted
 NOTE_TAG = "mlflow.note.content"  # a run's or experiment's description in the MLflow UI (markdown)
 SCREENED_TAG = "privsweep.screened"  # "true" on a run stopped after its screening attack (`search.screen`)

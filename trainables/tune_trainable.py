@@ -72,6 +72,7 @@ from trainables.schema import (
     REPLICATES_KEY,
     SCREENED_KEY,
     SCREENED_TAG,
+    STARTS_TAG,
     STATE_SET_ASIDE_TAG,
 )
 from trainables.screening import (
@@ -222,6 +223,15 @@ def device_description(device: torch.device) -> str:
     return f"cuda {properties.name} {getattr(properties, 'uuid', '')}".strip()
 
 
+def starts(run: TrialRun, epoch: int) -> str:
+    """The run's `privsweep.starts` with this start added: the Ray node it runs on and the
+    epoch its training goes on from (0: from scratch)."""
+    import ray
+
+    node = f"{ray.util.get_node_ip_address()} {ray.get_runtime_context().get_node_id()[:8]}"
+    return "\n".join(filter(None, [run.tag(STARTS_TAG), f"{node} from epoch {epoch}"]))
+
+
 def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment: dict, dataset: Dataset, context: SweepContext) -> dict[str, float]:
     config = replicate_config(base, replicate)
     trial_id = tune.get_context().get_trial_id()
@@ -254,7 +264,7 @@ def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment:
             return run.metrics()
         with LocalCopy(state) as copy:
             trial = resumed_trial(config, dataset, copy, run)
-            run.log(tags={DEVICE_TAG: device_description(trial.device)})
+            run.log(tags={DEVICE_TAG: device_description(trial.device), STARTS_TAG: starts(run, trial.epoch)})
             logged = run.logged_steps(TRAIN_KEY)
             for epoch, metrics in enumerate(trial.history, start=1):
                 if epoch not in logged:
