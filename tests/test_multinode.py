@@ -3,14 +3,18 @@ with `ray start` (loopback, token authentication on), the launch submitted with
 `ray job submit`, its runs and artifacts in a real `mlflow server` whose backend is a real
 Postgres (Debian's), its Optuna study in a database of that Postgres, its state in a folder
 both nodes mount. The second node is killed mid-trial, as a lost machine would be: its trial
-goes on on the head from the last epoch it finished there."""
+goes on on the head from the last epoch it finished there. A caller without the cluster's
+token is refused by the job API."""
 
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import optuna
@@ -138,4 +142,11 @@ def test_a_sweep_over_two_nodes_survives_losing_one(two_nodes, mlflow_server, po
     [name] = optuna.get_all_study_names(studies)  # the study in Postgres, nothing of it on the head's disk
     assert [t.state for t in optuna.load_study(study_name=name, storage=studies).trials] == [optuna.trial.TrialState.COMPLETE] * 2
     assert not (home / "optuna.db").exists() and not (home / "ray_results").exists()
+    for wrong in ({"RAY_AUTH_TOKEN": secrets.token_hex(32)}, {"RAY_AUTH_MODE": "disabled", "RAY_AUTH_TOKEN": ""}):
+        refused = subprocess.run([str(BIN / "ray"), "job", "list", "--address", address], env={**env, **wrong},
+                                 capture_output=True, text=True, timeout=120)
+        assert refused.returncode != 0 and "authentication token" in refused.stdout + refused.stderr, refused.stdout
+    with pytest.raises(urllib.error.HTTPError) as plain:  # the job API over plain HTTP, no token
+        urllib.request.urlopen(f"{address}/api/jobs/", timeout=30)
+    assert plain.value.code == 401
     print(f"starts: {starts}; killed after {logged_before} logged epochs")
