@@ -19,7 +19,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +182,30 @@ def postgres() -> Iterator[str]:
     finally:
         subprocess.run(as_postgres_user([*server, "-m", "immediate", "stop"]), capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def mlflow_server(backend: str, artifacts: Path, *options: str, env: dict | None = None) -> Iterator[str]:
+    """A real `mlflow server` on a free loopback port, its store at `backend`, its artifacts
+    in `artifacts` and served by it (as `cluster/mlflow` runs it); yields its URI once it
+    answers, and stops it (its whole process group) after."""
+    from sweeps.servers import answers
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", *options, "--backend-store-uri", backend,
+         "--artifacts-destination", str(artifacts), "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while not answers(f"{uri}/health"):
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not come up: {server.stderr.read()[-3000:] if server.poll() is not None else ''}")
+            time.sleep(1)
+        yield uri
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)

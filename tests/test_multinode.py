@@ -20,12 +20,11 @@ from pathlib import Path
 import optuna
 import psycopg
 import pytest
-from conftest import free_port
+from conftest import free_port, mlflow_server
 from mlflow.tracking import MlflowClient
 from ray_nodes import BIN, node_folder, start_node, stop_node, submit_job, token_env
 from test_sweep_launch import write_spec
 
-from sweeps.servers import answers
 from trainables.schema import ROLE_TAG, STARTS_TAG
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,26 +41,10 @@ def database(postgres: str, name: str) -> str:
 
 
 @pytest.fixture
-def mlflow_server(postgres, tmp_path):
+def tracking_server(postgres, tmp_path):
     """A real `mlflow server` on loopback: its store in Postgres, its artifacts served by it."""
-    port = free_port()
-    server = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--backend-store-uri", database(postgres, "mlflow"),
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--serve-artifacts",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while not answers(f"{uri}/health"):
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not come up: {server.stderr.read()[-3000:] if server.poll() is not None else ''}")
-            time.sleep(1)
+    with mlflow_server(database(postgres, "mlflow"), tmp_path / "artifacts") as uri:
         yield uri
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
 
 
 @pytest.fixture
@@ -88,11 +71,11 @@ def epochs_logged(client: MlflowClient, run) -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/task_loss"))
 
 
-def test_a_sweep_over_two_nodes_survives_losing_one(two_nodes, mlflow_server, postgres, tmp_path):
+def test_a_sweep_over_two_nodes_survives_losing_one(two_nodes, tracking_server, postgres, tmp_path):
     address, env, second = two_nodes
     studies = database(postgres, "optuna")
     home, storage = tmp_path / "home", tmp_path / "shared"  # `storage`: the folder every node mounts
-    spec = write_spec(tmp_path, "twonodes", tracking={"uri": mlflow_server},
+    spec = write_spec(tmp_path, "twonodes", tracking={"uri": tracking_server},
                       train={"epochs": EPOCHS, "patience": EPOCHS, "batch_size": 64},
                       search={"sampler": "random", "num_samples": 2, "max_concurrent": 2, "seed": 0, "max_failures": 2})
     runtime_env = {"env_vars": {"PRIVSWEEP_HOME": str(home), "PRIVSWEEP_DATA": str(tmp_path / "data"),
@@ -102,7 +85,7 @@ def test_a_sweep_over_two_nodes_survives_losing_one(two_nodes, mlflow_server, po
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     job = subprocess.Popen([str(BIN / "ray"), "job", "logs", "--follow", "--address", address, "twonodes"], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(tracking_server)
     deadline = time.monotonic() + 600
     killed = None
     while killed is None and time.monotonic() < deadline:  # the second node's trial, mid-training

@@ -7,19 +7,12 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import mlflow_server
 from mlflow.tracking import MlflowClient
 from test_sweep_launch import sweeps, write_spec
 
-from sweeps.servers import answers
-
-BIN = Path(sys.executable).parent
 ADMIN = "admin"
 
 
@@ -34,29 +27,13 @@ def auth_server(tmp_path):
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
     password = secrets.token_urlsafe(18)
-    port = free_port()
     env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(folder / "auth.ini"), "MLFLOW_AUTH_ADMIN_PASSWORD": password,
            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
     for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         env.pop(key, None)
-    server = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--app-name", "basic-auth", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-         "--artifacts-destination", str(folder / "artifacts"), "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while not answers(f"{uri}/health"):
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not come up: {server.stderr.read()[-3000:]}")
-            time.sleep(1)
+    with mlflow_server(f"sqlite:///{folder / 'mlflow.db'}", folder / "artifacts", "--app-name", "basic-auth", env=env) as uri:
         yield uri, password
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=60)
-        shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_sweep_without_credentials_is_refused_before_ray(auth_server, tmp_path, monkeypatch):
