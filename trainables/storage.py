@@ -131,7 +131,7 @@ class Location:
             pass
 
     def set_aside(self) -> Location:
-        """Renamed to `<name>.corrupt-<UTC time>` beside it (`durable.set_aside` on a local
+        """Renamed beside it to `durable.aside_name(name)` (by `durable.set_aside` on a local
         filesystem); returns where it went."""
         from trainables.durable import aside_name, set_aside
 

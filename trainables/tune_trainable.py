@@ -54,6 +54,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import ray
 import torch
 from ray import tune
 
@@ -226,8 +227,6 @@ def device_description(device: torch.device) -> str:
 def starts(run: TrialRun, epoch: int) -> str:
     """The run's `privsweep.starts` with this start added: the Ray node it runs on and the
     epoch its training goes on from (0: from scratch)."""
-    import ray
-
     node = f"{ray.util.get_node_ip_address()} {ray.get_runtime_context().get_node_id()[:8]}"
     return "\n".join(filter(None, [run.tag(STARTS_TAG), f"{node} from epoch {epoch}"]))
 
