@@ -91,11 +91,12 @@ def shadow_step_flops(trial, config) -> float:
 
 def attacker_step_flops(trial, config) -> dict[str, float]:
     """FLOPs per image of one optimiser step of each learned attacker, on one released batch."""
+    from trainables.attacks.base import AttackContext
     from trainables.attacks.releases import targets_of
-    from trainables.attacks.suite import build_attackers
+    from trainables.attacks.suite import build_attacks
 
     cfg = config.attacks
-    attackers = build_attackers(trial.method, cfg, *trial.data.classes)
+    _, attackers = build_attacks(AttackContext(trial.method, cfg, trial.data.classes))
     x, y_task, y_private = next(iter(trial.data.attacker.batches(cfg.batch_size)))
     with torch.no_grad():
         z = trial.method.release(x)
@@ -109,7 +110,7 @@ def attacker_step_flops(trial, config) -> dict[str, float]:
 
 def whitebox_step_flops(trial, config) -> float:
     """FLOPs per image of one inversion step."""
-    from trainables.attacks.whitebox import inversion_loss
+    from trainables.attacks.attackers.whitebox import inversion_loss
 
     cfg = config.attacks.whitebox
     images = trial.data.test.images_at(slice(0, min(cfg.images, cfg.batch_size)))
@@ -122,7 +123,7 @@ def whitebox_step_flops(trial, config) -> float:
 
 def measure(spec_path: Path, overrides: list[str]) -> tuple[list[dict], dict[str, float]]:
     from sweeps.spec import load_spec
-    from trainables.attacks.suite import WHITEBOX
+    from trainables.attacks.attackers.whitebox import WhiteboxInversion
     from trainables.trial import Trial
 
     spec = load_spec(spec_path, ["search_space=null", *overrides])
@@ -143,7 +144,7 @@ def measure(spec_path: Path, overrides: list[str]) -> tuple[list[dict], dict[str
             epochs = metrics.get(f"attack/epochs_run/{name}", 0)
             row["flops"] = per_step[name] * len(trial.data.attacker) * epochs
             row["note"] = f"{int(epochs)} epochs, converged {int(metrics.get(f'attack/converged/{name}', 0))}"
-        elif name == WHITEBOX:
+        elif name == WhiteboxInversion.record_name():
             wb = config.attacks.whitebox
             images = min(wb.images, len(trial.data.test)) + (len(wb.tv) if len(wb.tv) > 1 else 0) * min(wb.selection_images, len(trial.data.val))
             row["flops"] = whitebox_step_flops(trial, config) * wb.steps * images

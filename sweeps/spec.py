@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from sweeps.overrides import apply_overrides, check_path, model_at
 from sweeps.search_space import SearchSpace, load_search_space
 from sweeps.text_files import read_utf8
-from trainables.config import Strict, TrialConfig, WhiteboxConfig, with_assignment
+from trainables.attacks.registry import registered
+from trainables.config import Strict, TrialConfig, with_assignment
 from trainables.data import DATASETS
 from trainables.errors import InputError, did_you_mean
 from trainables.schema import is_interval_key
@@ -175,7 +176,6 @@ SMOKE_TRAIN_SIZE, SMOKE_TEST_SIZE, SMOKE_IMAGE_SIZE = 256, 128, 32
 # A smoke run's 256-image, 1-epoch trials look "most private" (leakage 0.23 against a real
 # best of 0.42 on the quickstart), so they never share the real sweep's experiment.
 SMOKE_EXPERIMENT_SUFFIX = "/smoke"
-SMOKE_WHITEBOX_IMAGES, SMOKE_WHITEBOX_STEPS = 4, 5
 
 
 def loader_image_size(dataset: dict) -> int | None:
@@ -190,8 +190,9 @@ def loader_image_size(dataset: dict) -> int | None:
 
 def shrink_for_smoke(raw: dict) -> dict:
     """Seconds-long version of any spec, same structure: tiny data (images of a loader with an
-    `image_size` option at most 32 px), 1 epoch, 1 attack epoch, a 4-image 5-step white-box
-    attack with one TV weight, the first of `attacks.release_ratios` only, 2 trials, run on
+    `image_size` option at most 32 px), 1 epoch, every attacker's budget shrunk by its own
+    `shrink_for_smoke` (1 attack epoch, a 4-image 5-step white-box attack with one TV weight),
+    the first of `attacks.release_ratios` only, 2 trials, run on
     the machine at hand (1 CPU per trial; no GPU unless this machine has one), so a spec
     written for a GPU cluster can be smoke-checked on a laptop. `load_spec` also moves a
     smoke run into its own MLflow experiment, `<experiment>/smoke`."""
@@ -204,17 +205,11 @@ def shrink_for_smoke(raw: dict) -> dict:
         dataset["options"] = {**(dataset.get("options") or {}), "image_size": min(image_size, SMOKE_IMAGE_SIZE)}
     raw.setdefault("train", {})["epochs"] = 1
     attacks = raw.setdefault("attacks", {})
-    attacks["epochs"] = 1
     attacks["gallery"] = min(attacks.get("gallery", 8), 4)
     if attacks.get("release_ratios"):  # each ratio is one more attack suite: DISCO's 3 were 15 s of its 56 s trial
         attacks["release_ratios"] = attacks["release_ratios"][:1]
-    whitebox = attacks.setdefault("whitebox", {})
-    whitebox["images"] = min(whitebox.get("images", SMOKE_WHITEBOX_IMAGES), SMOKE_WHITEBOX_IMAGES)
-    whitebox["steps"] = min(whitebox.get("steps", SMOKE_WHITEBOX_STEPS), SMOKE_WHITEBOX_STEPS)
-    whitebox["selection_images"] = min(whitebox.get("selection_images", SMOKE_WHITEBOX_IMAGES), SMOKE_WHITEBOX_IMAGES)
-    # one TV weight: no choice to make (a resnet18 client made the choice minutes of a smoke run)
-    tv = whitebox.get("tv", WhiteboxConfig().tv)
-    whitebox["tv"] = tv[:1] if isinstance(tv, list) else tv
+    for attacker in registered().values():
+        attacker.shrink_for_smoke(attacks)
     search = raw.setdefault("search", {})
     search["num_samples"] = 2
     search["max_concurrent"] = min(search.get("max_concurrent", 2), 2)

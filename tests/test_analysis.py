@@ -120,6 +120,19 @@ def test_load_runs_combines_experiments(store):
     assert combined.num_rows == 9
 
 
+def test_a_front_per_threat_model_is_drawn_on_that_threat_models_strongest_attacker(store):
+    table = load_runs("synthetic_sweep", store["uri"])
+    acc, white_box = table["utility/acc"].to_numpy(), table["recon/ssim:white_box"].to_numpy()
+    finite = np.isfinite(acc) & np.isfinite(white_box)
+    by_hand = finite & ~np.array([
+        finite.any() and any(finite[j] and acc[j] >= acc[i] and white_box[j] <= white_box[i]
+                             and (acc[j] > acc[i] or white_box[j] < white_box[i]) for j in range(len(acc)))
+        for i in range(len(acc))])
+    front = pareto_mask(table, "utility/acc:max recon/ssim:white_box:min")
+    assert front.tolist() == by_hand.tolist()
+    assert front.tolist() != pareto_mask(table, "utility/acc:max recon/ssim:query:min").tolist()  # another front
+
+
 def test_parquet_roundtrip(store, tmp_path):
     table = load_runs("synthetic_sweep", store["uri"])
     path = save_parquet(table, tmp_path / "runs" / "table.parquet")

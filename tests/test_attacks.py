@@ -19,10 +19,12 @@ from conftest import tiny_config
 import trainables.attacks.suite as suite
 import trainables.attacks.training as training
 import trainables.trial as trial_module
-from trainables.attacks.decoders import DECODERS
-from trainables.attacks.leakage import LEAKAGE_ATTACKERS, LEAKAGE_EMA, LEAKAGE_STOPPING_SCALE
+from trainables.attacks.attackers.decoders import FullyConnected, Mirror
+from trainables.attacks.attackers.leakage import LEAKAGE_EMA, LEAKAGE_STOPPING_SCALE, PooledMLP
+from trainables.attacks.base import AttackContext, LearnedAttack
 from trainables.attacks.releases import ReleasedSplit
 from trainables.bootstrap import Mean, point_values
+from trainables.config import AttackConfig
 from trainables.data import synthetic
 from trainables.data.base import Dataset, Split
 from trainables.data.batches import TensorSplit
@@ -121,6 +123,7 @@ def spied_trial():
         mp.setattr(suite, "train_attackers", phase("attack_train", suite.train_attackers))
         mp.setattr(training, "selection_scores", phase("attack_select", training.selection_scores))
         mp.setattr(suite, "evaluate", phase("attack_eval", suite.evaluate))
+        mp.setattr(LearnedAttack, "test_records", phase("attack_eval", LearnedAttack.test_records))
         mp.setattr(training.Attacker, "loss", spy_loss)
         trial = Trial(config, dataset)
         mp.setattr(trial, "validate", phase("validate", trial.validate))
@@ -191,7 +194,10 @@ def test_test_split_is_only_used_under_no_grad_evaluation(spied_trial):
     evaluation = recorder.in_phase("attack_eval")
     assert evaluation
     assert all(r.marks == {TEST} and not r.grad and not r.method_training for r in evaluation)
-    assert sum(len(r.x) for r in evaluation) == len(trial.data.test)
+    # one pass over the test split for the deployed and retrained models, one per learned attacker
+    learned = sum(isinstance(attack, LearnedAttack) for attack in suite.build_attacks(
+        AttackContext(trial.method, trial.config.attacks, trial.data.classes))[0].values())
+    assert learned == 4 and sum(len(r.x) for r in evaluation) == (1 + learned) * len(trial.data.test)
     with_test_images = [r for r in recorder.releases if TEST in r.marks]
     assert with_test_images
     assert all(r.phase in ("attack_eval", "after_eval") and not r.grad for r in with_test_images)
@@ -328,6 +334,11 @@ SCRIPTED_SCORES = {
 EXPECTED_EPOCH = {"leak/server_arch": 2, "leak/mlp": 1, "recon/mirror": 3, "recon/fc": 1, "utility/retrained": 1}
 
 
+def learners_of(trial: Trial, attacks: AttackConfig) -> dict[str, training.Attacker]:
+    """The networks the suite would train on `trial`'s frozen method, by record name."""
+    return suite.build_attacks(AttackContext(trial.method, attacks, trial.data.classes))[1]
+
+
 def released(trial: Trial, split: TensorSplit, batch_size: int) -> ReleasedSplit:
     return ReleasedSplit(trial.method.release_parts(), split, batch_size)
 
@@ -335,7 +346,7 @@ def released(trial: Trial, split: TensorSplit, batch_size: int) -> ReleasedSplit
 def test_each_attacker_keeps_the_weights_of_its_best_validation_epoch(monkeypatch):
     config = tiny_config(attacks__epochs=3)
     trial = Trial(config)
-    attackers = suite.build_attackers(trial.method, config.attacks, *trial.data.classes)
+    attackers = learners_of(trial, config.attacks)
     selection = released(trial, trial.data.val, config.attacks.batch_size)
     snapshots: list[dict[str, dict[str, torch.Tensor]]] = []
 
@@ -379,7 +390,7 @@ def test_attackers_stop_on_patience_and_halve_their_rate_after_decay_patience_st
     config = tiny_config(attacks__epochs=6, attacks__patience=2, attacks__min_improvement=1e-3, attacks__decoder_min_improvement=1e-3,
                          attacks__decay_patience=decay_patience)
     trial = Trial(config)
-    attackers = suite.build_attackers(trial.method, config.attacks, *trial.data.classes)
+    attackers = learners_of(trial, config.attacks)
     scored_epochs: dict[str, int] = dict.fromkeys(attackers, 0)
     rates: dict[str, list[float]] = {name: [] for name in attackers}
 
@@ -399,7 +410,7 @@ def test_attackers_stop_on_patience_and_halve_their_rate_after_decay_patience_st
     }
     assert scored_epochs == {name: epochs for name, (epochs, _, _) in runs.items()}  # no attacker trains past its stop
     peak = {name: a.lr for name, a in attackers.items()}
-    assert peak["recon/mirror"] == DECODERS["mirror"].peak_lr and peak["leak/mlp"] == LEAKAGE_ATTACKERS["mlp"].peak_lr
+    assert peak["recon/mirror"] == Mirror.peak_lr and peak["leak/mlp"] == PooledMLP.peak_lr
     # the rate in force at the end of each scored epoch: warm-up ends within epoch 1, then it
     # halves after every decay_patience-th epoch in a row that did not improve by min_improvement
     # (mlp: every 2 * decay_patience-th)
@@ -451,7 +462,7 @@ def test_an_attacker_with_its_own_batch_steps_once_per_chunk_of_the_released_bat
     whole = training.Attacker(Recording(), "image", lr=0.1)
     whole.step(z, {"image": torch.zeros(150, 1, 4, 4)}, warmup=1.0)
     assert whole.optimizer.state[whole.net.weight]["step"] == 1
-    assert DECODERS["mirror"].batch_size == 64 and DECODERS["fc"].batch_size is None
+    assert Mirror.batch_size == 64 and FullyConnected.batch_size is None
 
 
 def test_an_averaging_attacker_is_scored_and_evaluated_on_the_moving_average_of_its_weights():
@@ -488,11 +499,11 @@ def test_an_averaging_attacker_is_scored_and_evaluated_on_the_moving_average_of_
 
 def test_the_leakage_classifiers_average_their_weights_unless_attacks_ema_says_otherwise_and_stop_at_twice_the_patience():
     trial = Trial(tiny_config())
-    attackers = suite.build_attackers(trial.method, trial.config.attacks, *trial.data.classes)
+    attackers = learners_of(trial, trial.config.attacks)
     assert {name: a.ema for name, a in attackers.items()} == {
         "leak/server_arch": LEAKAGE_EMA, "leak/mlp": LEAKAGE_EMA, "recon/mirror": 0.0, "recon/fc": 0.0, "utility/retrained": 0.0,
     }
-    overridden = suite.build_attackers(trial.method, trial.config.attacks.model_copy(update={"ema": 0.0}), *trial.data.classes)
+    overridden = learners_of(trial, trial.config.attacks.model_copy(update={"ema": 0.0}))
     assert all(a.ema == 0.0 for a in overridden.values())
     assert {name: a.stopping_scale for name, a in attackers.items()} == {
         "leak/server_arch": LEAKAGE_STOPPING_SCALE, "leak/mlp": LEAKAGE_STOPPING_SCALE, "recon/mirror": 1, "recon/fc": 1,
@@ -540,7 +551,7 @@ def test_attack_time_is_split_by_part_and_charged_to_the_part_that_spent_it(monk
     metrics, _ = trial.attack()
     parts = {k.removeprefix(suite.ATTACK_TIME_PREFIX): v for k, v in metrics.items() if k.startswith(suite.ATTACK_TIME_PREFIX)}
     learned = {"leak/server_arch", "leak/mlp", "recon/mirror", "recon/fc", "utility/retrained"}
-    assert set(parts) == learned | {"whitebox", "release", "validation", "test"}
+    assert set(parts) == learned | {"recon/whitebox", "release", "validation", "test"}
     steps = metrics["attack/epochs_run/recon/mirror"] * released(trial, trial.data.attacker, trial.config.attacks.batch_size).num_batches()
     assert parts["recon/mirror"] >= steps * delay
     assert max(parts[name] for name in learned - {"recon/mirror"}) < parts["recon/mirror"] - steps * delay / 2

@@ -1,6 +1,7 @@
 """The docs in docs/ cannot go stale: the spec reference is what the models generate, every
 spec field and method parameter has a description, relative links resolve, and the
-worked example of docs/write-your-own-defense.md runs as written."""
+worked examples of docs/write-your-own-defense.md and docs/write-your-own-attack.md run as
+written."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ import torch
 import yaml
 from conftest import tiny_config
 
+import trainables.attacks.registry as attack_registry
 from sweeps.reference import spec_reference, undescribed_fields
 from sweeps.spec import load_spec
+from trainables.config import AttackConfig
 from trainables.methods import METHODS, MethodContext
 from trainables.models import SplitArchitecture
 from trainables.trial import Trial
@@ -25,6 +28,7 @@ from trainables.trial import Trial
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
 EXAMPLE = DOCS / "write-your-own-defense.md"
+ATTACK_EXAMPLE = DOCS / "write-your-own-attack.md"
 
 
 def code_blocks(path: Path, language: str) -> list[str]:
@@ -77,6 +81,34 @@ def test_the_worked_example_spec_validates_and_its_trial_runs(laplace_arl, tmp_p
     assert loaded.method == "laplace_arl" and set(loaded.space().common) == {"params.scale", "params.lambda", "model.split"}
     metrics, _ = Trial(tiny_config(method="laplace_arl", params={"scale": 0.5, "lambda": 0.01})).run()
     assert 0 <= metrics["privacy/leak_acc"] <= 1 and 0 <= metrics["utility/acc"] <= 1
+
+
+@pytest.fixture
+def knn(monkeypatch):
+    """The example attacker, imported from the page as if its module sat in
+    trainables/attacks/attackers/ (the registry is restored afterwards)."""
+    monkeypatch.setattr(attack_registry, "ATTACKERS", dict(attack_registry.registered()))
+    module = types.ModuleType("trainables.attacks.attackers.knn")
+    exec(compile(code_blocks(ATTACK_EXAMPLE, "python")[0], str(ATTACK_EXAMPLE), "exec"), module.__dict__)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    return module.NearestNeighbours
+
+
+def test_the_example_attacker_joins_the_default_suite_and_its_own_test_passes(knn):
+    assert attack_registry.selected(AttackConfig())["knn"] is knn  # no spec edit: the default suite takes it
+    assert "knn" in attack_registry.selected(AttackConfig(suite="query"))
+    assert "knn" not in attack_registry.selected(AttackConfig(leakage=["mlp"]))
+    test_module = types.ModuleType("attacks.test_knn")
+    exec(compile(code_blocks(ATTACK_EXAMPLE, "python")[1], str(ATTACK_EXAMPLE), "exec"), test_module.__dict__)
+    test_module.test_knn_finds_a_private_attribute_in_plain_sight()
+
+
+def test_the_example_attacker_runs_in_a_trial_of_the_default_suite(knn):
+    metrics, _ = Trial(tiny_config(attacks__leakage=None)).run()
+    assert metrics["privacy/leak_acc"] == max(metrics[f"privacy/leak_acc/{name}"] for name in ("knn", "mlp", "server_arch"))
+    assert metrics["privacy/leak_acc:query"] == metrics["privacy/leak_acc"]
+    assert metrics["privacy/leak_acc/knn:ci95_lo"] <= metrics["privacy/leak_acc/knn"] <= metrics["privacy/leak_acc/knn:ci95_hi"]
+    assert metrics["attack/knn_k"] in (1, 5, 25)
 
 
 README = REPO / "README.md"

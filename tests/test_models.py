@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainables.attacks.decoders import DECODERS
+from trainables.attacks.attackers.decoders import FullyConnected, Mirror
 from trainables.errors import InputError
 from trainables.models import BACKBONES, INPUT_SPLIT, SplitArchitecture, check_split
 
@@ -121,7 +121,7 @@ def test_unknown_split_or_backbone_is_an_input_error(backbone, split):
         check_split(backbone, split)
 
 
-@pytest.mark.parametrize("decoder", sorted(DECODERS))
+@pytest.mark.parametrize("decoder", [Mirror, FullyConnected], ids=["mirror", "fc"])
 @pytest.mark.parametrize(
     ("z_shape", "image_shape"),
     [
@@ -136,7 +136,7 @@ def test_unknown_split_or_backbone_is_an_input_error(backbone, split):
     ],
 )
 def test_decoder_maps_z_to_exactly_the_image_shape_in_unit_range(decoder, z_shape, image_shape):
-    net = DECODERS[decoder].build(z_shape, image_shape)
+    net = decoder.architecture(z_shape, image_shape)
     z = torch.randn(2, *z_shape) * 3
     out = net.train()(z)
     assert out.shape == (2, *image_shape)

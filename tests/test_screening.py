@@ -29,9 +29,11 @@ OBJECTIVES = [("utility/acc", "max"), ("privacy/leak_acc", "min")]
 
 
 def test_the_screening_budget_scales_the_epochs_cap_and_the_whitebox_steps_and_keeps_the_rest():
-    attacks = tiny_config(attacks__epochs=30, attacks__whitebox={"steps": 200}).attacks
+    attacks = tiny_config(attacks__epochs=30, attacks__whitebox={"steps": 200}, attacks__reconstruction=["mirror", "whitebox"]).attacks
     screened = screening_budget(attacks, 0.2)
     assert (screened.epochs, screened.whitebox.steps) == (6, 40)
+    # each selected attacker scales its own budget: without the white-box its steps are left alone
+    assert screening_budget(attacks.model_copy(update={"reconstruction": ["mirror"]}), 0.2).whitebox.steps == 200
     assert screened.model_dump(exclude={"epochs", "whitebox"}) == attacks.model_dump(exclude={"epochs", "whitebox"})
     assert screened.whitebox.model_dump(exclude={"steps"}) == attacks.whitebox.model_dump(exclude={"steps"})
     assert (screening_budget(attacks, 0.01).epochs, screening_budget(attacks, 0.001).whitebox.steps) == (1, 1)

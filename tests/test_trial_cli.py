@@ -104,8 +104,9 @@ def test_out_folder_holds_the_artifacts(quickstart_run):
 
     assert json.loads((out / "metrics.json").read_text()) == json.loads(result.stdout)
     metrics = json.loads(result.stdout)
-    strongest = max(LEAKAGE, key=lambda a: metrics[f"privacy/leak_acc/{a}"])
-    assert f"leakage `{strongest}` ({metrics['privacy/leak_acc']:.3f})" in (out / "summary.md").read_text()
+    strongest = [a for a in LEAKAGE if metrics[f"privacy/leak_acc/{a}"] == metrics["privacy/leak_acc"]]  # ties happen at this size
+    summary = (out / "summary.md").read_text()
+    assert any(f"leakage `{a}` ({metrics['privacy/leak_acc']:.3f})" in summary for a in strongest)
 
     png = out / "reconstructions.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -12,7 +12,7 @@ from conftest import tiny_config
 from torch import nn
 from torchmetrics.functional.image import structural_similarity_index_measure as ssim
 
-from trainables.attacks.whitebox import invert, total_variation, whitebox_reconstructions
+from trainables.attacks.attackers.whitebox import invert, total_variation, whitebox_reconstructions
 from trainables.config import WhiteboxConfig
 from trainables.data import synthetic
 from trainables.data.batches import TensorSplit

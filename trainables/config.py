@@ -11,6 +11,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from trainables.schema import THREAT_MODELS
+
 
 class Strict(BaseModel):
     """Unknown fields are errors; numbers are finite (`.inf`, `1e400` and NaN are refused,
@@ -109,7 +111,7 @@ class TrainConfig(Strict):
 
 
 # the TV choice's inversions: its pick agreed with 1600 steps' on every release measured
-# (`trainables.attacks.whitebox`), at an eighth of the cost
+# (`trainables.attacks.attackers.whitebox`), at an eighth of the cost
 SELECTION_STEPS = 200
 
 
@@ -142,11 +144,22 @@ class WhiteboxConfig(Strict):
         return value
 
 
+# `attacks.suite`: every registered attacker of the default suite, or those of one threat model
+SUITES = ("default", *THREAT_MODELS)
+
+
 class AttackConfig(Strict):
-    leakage: list[str] = Field(default_factory=lambda: ["server_arch", "mlp"], min_length=1, description="leakage attackers (private-attribute classifiers)")
-    reconstruction: list[str] = Field(
-        default_factory=lambda: ["mirror", "fc", "whitebox"], min_length=1,
-        description="reconstruction attackers: trained decoders (mirror, fc) and the white-box inversion (whitebox)",
+    suite: Literal[SUITES] = Field(
+        "default",
+        description="the attackers used where leakage or reconstruction is null: the default suite (every registered attacker "
+        "that joins it), or its attackers of one threat model (docs/metrics.md)",
+    )
+    leakage: list[str] | None = Field(
+        None, min_length=1, description="leakage attackers (private-attribute classifiers) by name; null = the suite's"
+    )
+    reconstruction: list[str] | None = Field(
+        None, min_length=1,
+        description="reconstruction attackers by name (trained decoders, the white-box inversion); null = the suite's",
     )
     epochs: int = Field(
         40, ge=1,

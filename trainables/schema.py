@@ -62,9 +62,30 @@ RECON_HIGHER_IS_BETTER = {name: METRICS[f"recon/{name}"].mode == "min" for name 
 
 def metric_info(key: str) -> MetricInfo | None:
     """The info of a final key, also of an attacker's key (`recon/ssim/mirror`), an interval
-    end (`:ci95_hi`) or a release ratio's key (`:R0.5`): they share their metric's range."""
+    end (`:ci95_hi`), a threat model's key (`:query`) or a release ratio's key (`:R0.5`): they
+    share their metric's range."""
     base = "/".join(key.split(":")[0].split("/")[:2])
     return (METRICS | PROXY_METRICS).get(base)
+
+
+# What an attacker knows (`trainables.attacks.base.Attack.threat`, docs/metrics.md):
+# - white_box: the client's weights and the release mechanism;
+# - query: can release its own images through the deployed client;
+# - no_query: auxiliary data of the same distribution and observed releases, no client access;
+# - architecture_only: the client's architecture, not its weights.
+THREAT_MODELS = ("white_box", "query", "no_query", "architecture_only")
+# The strongest attacker of one threat model: `privacy/leak_acc:<threat>`, `recon/ssim:<threat>`.
+# A colon, not the `@` one would write: MLflow refuses `@` in a metric key.
+THREAT_METRICS = ("privacy/leak_acc", "recon/ssim")
+
+
+def threat_key(metric: str, threat: str) -> str:
+    return f"{metric}:{threat}"
+
+
+def threat_of(key: str) -> str | None:
+    """The threat model a final key is restricted to (`recon/ssim:query:R0.5:ci95_hi` -> query)."""
+    return next((part for part in key.split(":")[1:] if part in THREAT_MODELS), None)
 
 
 # `<key>:ci95_lo`, `<key>:ci95_hi`: a final metric's 95 % interval. A colon never occurs in

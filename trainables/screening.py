@@ -2,7 +2,8 @@
 by the launch's front skips the full attack suite.
 
 After defense training, a screened trial first runs the same attack suite at a fraction f of
-its budget (`attacks.epochs` and `attacks.whitebox.steps` scaled by f, at least 1 each). A
+its budget (each attacker's `Attack.screening_budget`: `attacks.epochs` and
+`attacks.whitebox.steps` scaled by f, at least 1 each). A
 weaker attacker's leakage and reconstruction scores bound the converged attacker's from
 below (in expectation); the trial's best case is therefore, per objective, the end of its
 screened 95 % interval that favours it: the high end of a maximised objective, the low end of
@@ -38,6 +39,7 @@ from contextlib import contextmanager
 
 import torch
 
+from trainables.attacks.registry import selected
 from trainables.config import AttackConfig
 from trainables.schema import (
     CONFIG_ID_TAG,
@@ -55,9 +57,12 @@ Objectives = Sequence[tuple[str, str]]  # (metric, "max" | "min")
 
 
 def screening_budget(attacks: AttackConfig, fraction: float) -> AttackConfig:
-    """The same attack suite at `fraction` of its epochs cap and white-box steps."""
-    whitebox = attacks.whitebox.model_copy(update={"steps": max(1, math.ceil(fraction * attacks.whitebox.steps))})
-    return attacks.model_copy(update={"epochs": max(1, math.ceil(fraction * attacks.epochs)), "whitebox": whitebox})
+    """The same attack suite, each selected attacker at `fraction` of its budget (its
+    `Attack.screening_budget`: the learned attackers' epoch cap, the white-box steps)."""
+    updates: dict = {}
+    for attacker in selected(attacks).values():
+        updates.update(attacker.screening_budget(attacks, fraction))
+    return attacks.model_copy(update=updates)
 
 
 def best_case(metrics: Mapping[str, float], objectives: Objectives) -> list[float]:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainables.attacks.leakage import LEAKAGE_ATTACKERS
+from trainables.attacks.attackers.leakage import ServerArch
 from trainables.data.batches import TensorSplit
 from trainables.models import SplitArchitecture
 
@@ -40,7 +40,7 @@ class ShadowAttacker:
     def __init__(self, arch: SplitArchitecture, private_classes: int, device: torch.device):
         with torch.random.fork_rng(devices=[]):  # its initialisation leaves the trial's RNG stream untouched
             torch.manual_seed(SHADOW_SEED)
-            net = LEAKAGE_ATTACKERS["server_arch"].build(arch, private_classes)
+            net = ServerArch.network(arch, private_classes)
             self.net: nn.Module = net.to(device, memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=SHADOW_LR)
 

@@ -36,10 +36,10 @@ import torch
 from pydantic import ValidationError
 from tqdm.auto import tqdm
 
+from trainables.attacks.registry import check_attack_names
 from trainables.attacks.suite import (
     AttackData,
     AttackReport,
-    check_attack_names,
     check_release_ratios,
     run_attack_suite,
 )

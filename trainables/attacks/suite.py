@@ -1,16 +1,20 @@
 """Attack a frozen defense with the whole suite and evaluate everything on the test split.
 
-The evaluation protocol of docs/design.md: the obfuscator is frozen; the leakage attackers, the
-reconstruction decoders and a retrained utility model are trained on released z of the
+The evaluation protocol of docs/design.md: the obfuscator is frozen; every selected attacker
+(`trainables.attacks.registry.selected`: the spec's lists, else its suite), each one `Attack`
+of `trainables.attacks.base` whose hooks the suite calls, attacks it. The learned attackers
+(leakage classifiers, reconstruction decoders) and a retrained utility model are trained on
+released z of the
 attacker data (`attacks.data`: the defense's own train split, the strong attacker who knows
 the training data, or a share of it held out of defense training) and evaluated on the test
 split. Defense randomness (noise, random pruning) is redrawn for every batch at attack time,
 so no attacker sees noise-free or fixed-noise z (`trainables.attacks.releases`). Learned
 attackers train to convergence with early stopping on the validation split and are
-evaluated at their best validation epoch (`trainables.attacks.training`). The white-box
-inversion attacker (`trainables.attacks.whitebox`) knows the client and optimises images
-whose release matches z; it competes for `recon/<metric>` like any decoder, scored on the
-first `attacks.whitebox.images` test images (the decoders on the whole test slice).
+evaluated at their best validation epoch (`trainables.attacks.training`). Every other attacker
+fits itself (the white-box inversion, `trainables.attacks.attackers.whitebox`, knows the
+client and optimises images whose release matches z) and competes for `recon/<metric>` or
+`privacy/leak_acc` like any learned one. The strongest attacker of each threat model (what it
+knows, `Attack.threat`) is reported too: `privacy/leak_acc:<threat>`, `recon/ssim:<threat>`.
 
 Beside the fresh attackers the suite evaluates, frozen, the method's own training-time
 adversaries (`privacy/proxy_leak_acc`, `recon/proxy_ssim`): what the method would report
@@ -36,12 +40,12 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from trainables.attacks.decoders import DECODERS
+from trainables.attacks.attackers.leakage import ServerArch
+from trainables.attacks.base import Attack, AttackContext, AttackData
 from trainables.attacks.floor import leak_floor_hits
-from trainables.attacks.leakage import LEAKAGE_ATTACKERS, RETRAINED_UTILITY, LearnedAttacker
+from trainables.attacks.registry import selected
 from trainables.attacks.releases import ReleasedSplit
 from trainables.attacks.training import Attacker, Stopwatch, train_attackers
-from trainables.attacks.whitebox import whitebox_reconstructions
 from trainables.bootstrap import (
     Best,
     Difference,
@@ -57,23 +61,15 @@ from trainables.data.batches import TensorSplit
 from trainables.errors import InputError
 from trainables.methods.base import Method
 from trainables.metrics import ImageSimilarity
-from trainables.schema import RECON_HIGHER_IS_BETTER
+from trainables.schema import RECON_HIGHER_IS_BETTER, threat_key
 
-WHITEBOX = "whitebox"
-# `time/attack/<part>`: seconds of each learned attacker's training steps (by its name), of
-# the white-box attacker, of releasing batches, of the validation passes and of the test pass.
+# `time/attack/<part>`: seconds of each learned attacker's training steps and each other
+# attacker's fit and test records (by its record name, `recon/whitebox`), of releasing
+# batches, of the validation passes and of the test passes.
 ATTACK_TIME_PREFIX = "time/attack/"
-RECONSTRUCTION_ATTACKERS = (*DECODERS, WHITEBOX)
+RETRAINED_UTILITY = "utility/retrained"
 
-
-@dataclass
-class AttackData:
-    """The splits one attack needs, each with its task and private labels."""
-
-    attacker: TensorSplit  # what the attackers train on (never test)
-    selection: TensorSplit | None  # validation split: early stopping and model selection
-    test: TensorSplit
-    classes: tuple[int, int]  # (task, private) class counts
+__all__ = ["AttackData", "AttackReport", "run_attack_suite"]
 
 
 @dataclass
@@ -87,36 +83,22 @@ class AttackReport:
     curves: dict[str, list[float]] = field(default_factory=dict)
 
 
-def check_attack_names(cfg: AttackConfig) -> None:
-    for field_name, known in (("leakage", LEAKAGE_ATTACKERS), ("reconstruction", RECONSTRUCTION_ATTACKERS)):
-        unknown = sorted(set(getattr(cfg, field_name)) - set(known))
-        if unknown:
-            raise InputError(f"attacks.{field_name}: unknown attacker(s) {unknown}; choose from {sorted(known)}.")
+def retrained_utility(ctx: AttackContext) -> Attacker:
+    """The server architecture with the task head, trained by the suite's rule at the
+    server-architecture classifier's rate, on its own weights unless `attacks.ema` says
+    otherwise (averaged, it lost .008 task accuracy in 2 of 3 seeds:
+    `trainables.attacks.training`)."""
+    net = ServerArch.network(ctx.method.ctx.arch, ctx.classes[0])
+    return Attacker(net, "task", ctx.cfg.lr or ServerArch.peak_lr, None, ctx.cfg.ema or 0.0, 1)
 
 
-def build_attackers(method: Method, cfg: AttackConfig, task_classes: int, private_classes: int) -> dict[str, Attacker]:
-    """The learned attackers (the white-box inversion is not trained, see `whitebox`), each
-    at its registry entry's peak learning rate unless `attacks.lr` sets one for all, at its
-    entry's own batch size where it has one, averaging its weights as its entry says
-    unless `attacks.ema` sets one decay for all, and stopping by the suite's rule scaled by
-    its entry's `stopping_scale`."""
-    check_attack_names(cfg)
-    arch = method.ctx.arch
-
-    def attacker(entry: LearnedAttacker, target: str, *args) -> Attacker:
-        ema = entry.ema if cfg.ema is None else cfg.ema
-        return Attacker(entry.build(*args), target, cfg.lr or entry.peak_lr, entry.batch_size, ema, entry.stopping_scale)
-
-    attackers = {f"leak/{name}": attacker(LEAKAGE_ATTACKERS[name], "private", arch, private_classes) for name in cfg.leakage}
-    attackers.update(
-        {
-            f"recon/{name}": attacker(DECODERS[name], "image", arch.z_shape, arch.input_shape)
-            for name in cfg.reconstruction
-            if name in DECODERS
-        }
-    )
-    attackers["utility/retrained"] = attacker(RETRAINED_UTILITY, "task", arch, task_classes)
-    return attackers
+def build_attacks(ctx: AttackContext) -> tuple[dict[str, Attack], dict[str, Attacker]]:
+    """Every selected attacker by record name (`leak/<name>`, `recon/<name>`), and the networks
+    the suite trains: the learned attackers' and the retrained utility model's."""
+    attacks: dict[str, Attack] = {cls.record_name(): cls(ctx) for cls in selected(ctx.cfg).values()}
+    learners = {name: attack.learner for name, attack in attacks.items() if attack.learner is not None}
+    learners[RETRAINED_UTILITY] = retrained_utility(ctx)
+    return attacks, learners
 
 
 @dataclass
@@ -128,6 +110,7 @@ class Evaluation:
     deployed: torch.Tensor  # the deployed model's task predictions
     task: torch.Tensor  # the task labels
     similarity: dict[str, ImageSimilarity]  # `recon/<attacker>` and the method's own `proxy/<decoder>`
+    threats: dict[str, str] = field(default_factory=dict)  # `leak/<attacker>`, `recon/<attacker>` -> its threat model
 
 
 DEPLOYED = "utility/deployed"
@@ -135,27 +118,20 @@ PROXY_LEAK = "proxy/leak"
 
 
 @torch.no_grad()
-def evaluate(method: Method, attackers: dict[str, Attacker], test: ReleasedSplit) -> Evaluation:
-    """The deployed model, the classifiers and the method's proxy adversary (per-example
-    hits); the decoders and the method's own decoders (`proxy/<name>`, per-image scores)."""
-    for attacker in attackers.values():
-        attacker.model.eval()
+def evaluate(method: Method, utility: Attacker, test: ReleasedSplit) -> Evaluation:
+    """The deployed model, the retrained utility model and the method's proxy adversary
+    (per-example hits); the method's own decoders (`proxy/<name>`, per-image scores)."""
+    utility.model.eval()
     image_shape = tuple(test.data.images.shape[1:])
     device = test.data.images.device
-    hits: dict[str, list[torch.Tensor]] = {name: [] for name, a in attackers.items() if a.target != "image"}
-    similarity = {name: ImageSimilarity(image_shape, device) for name, a in attackers.items() if a.target == "image"}
+    hits: dict[str, list[torch.Tensor]] = {RETRAINED_UTILITY: []}
     proxy_decoders = method.proxy_decoders()
-    similarity.update({f"proxy/{name}": ImageSimilarity(image_shape, device, lpips=False) for name in proxy_decoders})
+    similarity = {f"proxy/{name}": ImageSimilarity(image_shape, device, lpips=False) for name in proxy_decoders}
     deployed_preds, task_labels = [], []
     for z, targets in tqdm(test.batches(), total=test.num_batches(), desc="attack: test", leave=False, disable=None):
         deployed_preds.append(method.serve(z).argmax(1).cpu())
         task_labels.append(targets["task"].cpu())
-        for name, attacker in attackers.items():
-            out = attacker.model(z)
-            if attacker.target == "image":
-                similarity[name].update(out.clamp(0, 1), targets["image"])
-            else:
-                hits[name].append((out.argmax(1) == targets[attacker.target]).cpu())
+        hits[RETRAINED_UTILITY].append((utility.model(z).argmax(1) == targets["task"]).cpu())
         proxy = method.proxy_leak(z)
         if proxy is not None:
             hits.setdefault(PROXY_LEAK, []).append((proxy.argmax(1) == targets["private"]).cpu())
@@ -175,7 +151,7 @@ def summarise(evaluation: Evaluation, data: AttackData) -> tuple[dict[str, Stati
     statistics: dict[str, Statistic] = {
         "utility/acc": Mean(hits[DEPLOYED]),
         "utility/mcc": Matthews(evaluation.deployed, evaluation.task, task_classes),
-        "utility/acc_retrained": Mean(hits["utility/retrained"]),
+        "utility/acc_retrained": Mean(hits[RETRAINED_UTILITY]),
     }
     leak = {name.removeprefix("leak/"): Mean(values) for name, values in hits.items() if name.startswith("leak/")}
     statistics.update({f"privacy/leak_acc/{name}": statistic for name, statistic in leak.items()})
@@ -199,9 +175,23 @@ def summarise(evaluation: Evaluation, data: AttackData) -> tuple[dict[str, Stati
             continue
         statistics.update({f"recon/{metric}/{attacker}": value for attacker, value in values.items()})
         statistics[f"recon/{metric}"] = Best(list(values.values()), higher_is_better=higher)
+    statistics.update(threat_statistics(statistics, evaluation.threats))
     ssim = point_values({attacker: values["ssim"] for attacker, values in per_attacker.items()})
     strongest = max(per_attacker, key=lambda attacker: ssim.get(attacker, float("-inf")))
     return statistics, strongest
+
+
+def threat_statistics(statistics: dict[str, Statistic], threats: dict[str, str]) -> dict[str, Statistic]:
+    """The strongest attacker of each threat model present: `privacy/leak_acc:<threat>` over
+    the leakage attackers that assume it, `recon/ssim:<threat>` over the reconstruction ones."""
+    grouped: dict[str, list[Statistic]] = {}
+    for record_name, threat in threats.items():
+        role, name = record_name.split("/", 1)
+        metric = "privacy/leak_acc" if role == "leak" else "recon/ssim"
+        statistic = statistics.get(f"{metric}/{name}")
+        if statistic is not None:
+            grouped.setdefault(threat_key(metric, threat), []).append(statistic)
+    return {key: Best(values, higher_is_better=True) for key, values in grouped.items()}
 
 
 def ratio_suffix(ratio: float) -> str:
@@ -229,10 +219,10 @@ def check_release_ratios(method_cls: type[Method], cfg: AttackConfig) -> None:
 def _attack_once(
     method: Method, data: AttackData, cfg: AttackConfig, seed: int, gallery: torch.Tensor
 ) -> tuple[dict[str, Statistic], dict[str, float], torch.Tensor, str, dict[str, list[float]]]:
-    """Train a fresh suite on `method.release` as it is now and evaluate it; returns the
-    final metrics as statistics, the attackers' bookkeeping metrics (`attack/...`), the
-    strongest reconstruction attacker's reconstructions of the `gallery` images (the first
-    test images), that attacker's name and the validation curves."""
+    """Run every selected attacker on `method.release` as it is now; returns the final
+    metrics as statistics, the attackers' bookkeeping metrics (`attack/...`), the strongest
+    reconstruction attacker's reconstructions of the `gallery` images (the first test images),
+    that attacker's name and the learners' validation curves."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     parts = method.release_parts()
@@ -242,38 +232,36 @@ def _attack_once(
 
     device = data.test.images.device
     watch = Stopwatch(device)
-    attackers = build_attackers(method, cfg, *data.classes)
-    for attacker in attackers.values():
-        attacker.net.to(device, memory_format=torch.channels_last)
+    attacks, learners = build_attacks(AttackContext(method, cfg, data.classes))
+    for learner in learners.values():
+        learner.net.to(device, memory_format=torch.channels_last)
     use_selection = cfg.selection == "val_best" and data.selection is not None
     with watch.timed("release"):  # the release's features are computed here, once per split
         train_split = released(data.attacker)
         selection_split = released(data.selection) if use_selection else None
         test_split = released(data.test)
-    train_attackers(attackers, train_split, cfg, generator, selection_split, watch)
+    train_attackers(learners, train_split, cfg, generator, selection_split, watch)
     with watch.timed("test"):
-        evaluation = evaluate(method, attackers, test_split)
+        evaluation = evaluate(method, learners[RETRAINED_UTILITY], test_split)
     bookkeeping: dict[str, float] = {}
-    whitebox_images = None
-    if WHITEBOX in cfg.reconstruction:
-        with watch.timed(WHITEBOX):
-            originals, whitebox_images, tv = whitebox_reconstructions(method, data.test, cfg.whitebox, data.selection)
-        similarity = ImageSimilarity(tuple(originals.shape[1:]), originals.device)
-        similarity.update(whitebox_images, originals)
-        evaluation.similarity[f"recon/{WHITEBOX}"] = similarity
-        bookkeeping["attack/whitebox_tv"] = tv
+    for name, attack in attacks.items():
+        with watch.timed("test" if attack.learner is not None else name):
+            attack.fit(data)
+            records = attack.test_records(data, test_split)
+        if records.hits is not None:
+            evaluation.hits[name] = records.hits
+        if records.similarity is not None:
+            evaluation.similarity[name] = records.similarity
+        evaluation.threats[name] = attack.threat
+        bookkeeping.update({f"attack/{key}": value for key, value in records.bookkeeping.items()})
     statistics, strongest = summarise(evaluation, data)
-    for name, attacker in attackers.items():
-        bookkeeping[f"attack/kept_epoch/{name}"] = float(attacker.kept_epoch)
-        bookkeeping[f"attack/epochs_run/{name}"] = float(attacker.epochs_run)
-        bookkeeping[f"attack/converged/{name}"] = float(attacker.converged)
+    for name, learner in learners.items():
+        bookkeeping[f"attack/kept_epoch/{name}"] = float(learner.kept_epoch)
+        bookkeeping[f"attack/epochs_run/{name}"] = float(learner.epochs_run)
+        bookkeeping[f"attack/converged/{name}"] = float(learner.converged)
     bookkeeping.update({f"{ATTACK_TIME_PREFIX}{part}": seconds for part, seconds in watch.seconds.items()})
-    if strongest == WHITEBOX:
-        reconstructions = whitebox_images[: len(gallery)]
-    else:
-        with torch.no_grad():
-            reconstructions = attackers[f"recon/{strongest}"].model(method.release(gallery)).clamp(0, 1)
-    curves = {name: attacker.val_scores for name, attacker in attackers.items()}
+    reconstructions = attacks[f"recon/{strongest}"].gallery(gallery)
+    curves = {name: learner.val_scores for name, learner in learners.items()}
     return statistics, bookkeeping, reconstructions, strongest, curves
 
 

@@ -41,15 +41,15 @@ leakage .8635 and SSIM .818 against .864 and .826, 630 s of attack phase (under 
 contention), but the mirror and fc decoders ran to the 30-epoch cap there: on noisy releases
 the SSIM is within the benchmark's tolerance and still flagged a lower bound. With a cap of
 40 the mirror decoder converged there at epoch 33 (.818 at batch 256); at its own batch of
-64 also at epoch 33, at .833, above the reference (`trainables.attacks.decoders`). So the cap
+64 also at epoch 33, at .833, above the reference (`trainables.attacks.attackers.decoders`). So the cap
 is 40 (`attacks.epochs`).
 Why this and not cosine over a fixed budget: the number of epochs an attacker needs differs
 by an order of magnitude between attackers and defenses, so a schedule tied to the cap either
 anneals too early (cap small) or wastes most of the budget (cap large); decaying on plateau
 anneals when an attacker stops improving, and the stop follows two halvings.
 Peak rates (and the mirror decoder's own batch of 64) are per attacker, measured on the
-quickstart's released features (the registry entries of `trainables.attacks.leakage` and
-`trainables.attacks.decoders` give the numbers);
+quickstart's released features (the attackers of `trainables.attacks.attackers.leakage` and
+`trainables.attacks.attackers.decoders` give the numbers);
 `attacks.lr` sets one rate for all, `attacks.schedule: constant` turns the decay off.
 Scores are accuracy for classifiers and minus the per-pixel MSE for decoders, on releases
 of the validation split (held out of the train split, never trained on). Without a

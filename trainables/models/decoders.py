@@ -7,7 +7,7 @@
   values (a full 64x32x32 map would need a 65k-by-1k weight matrix); the two hidden
   layers are 1024 wide.
 Outputs are images in [0, 1]. The attack suite's registry of them is
-`trainables.attacks.decoders`.
+`trainables.attacks.attackers.decoders`.
 """
 
 from __future__ import annotations

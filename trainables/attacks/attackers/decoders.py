@@ -1,6 +1,7 @@
-"""Reconstruction decoders of the attack suite: the registry of `attacks.reconstruction`'s
-trained attackers (the architectures live in `trainables.models.decoders`, which the
-reconstruction defenses also build their simulated adversaries from).
+"""Reconstruction decoders: networks trained on released z to rebuild the image, by an
+attacker who can release its own images through the deployed client (threat model `query`).
+The architectures live in `trainables.models.decoders`, which the reconstruction defenses
+also build their simulated adversaries from.
 
 Peak Adam learning rates, measured on the quickstart's released features (`none`, small_cnn
 split 2, 9k train images, batch 256, test SSIM after epochs 1 / 5 / 10 / 12 at a constant
@@ -25,13 +26,35 @@ activations stay in cache). The fc decoder is weight-bound: 4.7 s an epoch at 64
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 from torch import nn
 
-from trainables.attacks.leakage import LearnedAttacker
+from trainables.attacks.base import LearnedAttack
+from trainables.attacks.registry import register
 from trainables.models.decoders import FCDecoder, MirrorDecoder
 
-DECODERS: dict[str, LearnedAttacker[Callable[[tuple[int, ...], tuple[int, int, int]], nn.Module]]] = {
-    "mirror": LearnedAttacker(MirrorDecoder, 1e-2, batch_size=64),
-    "fc": LearnedAttacker(FCDecoder, 3e-3),
-}
+
+class Decoder(LearnedAttack):
+    role = "reconstruction"
+    threat = "query"
+
+    # (z shape, image shape) -> the untrained decoder
+    architecture: ClassVar[Callable[[tuple[int, ...], tuple[int, int, int]], nn.Module]]
+
+    def build(self) -> nn.Module:
+        arch = self.ctx.method.ctx.arch
+        return type(self).architecture(arch.z_shape, arch.input_shape)
+
+
+@register("mirror")
+class Mirror(Decoder):
+    peak_lr = 1e-2
+    batch_size = 64
+    architecture = MirrorDecoder
+
+
+@register("fc")
+class FullyConnected(Decoder):
+    peak_lr = 3e-3
+    architecture = FCDecoder

@@ -1,7 +1,7 @@
 """`whitebox`: the white-box inversion attacker (DISCO Sec. 4.2's likelihood maximisation,
 He et al.'s regularised maximum-likelihood estimation, rMLE).
 
-The attacker knows the frozen client and the release mechanism. For each observed release
+The attacker knows the frozen client and the release mechanism (threat model `white_box`). For each observed release
 z of a test image it optimises an image x_hat in [0, 1], starting from a mid-grey image,
 with Adam projected onto the box [0, 1] after every step, to minimise
 
@@ -77,12 +77,21 @@ optimisation is independent of the others in its batch (the loss is a sum over i
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
-from trainables.config import WhiteboxConfig
+from trainables.attacks.base import Attack, AttackData, Records
+from trainables.attacks.registry import register
+from trainables.attacks.releases import ReleasedSplit
+from trainables.config import AttackConfig, WhiteboxConfig
 from trainables.data.batches import TensorSplit
 from trainables.methods.base import Method
+from trainables.metrics import ImageSimilarity
+
+# --smoke: a 4-image 5-step inversion with one TV weight (no choice to make: a resnet18 client
+# made the choice minutes of a smoke run)
+SMOKE_IMAGES, SMOKE_STEPS = 4, 5
 
 
 def total_variation(images: torch.Tensor) -> torch.Tensor:
@@ -152,6 +161,46 @@ def whitebox_reconstructions(
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """(originals, reconstructions, the TV weight used) of the first `cfg.images` test images."""
     tv = choose_tv(method, selection, cfg)
+    return *invert_test_images(method, test, cfg, tv), tv
+
+
+def invert_test_images(method: Method, test: TensorSplit, cfg: WhiteboxConfig, tv: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(originals, reconstructions) of the first `cfg.images` test images, at TV weight `tv`."""
     originals = test.images_at(slice(0, cfg.images))
     weights = torch.full((len(originals),), tv, device=originals.device)
-    return originals, reconstruct(method, originals, cfg, weights), tv
+    return originals, reconstruct(method, originals, cfg, weights)
+
+
+@register("whitebox")
+class WhiteboxInversion(Attack):
+    """Scored on the first `attacks.whitebox.images` test images (the decoders on the whole
+    test slice); its TV weight, chosen on validation images, is logged as `attack/whitebox_tv`."""
+
+    role = "reconstruction"
+    threat = "white_box"
+
+    def fit(self, data: AttackData) -> None:
+        self.tv = choose_tv(self.ctx.method, data.selection, self.ctx.cfg.whitebox)
+
+    def test_records(self, data: AttackData, test: ReleasedSplit) -> Records:
+        originals, self.reconstructions = invert_test_images(self.ctx.method, data.test, self.ctx.cfg.whitebox, self.tv)
+        similarity = ImageSimilarity(tuple(originals.shape[1:]), originals.device)
+        similarity.update(self.reconstructions, originals)
+        return Records(similarity=similarity, bookkeeping={"whitebox_tv": self.tv})
+
+    def gallery(self, images: torch.Tensor) -> torch.Tensor:
+        return self.reconstructions[: len(images)]
+
+    @classmethod
+    def screening_budget(cls, attacks: AttackConfig, fraction: float) -> dict[str, Any]:
+        steps = max(1, math.ceil(fraction * attacks.whitebox.steps))
+        return {"whitebox": attacks.whitebox.model_copy(update={"steps": steps})}
+
+    @classmethod
+    def shrink_for_smoke(cls, attacks: dict) -> None:
+        whitebox = attacks.setdefault("whitebox", {})
+        whitebox["images"] = min(whitebox.get("images", SMOKE_IMAGES), SMOKE_IMAGES)
+        whitebox["steps"] = min(whitebox.get("steps", SMOKE_STEPS), SMOKE_STEPS)
+        whitebox["selection_images"] = min(whitebox.get("selection_images", SMOKE_IMAGES), SMOKE_IMAGES)
+        tv = whitebox.get("tv", WhiteboxConfig().tv)
+        whitebox["tv"] = tv[:1] if isinstance(tv, list) else tv
