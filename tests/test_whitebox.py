@@ -24,6 +24,11 @@ from trainables.trial import Trial
 SHAPE = (3, 16, 16)
 
 
+def grey(n: int) -> torch.Tensor:
+    """The white-box attacker's start: n mid-grey images."""
+    return torch.full((n, *SHAPE), 0.5)
+
+
 class LinearClient(Method):
     """release(x) = W x (+ sigma * fresh noise), W a fixed random orthogonal matrix."""
 
@@ -88,7 +93,7 @@ def test_a_deterministic_release_is_not_drawn_repeatedly():
     calls = []
     original = method.release_for_inversion
     method.release_for_inversion = lambda x: calls.append(1) or original(x)
-    invert(method, method.release(torch.rand(2, *SHAPE)), SHAPE, WhiteboxConfig(steps=7, draws=4), tv=0.1)
+    invert(method, method.release(torch.rand(2, *SHAPE)), grey(2), WhiteboxConfig(steps=7, draws=4), tv=0.1)
     assert len(calls) == 7
 
 
@@ -139,9 +144,9 @@ def test_inverting_the_tv_candidates_together_gives_each_its_own_inversion():
     images = synthetic_test_split().images_at(slice(0, 4))
     cfg = WhiteboxConfig(steps=30)
     target = method.release(images)
-    alone = [invert(method, target, SHAPE, cfg, tv=tv) for tv in (0.0, 0.5)]
+    alone = [invert(method, target, grey(len(target)), cfg, tv=tv) for tv in (0.0, 0.5)]
     weights = torch.tensor([0.0, 0.5]).repeat_interleave(len(images))
-    together = invert(method, target.repeat(2, 1), SHAPE, cfg, tv=weights)
+    together = invert(method, target.repeat(2, 1), grey(2 * len(target)), cfg, tv=weights)
     assert torch.allclose(together, torch.cat(alone), atol=1e-5)
     assert not torch.allclose(alone[0], alone[1], atol=1e-3)  # the weights do differ
 
@@ -199,6 +204,6 @@ def test_the_inversion_runs_adam_at_the_configured_second_moment_decay(monkeypat
     monkeypatch.setattr(torch.optim, "Adam", SpyAdam)
     method = LinearClient()
     target = method.release(torch.rand(2, *SHAPE))
-    invert(method, target, SHAPE, WhiteboxConfig(steps=2, beta2=0.7), tv=0.1)
-    invert(method, target, SHAPE, WhiteboxConfig(steps=2), tv=0.1)
+    invert(method, target, grey(2), WhiteboxConfig(steps=2, beta2=0.7), tv=0.1)
+    invert(method, target, grey(2), WhiteboxConfig(steps=2), tv=0.1)
     assert seen == [(0.9, 0.7), (0.9, 0.8)]

@@ -129,18 +129,28 @@ class WhiteboxConfig(Strict):
         SELECTION_STEPS, ge=1, description="Adam steps of each candidate's inversion when the TV weight is chosen (at most `steps`)"
     )
     draws: int = Field(1, ge=1, description="fresh defense-randomness draws averaged per step (stochastic releases only)")
+    decoder_lr: float = Field(
+        0.1, gt=0,
+        description="decoder_prior attacker: peak Adam learning rate of an inversion from the decoder's output (at the grey "
+        "start's 1.0, Adam's first step moves every pixel by about 1 and forgets the start)",
+    )
+    decoder_pull: list[float] = Field(
+        default_factory=lambda: [0.0, 1.0, 10.0, 100.0], min_length=1,
+        description="decoder_prior attacker: weights of the pull towards the best decoder's reconstruction to choose from "
+        "(on validation images, beside the grey start and the decoder's output alone)",
+    )
     batch_size: int = Field(256, ge=1, description="images optimised together")
 
-    @field_validator("tv", mode="before")
+    @field_validator("tv", "decoder_pull", mode="before")
     @classmethod
     def _as_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, int | float) else value
 
-    @field_validator("tv")
+    @field_validator("tv", "decoder_pull")
     @classmethod
     def _non_negative(cls, value: list[float]) -> list[float]:
         if any(v < 0 for v in value):
-            raise ValueError("TV weights must be >= 0")
+            raise ValueError("weights must be >= 0")
         return value
 
 

@@ -126,7 +126,9 @@ def test_it_fits_without_the_test_split_and_records_every_test_example(name, spl
             attack.learner.model.eval()
             after = attack.learner.loss(z, targets).item()
         assert after < before, f"{name}: 30 steps on one batch did not lower its loss ({before:.4f} -> {after:.4f})"
-    attack.fit(AttackData(data.attacker, data.selection, Untouchable(), data.classes))
+    ctx = attack.ctx
+    learned = {other.record_name(): other(ctx) for other in registered().values() if issubclass(other, LearnedAttack)}
+    attack.fit(AttackData(data.attacker, data.selection, Untouchable(), data.classes), learned)
     test = ReleasedSplit(method.release_parts(), data.test, BATCH)
     records = attack.test_records(data, test)
     if cls.role == "leakage":

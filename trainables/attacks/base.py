@@ -14,8 +14,10 @@ Its hooks, called by the suite (`trainables.attacks.suite`) in this order:
 2. `learner`: for a learned attacker (`LearnedAttack`), the network the suite trains with every
    other learner on one stream of released batches of the attacker data, stopped and selected on
    the validation split (`trainables.attacks.training`); None otherwise;
-3. `fit(data)`: anything else it learns or chooses, from the attacker and validation splits
-   only (the white-box attacker chooses its TV weight here);
+3. `fit(data, learned)`: anything else it learns or chooses, from the attacker and validation
+   splits only (the white-box attacker chooses its TV weight here); `learned` holds the
+   learned attackers, trained and at their best validation epoch (the decoder-prior
+   inversion starts from a decoder's output);
 4. `test_records(data, test)`: per-example records on the test split, from which the suite
    computes every metric and its bootstrap interval: `hits` (one bool per test example) for a
    leakage attacker, `similarity` (per-image scores) for a reconstruction attacker;
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -102,8 +105,9 @@ class Attack(ABC):
     def learner(self) -> Attacker | None:
         return None
 
-    def fit(self, data: AttackData) -> None:  # noqa: B027 (optional: a learned attacker has nothing more to fit)
-        """Learn or choose from `data.attacker` and `data.selection` (never `data.test`)."""
+    def fit(self, data: AttackData, learned: Mapping[str, LearnedAttack]) -> None:  # noqa: B027 (optional hook)
+        """Learn or choose from `data.attacker` and `data.selection` (never `data.test`), and
+        from the trained `learned` attackers (by record name)."""
 
     @abstractmethod
     def test_records(self, data: AttackData, test: ReleasedSplit) -> Records:

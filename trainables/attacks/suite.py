@@ -41,7 +41,7 @@ import torch
 from tqdm.auto import tqdm
 
 from trainables.attacks.attackers.leakage import ServerArch
-from trainables.attacks.base import Attack, AttackContext, AttackData
+from trainables.attacks.base import Attack, AttackContext, AttackData, LearnedAttack
 from trainables.attacks.floor import leak_floor_hits
 from trainables.attacks.registry import selected
 from trainables.attacks.releases import ReleasedSplit
@@ -244,9 +244,10 @@ def _attack_once(
     with watch.timed("test"):
         evaluation = evaluate(method, learners[RETRAINED_UTILITY], test_split)
     bookkeeping: dict[str, float] = {}
+    learned = {name: attack for name, attack in attacks.items() if isinstance(attack, LearnedAttack)}
     for name, attack in attacks.items():
         with watch.timed("test" if attack.learner is not None else name):
-            attack.fit(data)
+            attack.fit(data, learned)
             records = attack.test_records(data, test_split)
         if records.hits is not None:
             evaluation.hits[name] = records.hits

@@ -77,11 +77,13 @@ optimisation is independent of the others in its batch (the loss is a sum over i
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
+from torch import nn
 
-from trainables.attacks.base import Attack, AttackData, Records
+from trainables.attacks.base import Attack, AttackData, LearnedAttack, Records
 from trainables.attacks.registry import register
 from trainables.attacks.releases import ReleasedSplit
 from trainables.config import AttackConfig, WhiteboxConfig
@@ -111,35 +113,55 @@ def inversion_loss(method: Method, images: torch.Tensor, target: torch.Tensor, t
     return (distance + tv * total_variation(images)).sum()
 
 
-def invert(method: Method, target: torch.Tensor, image_shape: tuple[int, ...], cfg: WhiteboxConfig, tv: float | torch.Tensor) -> torch.Tensor:
-    """Reconstructions in [0, 1] of the images whose releases are `target` (a batch), each
-    with its own TV weight."""
+def invert(
+    method: Method, target: torch.Tensor, start: torch.Tensor, cfg: WhiteboxConfig, tv: float | torch.Tensor,
+    anchor: torch.Tensor | None = None, pull: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Reconstructions in [0, 1] of the images whose releases are `target` (a batch), from
+    `start`, each with its own TV weight and, with an `anchor`, its own weight `pull` of the
+    mean squared distance to it (`trainables.attacks.attackers.decoder_prior`)."""
     draws = cfg.draws if method.release_is_random() else 1
-    images = torch.full((len(target), *image_shape), 0.5, device=target.device)
-    images = images.contiguous(memory_format=torch.channels_last).requires_grad_()
+    images = start.clone().contiguous(memory_format=torch.channels_last).requires_grad_()
     optimizer = torch.optim.Adam([images], lr=cfg.lr, betas=(0.9, cfg.beta2))
     for step in range(cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         optimizer.zero_grad(set_to_none=True)
-        inversion_loss(method, images, target, tv, draws).backward()
+        loss = inversion_loss(method, images, target, tv, draws)
+        if anchor is not None:
+            loss = loss + (pull * (images - anchor).flatten(1).pow(2).mean(1)).sum()
+        loss.backward()
         optimizer.step()
         with torch.no_grad():
             images.clamp_(0, 1)
     return images.detach()
 
 
-def reconstruct(method: Method, originals: torch.Tensor, cfg: WhiteboxConfig, tv: torch.Tensor) -> torch.Tensor:
+def reconstruct(
+    method: Method, originals: torch.Tensor, cfg: WhiteboxConfig, tv: torch.Tensor,
+    decoder: nn.Module | None = None, pull: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Reconstructions of `originals`, each inverted from one release of it with its TV
-    weight (`tv`, one per image), in batches of `cfg.batch_size`."""
+    weight (`tv`, one per image), in batches of `cfg.batch_size`: from a mid-grey image, or
+    with a `decoder` from its reconstruction of that release (at `cfg.decoder_lr`), pulled
+    towards it by `pull` (one weight per image)."""
     parts = []
     for start in range(0, len(originals), cfg.batch_size):
         batch = originals[start : start + cfg.batch_size]
         with torch.no_grad():
             target = method.release(batch)
+            anchor = decoder(target).clamp(0, 1) if decoder is not None else None
+        begin = anchor if anchor is not None else torch.full_like(batch, 0.5)
+        settings = cfg.model_copy(update={"lr": cfg.decoder_lr}) if anchor is not None else cfg
+        weights = pull[start : start + cfg.batch_size] if pull is not None else None
         with torch.enable_grad():
-            parts.append(invert(method, target, tuple(batch.shape[1:]), cfg, tv[start : start + cfg.batch_size]))
+            parts.append(invert(method, target, begin, settings, tv[start : start + cfg.batch_size], anchor, weights))
     return torch.cat(parts)
+
+
+def squared_errors(reconstructions: torch.Tensor, originals: torch.Tensor) -> torch.Tensor:
+    """Per image: the mean squared pixel error."""
+    return (reconstructions - originals).pow(2).flatten(1).mean(1)
 
 
 def choose_tv(method: Method, selection: TensorSplit | None, cfg: WhiteboxConfig) -> float:
@@ -148,12 +170,27 @@ def choose_tv(method: Method, selection: TensorSplit | None, cfg: WhiteboxConfig
     optimisation is independent of the others in its batch)."""
     if len(cfg.tv) == 1 or selection is None or len(selection) == 0:
         return cfg.tv[0]
-    originals = selection.images_at(slice(0, cfg.selection_images))
-    copies = originals.repeat(len(cfg.tv), *([1] * (originals.dim() - 1)))
-    weights = torch.tensor(cfg.tv, device=originals.device).repeat_interleave(len(originals))
+    errors = selection_errors(method, selection.images_at(slice(0, cfg.selection_images)), cfg, cfg.tv)
+    return cfg.tv[int(errors.argmin())]
+
+
+def selection_errors(
+    method: Method, originals: torch.Tensor, cfg: WhiteboxConfig, tv: list[float],
+    decoder: nn.Module | None = None, pull: list[float] | None = None,
+) -> torch.Tensor:
+    """The mean squared error of each candidate's inversions of `originals` (validation images)
+    after `selection_steps`: one candidate per TV weight, or with a `decoder` one per weight
+    of `pull` (at the one TV weight given). Every candidate inverts its own copy of the images,
+    all in one optimisation (each image's optimisation is independent of the others in its batch)."""
+    weights = pull if decoder is not None else tv
+    copies = originals.repeat(len(weights), *([1] * (originals.dim() - 1)))
+    per_copy = torch.tensor(weights, device=originals.device).repeat_interleave(len(originals))
     choosing = cfg.model_copy(update={"steps": min(cfg.selection_steps, cfg.steps)})
-    errors = (reconstruct(method, copies, choosing, weights) - copies).pow(2).flatten(1).mean(1)
-    return cfg.tv[int(errors.view(len(cfg.tv), -1).mean(1).argmin())]
+    if decoder is None:
+        reconstructions = reconstruct(method, copies, choosing, per_copy)
+    else:
+        reconstructions = reconstruct(method, copies, choosing, torch.full_like(per_copy, tv[0]), decoder, per_copy)
+    return squared_errors(reconstructions, copies).view(len(weights), -1).mean(1)
 
 
 def whitebox_reconstructions(
@@ -179,7 +216,7 @@ class WhiteboxInversion(Attack):
     role = "reconstruction"
     threat = "white_box"
 
-    def fit(self, data: AttackData) -> None:
+    def fit(self, data: AttackData, learned: Mapping[str, LearnedAttack]) -> None:
         self.tv = choose_tv(self.ctx.method, data.selection, self.ctx.cfg.whitebox)
 
     def test_records(self, data: AttackData, test: ReleasedSplit) -> Records:
