@@ -225,6 +225,15 @@ def test_validate_rejects_a_misspelled_objective_as_run_does(capsys, write_spec)
                            "privacy/leak_accuracy", "did you mean `privacy/leak_acc`?")
 
 
+def test_a_threat_model_objective_is_valid_where_the_suite_has_an_attacker_of_it(capsys, write_spec):
+    raw = {**tiny_raw(), "objectives": [{"metric": "utility/acc", "mode": "max"}, {"metric": "recon/ssim:white_box", "mode": "min"}]}
+    raw["attacks"] = {**raw["attacks"], "reconstruction": ["mirror", "whitebox"]}
+    assert main(["validate", str(write_spec(raw))]) == 0
+    raw["attacks"]["reconstruction"] = ["mirror"]  # no white-box attacker left: no such metric
+    fails_with_input_error(capsys, ["validate", str(write_spec(raw))], "objectives[1].metric", "recon/ssim:white_box",
+                           "recon/ssim:query")
+
+
 def test_validate_rejects_a_launch_storage_pyarrow_cannot_open_as_run_does(capsys, write_spec, monkeypatch):
     monkeypatch.setenv("PRIVSWEEP_STORAGE", "nosuchscheme://bucket/prefix")
     fails_with_input_error(capsys, ["validate", str(write_spec())], "PRIVSWEEP_STORAGE=nosuchscheme://bucket/prefix",

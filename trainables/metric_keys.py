@@ -8,7 +8,7 @@ from trainables.bootstrap import interval_keys
 from trainables.config import TrialConfig
 from trainables.errors import did_you_mean
 from trainables.metrics import lpips_unavailable_reason
-from trainables.schema import METRICS, PROXY_METRICS, RECON_METRICS, threat_key
+from trainables.schema import METRICS, PROXY_METRICS, RECON_METRICS, THREAT_METRICS, threat_key
 
 PER_RATIO_PREFIXES = ("utility/", "privacy/", "recon/")
 
@@ -23,8 +23,7 @@ def final_metric_keys(config: TrialConfig) -> set[str]:
     for metric in recon_metrics:
         keys.add(f"recon/{metric}")
         keys.update(f"recon/{metric}/{decoder}" for decoder in reconstruction)
-    for cls in attackers.values():
-        keys.add(threat_key("privacy/leak_acc" if cls.role == "leakage" else "recon/ssim", cls.threat))
+    keys.update(threat_key(THREAT_METRICS[cls.role], cls.threat) for cls in attackers.values())
     for ratio in config.attacks.release_ratios or []:
         keys.update(f"{key}{ratio_suffix(ratio)}" for key in list(keys) if key.startswith(PER_RATIO_PREFIXES))
     # every metric measured on the test split has its bootstrap interval (an objective may be

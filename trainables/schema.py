@@ -74,18 +74,13 @@ def metric_info(key: str) -> MetricInfo | None:
 # - no_query: auxiliary data of the same distribution and observed releases, no client access;
 # - architecture_only: the client's architecture, not its weights.
 THREAT_MODELS = ("white_box", "query", "no_query", "architecture_only")
-# The strongest attacker of one threat model: `privacy/leak_acc:<threat>`, `recon/ssim:<threat>`.
-# A colon, not the `@` one would write: MLflow refuses `@` in a metric key.
-THREAT_METRICS = ("privacy/leak_acc", "recon/ssim")
+# The strongest attacker of one threat model, by attacker role: `privacy/leak_acc:<threat>`,
+# `recon/ssim:<threat>`. A colon, not the `@` one would write: MLflow refuses `@` in a metric key.
+THREAT_METRICS = {"leakage": "privacy/leak_acc", "reconstruction": "recon/ssim"}
 
 
 def threat_key(metric: str, threat: str) -> str:
     return f"{metric}:{threat}"
-
-
-def threat_of(key: str) -> str | None:
-    """The threat model a final key is restricted to (`recon/ssim:query:R0.5:ci95_hi` -> query)."""
-    return next((part for part in key.split(":")[1:] if part in THREAT_MODELS), None)
 
 
 # `<key>:ci95_lo`, `<key>:ci95_hi`: a final metric's 95 % interval. A colon never occurs in

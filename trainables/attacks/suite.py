@@ -61,7 +61,7 @@ from trainables.data.batches import TensorSplit
 from trainables.errors import InputError
 from trainables.methods.base import Method
 from trainables.metrics import ImageSimilarity
-from trainables.schema import RECON_HIGHER_IS_BETTER, threat_key
+from trainables.schema import RECON_HIGHER_IS_BETTER, THREAT_METRICS, threat_key
 
 # `time/attack/<part>`: seconds of each learned attacker's training steps and each other
 # attacker's fit and test records (by its record name, `recon/whitebox`), of releasing
@@ -110,7 +110,8 @@ class Evaluation:
     deployed: torch.Tensor  # the deployed model's task predictions
     task: torch.Tensor  # the task labels
     similarity: dict[str, ImageSimilarity]  # `recon/<attacker>` and the method's own `proxy/<decoder>`
-    threats: dict[str, str] = field(default_factory=dict)  # `leak/<attacker>`, `recon/<attacker>` -> its threat model
+    # `leak/<attacker>`, `recon/<attacker>` -> the attacker (its role and threat model)
+    attackers: dict[str, type[Attack]] = field(default_factory=dict)
 
 
 DEPLOYED = "utility/deployed"
@@ -175,22 +176,21 @@ def summarise(evaluation: Evaluation, data: AttackData) -> tuple[dict[str, Stati
             continue
         statistics.update({f"recon/{metric}/{attacker}": value for attacker, value in values.items()})
         statistics[f"recon/{metric}"] = Best(list(values.values()), higher_is_better=higher)
-    statistics.update(threat_statistics(statistics, evaluation.threats))
+    statistics.update(threat_statistics(statistics, evaluation.attackers))
     ssim = point_values({attacker: values["ssim"] for attacker, values in per_attacker.items()})
     strongest = max(per_attacker, key=lambda attacker: ssim.get(attacker, float("-inf")))
     return statistics, strongest
 
 
-def threat_statistics(statistics: dict[str, Statistic], threats: dict[str, str]) -> dict[str, Statistic]:
+def threat_statistics(statistics: dict[str, Statistic], attackers: dict[str, type[Attack]]) -> dict[str, Statistic]:
     """The strongest attacker of each threat model present: `privacy/leak_acc:<threat>` over
     the leakage attackers that assume it, `recon/ssim:<threat>` over the reconstruction ones."""
     grouped: dict[str, list[Statistic]] = {}
-    for record_name, threat in threats.items():
-        role, name = record_name.split("/", 1)
-        metric = "privacy/leak_acc" if role == "leak" else "recon/ssim"
-        statistic = statistics.get(f"{metric}/{name}")
+    for attacker in attackers.values():
+        metric = THREAT_METRICS[attacker.role]
+        statistic = statistics.get(f"{metric}/{attacker.name}")
         if statistic is not None:
-            grouped.setdefault(threat_key(metric, threat), []).append(statistic)
+            grouped.setdefault(threat_key(metric, attacker.threat), []).append(statistic)
     return {key: Best(values, higher_is_better=True) for key, values in grouped.items()}
 
 
@@ -253,7 +253,7 @@ def _attack_once(
             evaluation.hits[name] = records.hits
         if records.similarity is not None:
             evaluation.similarity[name] = records.similarity
-        evaluation.threats[name] = attack.threat
+        evaluation.attackers[name] = type(attack)
         bookkeeping.update({f"attack/{key}": value for key, value in records.bookkeeping.items()})
     statistics, strongest = summarise(evaluation, data)
     for name, learner in learners.items():
