@@ -10,12 +10,16 @@ import pyarrow as pa
 
 from analysis.objectives import Objective
 from analysis.runs import REPLICATE_COLUMNS, RUN_COLUMNS
-from trainables.schema import METRICS, PARAM_SYMBOLS, PROXY_METRICS
+from trainables.schema import METRICS, PARAM_SYMBOLS, PROXY_METRICS, THREAT_MODELS
 
 
 def metric_label(metric: str) -> str:
-    info = METRICS.get(metric) or PROXY_METRICS.get(metric)
-    return info.label if info is not None else metric
+    """The metric's label; a threat model's key (`recon/ssim:query`) says whose attackers."""
+    base, _, qualifier = metric.partition(":")
+    info = METRICS.get(base) or PROXY_METRICS.get(base)
+    if info is None or (qualifier and qualifier not in THREAT_MODELS):
+        return metric
+    return f"{info.label}, {qualifier} attackers only" if qualifier else info.label
 
 
 def axis_label(objective: Objective, arrow: str = "") -> str:

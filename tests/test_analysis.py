@@ -31,6 +31,7 @@ from analysis import (
     summary_markdown,
 )
 from analysis.cli import main
+from analysis.labels import metric_label
 from analysis.objectives import Objective
 from analysis.runs import table_tracking_uri
 from analysis.synthetic import front_run_ids, write_synthetic_sweep
@@ -131,6 +132,7 @@ def test_a_front_per_threat_model_is_drawn_on_that_threat_models_strongest_attac
     front = pareto_mask(table, "utility/acc:max recon/ssim:white_box:min")
     assert front.tolist() == by_hand.tolist()
     assert front.tolist() != pareto_mask(table, "utility/acc:max recon/ssim:query:min").tolist()  # another front
+    assert metric_label("recon/ssim:white_box") == "Reconstruction SSIM (strongest decoder), white_box attackers only"
 
 
 def test_parquet_roundtrip(store, tmp_path):
