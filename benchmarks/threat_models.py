@@ -7,7 +7,7 @@ Rows: `none` at splits 1, 2 and 3; `noisy_arl` at sigma 1 and 4 (lambda .01, the
 at split 2; `privacy_partitioning` at lambda 10, split 2. Each is one trial of
 sweeps/quickstart.yaml (Fashion-MNIST coarse/class, small_cnn, seed 0), its defense trained to
 convergence, attacked by every registered attacker (`server_arch`, `mlp`; `mirror`, `fc`,
-`whitebox`, `decoder_prior`). Per row: each attacker's number with its 95 % test-set
+`whitebox`, `decoder_prior`, `unsplit`, `fora`). Per row: each attacker's number with its 95 % test-set
 interval (leakage: accuracy; reconstruction: SSIM; the two white-box attackers on the first
 `attacks.whitebox.images` test images, the decoders on the whole test slice) and seconds
 (`time/attack/<attacker>`: a learned attacker's training steps; a white-box attacker's
@@ -32,7 +32,7 @@ import stored_trials
 
 SPEC = Path(__file__).resolve().parent.parent / "sweeps" / "quickstart.yaml"
 LEAKAGE = ("server_arch", "mlp")
-RECONSTRUCTION = ("mirror", "fc", "whitebox", "decoder_prior")
+RECONSTRUCTION = ("mirror", "fc", "whitebox", "decoder_prior", "unsplit", "fora")
 # (label, method, params, split)
 ROWS = (
     ("none, split 1", "none", {}, "1"),
@@ -42,6 +42,8 @@ ROWS = (
     ("noisy_arl σ 4", "noisy_arl", {"sigma": 4.0, "lambda": 0.01}, "2"),
     ("privacy_partitioning λ 10", "privacy_partitioning", {"lambda": 10.0}, "2"),
 )
+THREAT_COLUMNS = ("privacy/leak_acc:query", "recon/ssim:query", "recon/ssim:white_box", "recon/ssim:architecture_only",
+                  "recon/ssim:no_query")
 START = {0.0: "grey", 1.0: "decoder + inversion", 2.0: "decoder alone"}
 
 
@@ -73,8 +75,8 @@ def table(store: stored_trials.StoredTrials, extra: list[str]) -> list[list[str]
     """Prints the tables of the stored rows; returns the overrides of those not stored."""
     missing = []
     print("| release | " + " | ".join(f"leak {a}" for a in LEAKAGE) + " | " + " | ".join(f"SSIM {a}" for a in RECONSTRUCTION)
-          + " | leak:query | SSIM:query | SSIM:white_box | decoder_prior vs the rest | its choice | both sides converged |")
-    print("|---" * (len(LEAKAGE) + len(RECONSTRUCTION) + 7) + "|")
+          + " | " + " | ".join(THREAT_COLUMNS) + " | decoder_prior vs the rest | its choice | both sides converged |")
+    print("|---" * (len(LEAKAGE) + len(RECONSTRUCTION) + len(THREAT_COLUMNS) + 4) + "|")
     times = []
     for label, method, params, split in ROWS:
         job = overrides(method, params, split, extra)
@@ -88,8 +90,9 @@ def table(store: stored_trials.StoredTrials, extra: list[str]) -> list[list[str]
         choice = f"{START.get(metrics.get('attack/decoder_prior_start'), '?')}, μ {metrics.get('attack/decoder_prior_pull', math.nan):g}"
         cells = [with_interval(metrics, f"privacy/leak_acc/{a}") for a in LEAKAGE]
         cells += [with_interval(metrics, f"recon/ssim/{a}") for a in RECONSTRUCTION]
-        cells += [with_interval(metrics, key) for key in ("privacy/leak_acc:query", "recon/ssim:query", "recon/ssim:white_box")]
-        cells += [verdict(metrics, "decoder_prior", tuple(a for a in RECONSTRUCTION if a != "decoder_prior")), choice, converged]
+        cells += [with_interval(metrics, key) for key in THREAT_COLUMNS]
+        rivals = tuple(a for a in RECONSTRUCTION if a != "decoder_prior")
+        cells += [verdict(metrics, "decoder_prior", rivals), choice, converged]
         print(f"| {label} | " + " | ".join(cells) + " |")
         parts = {a: metrics.get(f"time/attack/{'leak' if a in LEAKAGE else 'recon'}/{a}", math.nan) for a in (*LEAKAGE, *RECONSTRUCTION)}
         times.append((label, parts, metrics.get("time/train_s", math.nan), metrics.get("time/attack_s", math.nan)))
