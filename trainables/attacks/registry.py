@@ -5,6 +5,7 @@ no spec to change (a spec that lists no attackers takes its suite, `attacks.suit
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from collections.abc import Callable
@@ -15,7 +16,6 @@ from trainables.config import AttackConfig
 from trainables.errors import InputError
 
 ATTACKERS: dict[str, type[Attack]] = {}
-_discovered = False
 
 
 def register(name: str) -> Callable[[type[Attack]], type[Attack]]:
@@ -29,13 +29,15 @@ def register(name: str) -> Callable[[type[Attack]], type[Attack]]:
     return add
 
 
+@functools.cache
+def _import_attacker_modules() -> None:
+    for module in pkgutil.iter_modules(attackers.__path__):
+        importlib.import_module(f"{attackers.__name__}.{module.name}")
+
+
 def registered() -> dict[str, type[Attack]]:
     """Every attacker (importing the modules of `trainables.attacks.attackers` the first time)."""
-    global _discovered
-    if not _discovered:
-        for module in pkgutil.iter_modules(attackers.__path__):
-            importlib.import_module(f"{attackers.__name__}.{module.name}")
-        _discovered = True
+    _import_attacker_modules()
     return ATTACKERS
 
 
