@@ -209,8 +209,10 @@ def test_the_summary_flags_what_makes_a_number_a_bound():
         "privacy/leak_acc/server_arch:ci95_lo": 0.65, "recon/ssim": 0.8, "recon/ssim/fc": 0.8, "recon/ssim/mirror": 0.5,
         "train/converged": 0.0, "train/epochs_run": 30.0,
         "attack/converged/leak/mlp": 1.0, "attack/converged/recon/fc": 0.0,
+        "privacy/leak_acc:query": 0.7, "recon/ssim:query": 0.8, "recon/ssim:white_box": 0.45,
     }
     summary = trial_summary(metrics, ["recon/ssim", "utility/acc"])
+    assert "Strongest per threat model (what the attacker knows, docs/metrics.md): white_box: SSIM 0.450; query: leakage 0.700, SSIM 0.800." in summary
     lines = summary.splitlines()
     assert lines[2] == "| `recon/ssim` | 0.800 | – |" and lines[3] == "| `utility/acc` | 0.900 | [0.880, 0.920] |"  # objectives first
     assert "leakage `server_arch` (0.700), reconstruction `fc` (0.800)" in summary

@@ -17,7 +17,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from trainables.attacks.suite import AttackReport
 from trainables.config import TrialConfig
 from trainables.methods.base import Method
-from trainables.schema import INTERVAL_HIGH, INTERVAL_LOW
+from trainables.schema import INTERVAL_HIGH, INTERVAL_LOW, THREAT_METRICS, THREAT_MODELS, threat_key
 
 RECONSTRUCTIONS_DPI = 100
 FRONT_POINT = "front_so_far.png"
@@ -25,6 +25,7 @@ SUMMARY = "summary.md"
 HEADLINE = ("utility/acc", "privacy/leak_acc", "recon/ssim", "recon/ssim/whitebox")  # summarised whatever the objectives
 ATTACKER_FAMILIES = (("privacy/leak_acc/", "leakage"), ("recon/ssim/", "reconstruction"))  # (per-attacker key prefix, family)
 PROXIES = ("privacy/proxy_leak_acc", "recon/proxy_ssim")
+THREAT_FAMILIES = (("leakage", THREAT_METRICS["leakage"]), ("SSIM", THREAT_METRICS["reconstruction"]))
 
 
 def reconstruction_figure(report: AttackReport) -> Figure:
@@ -82,7 +83,7 @@ def curves_figure(history: Sequence[dict[str, float]], report: AttackReport, met
 def trial_summary(metrics: Mapping[str, float], objectives: Sequence[str] = ()) -> str:
     """A finished trial at a glance, in markdown (its MLflow run's description, and
     `SUMMARY`): the objectives, then the HEADLINE keys, each with its 95 % interval; the
-    strongest attacker of each family; the method's own adversaries; whether the defense and
+    strongest attacker of each family and of each threat model; the method's own adversaries; whether the defense and
     every learned attacker converged (one that stopped at its cap makes its number a bound).
     metrics.json holds every final value."""
     def number(value: float) -> str:
@@ -103,6 +104,12 @@ def trial_summary(metrics: Mapping[str, float], objectives: Sequence[str] = ()) 
             strongest.append(f"{kind} `{best}` ({number(attackers[best])})")
     if strongest:
         lines.append("- Strongest attackers: " + ", ".join(strongest) + ".")
+    per_threat = [f"{threat}: " + ", ".join(f"{kind} {number(metrics[key])}" for kind, key in keys)
+                  for threat in THREAT_MODELS
+                  if (keys := [(kind, threat_key(metric, threat)) for kind, metric in THREAT_FAMILIES
+                               if threat_key(metric, threat) in metrics])]
+    if per_threat:
+        lines.append("- Strongest per threat model (what the attacker knows, docs/metrics.md): " + "; ".join(per_threat) + ".")
     proxies = [f"`{key}` {number(metrics[key])}" for key in PROXIES if key in metrics]
     if proxies:
         lines.append("- The method's own adversaries: " + ", ".join(proxies) + ".")
