@@ -15,7 +15,8 @@ choice on validation images and its inversions), the strongest per threat model,
 `decoder_prior` chose (`attack/decoder_prior_start`: 0 grey start, 1 from the decoder, 2 the
 decoder alone; its pull), and a verdict by the intervals: `decoder_prior` "beats" the best
 other reconstruction attacker when its interval lies wholly above that attacker's, "loses"
-when wholly below, else "ties". Whether both sides converged is shown: a capped attacker's
+when wholly below, else "ties" (against a decoder, the intervals are of different test images:
+the first `attacks.whitebox.images` against the whole test slice). Whether both sides converged is shown: a capped attacker's
 number is a lower bound. Finished trials are kept in `--results`
 (`benchmarks/results/threat_models.jsonl`, `stored_trials`), so a stopped run resumes.
 """

@@ -21,7 +21,7 @@ import trainables.attacks.training as training
 import trainables.trial as trial_module
 from trainables.attacks.attackers.decoders import FullyConnected, Mirror
 from trainables.attacks.attackers.leakage import LEAKAGE_EMA, LEAKAGE_STOPPING_SCALE, PooledMLP
-from trainables.attacks.base import AttackContext, LearnedAttack
+from trainables.attacks.base import AttackContext
 from trainables.attacks.releases import ReleasedSplit
 from trainables.bootstrap import Mean, point_values
 from trainables.config import AttackConfig
@@ -123,7 +123,7 @@ def spied_trial():
         mp.setattr(suite, "train_attackers", phase("attack_train", suite.train_attackers))
         mp.setattr(training, "selection_scores", phase("attack_select", training.selection_scores))
         mp.setattr(suite, "evaluate", phase("attack_eval", suite.evaluate))
-        mp.setattr(LearnedAttack, "test_records", phase("attack_eval", LearnedAttack.test_records))
+        mp.setattr(suite, "DrawnOnce", phase("attack_eval", suite.DrawnOnce))  # where the test split is released
         mp.setattr(training.Attacker, "loss", spy_loss)
         trial = Trial(config, dataset)
         mp.setattr(trial, "validate", phase("validate", trial.validate))
@@ -194,10 +194,7 @@ def test_test_split_is_only_used_under_no_grad_evaluation(spied_trial):
     evaluation = recorder.in_phase("attack_eval")
     assert evaluation
     assert all(r.marks == {TEST} and not r.grad and not r.method_training for r in evaluation)
-    # one pass over the test split for the deployed and retrained models, one per learned attacker
-    learned = sum(isinstance(attack, LearnedAttack) for attack in suite.build_attacks(
-        AttackContext(trial.method, trial.config.attacks, trial.data.classes))[0].values())
-    assert learned == 4 and sum(len(r.x) for r in evaluation) == (1 + learned) * len(trial.data.test)
+    assert sum(len(r.x) for r in evaluation) == len(trial.data.test)  # released once: every attacker sees that draw
     with_test_images = [r for r in recorder.releases if TEST in r.marks]
     assert with_test_images
     assert all(r.phase in ("attack_eval", "after_eval") and not r.grad for r in with_test_images)

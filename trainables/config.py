@@ -174,7 +174,7 @@ class AttackConfig(Strict):
     epochs: int = Field(
         40, ge=1,
         description="cap on attack epochs; each attacker stops earlier when it converges (patience). The leakage classifiers' "
-        "cap, patience and decay_patience are twice the suite's (their registry entries' stopping_scale)",
+        "cap, patience and decay_patience are twice the suite's (their classes' stopping_scale)",
     )
     patience: int = Field(5, ge=1, description="an attacker stops after this many epochs in a row without a validation improvement")
     min_improvement: float = Field(1e-3, ge=0, description="relative validation-accuracy gain that counts as an improvement (classifiers)")
@@ -184,10 +184,10 @@ class AttackConfig(Strict):
     batch_size: int = Field(
         256, ge=1,
         description="images released at once for the learned attackers and the retrained utility model; an attacker whose "
-        "registry entry has a smaller batch (mirror: 64) steps once per chunk of it",
+        "class sets a smaller batch (mirror: 64) steps once per chunk of it",
     )
     lr: float | None = Field(
-        None, gt=0, description="peak Adam learning rate of every learned attacker; null = each attacker's own measured rate (its registry entry)"
+        None, gt=0, description="peak Adam learning rate of every learned attacker; null = each attacker's own measured rate (its class's peak_lr)"
     )
     schedule: Literal["plateau", "constant"] = Field(
         "plateau", description="attacker learning rate after the one-epoch warm-up: halved after decay_patience stale validation epochs in a row, or constant"

@@ -39,6 +39,7 @@ from contextlib import contextmanager
 
 import torch
 
+from trainables.attacks.base import LearnedAttack
 from trainables.attacks.registry import selected
 from trainables.config import AttackConfig
 from trainables.schema import (
@@ -59,7 +60,7 @@ Objectives = Sequence[tuple[str, str]]  # (metric, "max" | "min")
 def screening_budget(attacks: AttackConfig, fraction: float) -> AttackConfig:
     """The same attack suite, each selected attacker at `fraction` of its budget (its
     `Attack.screening_budget`: the learned attackers' epoch cap, the white-box steps)."""
-    updates: dict = {}
+    updates = LearnedAttack.screening_budget(attacks, fraction)  # the retrained utility model, always trained
     for attacker in selected(attacks).values():
         updates.update(attacker.screening_budget(attacks, fraction))
     return attacks.model_copy(update=updates)

@@ -29,8 +29,9 @@ And two class-level hooks that change a spec, not an attack:
   `search.screen` (`trainables.screening`);
 - `shrink_for_smoke(attacks)`: shrink its settings in a raw spec's `attacks` section for
   `--smoke` (`sweeps.spec`).
-Both must give the same result however often they are applied, since attackers of one family
-share settings (every learned attacker's cap is `attacks.epochs`).
+Attackers of one family share settings (every learned attacker's cap is `attacks.epochs`), so
+`shrink_for_smoke` must give the same result however often it is applied, and the updates
+`screening_budget` computes from the original settings must agree between attackers.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class AttackContext:
     method: Method  # frozen, in eval mode
     cfg: AttackConfig
     classes: tuple[int, int]  # (task, private) class counts
+    seed: int = 0  # the trial's: an attacker that draws anything of its own seeds it from this
 
 
 @dataclass

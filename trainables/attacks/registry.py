@@ -42,18 +42,18 @@ def registered() -> dict[str, type[Attack]]:
 
 
 def suite_members(suite: str, role: str) -> list[str]:
-    """The attackers of `role` that `attacks.suite` picks: those in the default suite, of one
-    threat model unless the suite is `default`; by name, so the order in which they are built
-    (and draw from the seeded generator) does not depend on the order modules were imported."""
+    """The attackers of `role` that `attacks.suite` picks, by name: every one that joins the
+    default suite, or every registered one of a threat model (listed or not by default)."""
     return sorted(name for name, cls in registered().items()
-                  if cls.role == role and cls.in_default_suite and suite in ("default", cls.threat))
+                  if cls.role == role and (cls.threat == suite if suite != "default" else cls.in_default_suite))
 
 
 def selected(cfg: AttackConfig) -> dict[str, type[Attack]]:
-    """The attackers a config runs, leakage first: the listed ones, else the suite's."""
+    """The attackers a config runs, leakage first, each role by name (so a listed order and
+    the suite's give the same trial): the listed ones, else the suite's."""
     check_attack_names(cfg)
-    names = [*(cfg.leakage or suite_members(cfg.suite, "leakage")),
-             *(cfg.reconstruction or suite_members(cfg.suite, "reconstruction"))]
+    names = [*sorted(cfg.leakage or suite_members(cfg.suite, "leakage")),
+             *sorted(cfg.reconstruction or suite_members(cfg.suite, "reconstruction"))]
     return {name: registered()[name] for name in names}
 
 
@@ -65,8 +65,8 @@ def check_attack_names(cfg: AttackConfig) -> None:
         if listed is None:
             if not suite_members(cfg.suite, role):
                 raise InputError(
-                    f"attacks.suite: the {cfg.suite} suite has no {role} attacker; list some in attacks.{role} "
-                    f"(choose from {of_role}) or pick another suite."
+                    f"attacks.suite: no {role} attacker assumes the {cfg.suite} threat model; list the {role} attackers "
+                    f"in attacks.{role} (choose from {of_role}) or pick another suite."
                 )
             continue
         unknown = sorted(set(listed) - set(of_role))

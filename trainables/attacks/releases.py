@@ -70,3 +70,17 @@ class ReleasedSplit:
                 with torch.no_grad():
                     z = self.parts.randomize(z)
             yield z, targets_of(self.data.images_at(index), *self.data.labels_at(index))
+
+
+class DrawnOnce(ReleasedSplit):
+    """One draw of a split's releases, kept in order: every attacker is evaluated on the same z
+    (paired with the deployed model's predictions, and a streamed split runs the client once)."""
+
+    def __init__(self, released: ReleasedSplit):
+        self.parts, self.data, self.batch_size, self.stored = released.parts, released.data, released.batch_size, released.stored
+        self.drawn = list(released.batches())
+
+    def batches(self, generator: torch.Generator | None = None) -> Iterator[Batch]:
+        if generator is not None:
+            raise ValueError("a split drawn once is read in its order")
+        yield from self.drawn

@@ -35,6 +35,7 @@ trained ratio. A method without the knob and release_ratios set is an input erro
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 import torch
@@ -44,7 +45,7 @@ from trainables.attacks.attackers.leakage import ServerArch
 from trainables.attacks.base import Attack, AttackContext, AttackData, LearnedAttack
 from trainables.attacks.floor import leak_floor_hits
 from trainables.attacks.registry import selected
-from trainables.attacks.releases import ReleasedSplit
+from trainables.attacks.releases import DrawnOnce, ReleasedSplit
 from trainables.attacks.training import Attacker, Stopwatch, train_attackers
 from trainables.bootstrap import (
     Best,
@@ -94,10 +95,19 @@ def retrained_utility(ctx: AttackContext) -> Attacker:
 
 def build_attacks(ctx: AttackContext) -> tuple[dict[str, Attack], dict[str, Attacker]]:
     """Every selected attacker by record name (`leak/<name>`, `recon/<name>`), and the networks
-    the suite trains: the learned attackers' and the retrained utility model's."""
-    attacks: dict[str, Attack] = {cls.record_name(): cls(ctx) for cls in selected(ctx.cfg).values()}
+    the suite trains: the learned attackers' and the retrained utility model's. Each is built
+    from a seed of its own (the trial's seed and its name), so listing one more attacker
+    changes no other attacker's initial weights."""
+
+    def seeded(name: str, build):
+        with torch.random.fork_rng(devices=[]):  # networks are built on the CPU, then moved
+            torch.manual_seed(zlib.crc32(f"{ctx.seed}/{name}".encode()))
+            return build()
+
+    attacks: dict[str, Attack] = {cls.record_name(): seeded(cls.record_name(), lambda cls=cls: cls(ctx))
+                                  for cls in selected(ctx.cfg).values()}
     learners = {name: attack.learner for name, attack in attacks.items() if attack.learner is not None}
-    learners[RETRAINED_UTILITY] = retrained_utility(ctx)
+    learners[RETRAINED_UTILITY] = seeded(RETRAINED_UTILITY, lambda: retrained_utility(ctx))
     return attacks, learners
 
 
@@ -191,7 +201,7 @@ def threat_statistics(statistics: dict[str, Statistic], attackers: dict[str, typ
         statistic = statistics.get(f"{metric}/{attacker.name}")
         if statistic is not None:
             grouped.setdefault(threat_key(metric, attacker.threat), []).append(statistic)
-    return {key: Best(values, higher_is_better=True) for key, values in grouped.items()}
+    return {key: Best(values, higher_is_better=True) for key, values in grouped.items()}  # accuracy, SSIM: higher is stronger
 
 
 def ratio_suffix(ratio: float) -> str:
@@ -232,14 +242,14 @@ def _attack_once(
 
     device = data.test.images.device
     watch = Stopwatch(device)
-    attacks, learners = build_attacks(AttackContext(method, cfg, data.classes))
+    attacks, learners = build_attacks(AttackContext(method, cfg, data.classes, seed))
     for learner in learners.values():
         learner.net.to(device, memory_format=torch.channels_last)
     use_selection = cfg.selection == "val_best" and data.selection is not None
     with watch.timed("release"):  # the release's features are computed here, once per split
         train_split = released(data.attacker)
         selection_split = released(data.selection) if use_selection else None
-        test_split = released(data.test)
+        test_split = DrawnOnce(released(data.test))  # every attacker on the same draw of the test releases
     train_attackers(learners, train_split, cfg, generator, selection_split, watch)
     with watch.timed("test"):
         evaluation = evaluate(method, learners[RETRAINED_UTILITY], test_split)

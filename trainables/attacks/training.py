@@ -15,7 +15,7 @@ learning-rate schedule and stopping rule:
 - early stopping: an attacker stops after `attacks.patience` such epochs in a row
   (`attack/converged/<attacker>` = 1) or at the cap `attacks.epochs` (= 0: its numbers are a
   lower bound and analysis flags them); `attack/epochs_run/<attacker>` says how many epochs
-  it trained. A registry entry's `stopping_scale` multiplies the patience, the decay
+  it trained. An attacker class's `stopping_scale` multiplies the patience, the decay
   patience and the cap for that attacker (the leakage classifiers: 2, below);
 - model selection (`attacks.selection: val_best`): the weights evaluated on test are those
   of the attacker's best validation epoch (`attack/kept_epoch/<attacker>`): for a leakage
@@ -56,7 +56,7 @@ of the validation split (held out of the train split, never trained on). Without
 validation split, or with `selection: last`, every attacker runs to the cap at its peak rate
 and is reported as not converged.
 
-Weight averaging (`ema` in the registry entry; `attacks.ema` sets one decay for all): a
+Weight averaging (`ema` of the attacker's class; `attacks.ema` sets one decay for all): a
 leakage classifier is scored and evaluated as the exponential moving average of its weights
 and batch-norm buffers (torch's `AveragedModel`, decay 0.97 per step, made at its first
 step), not as its current weights. Its raw test accuracy swings by points from epoch to

@@ -94,9 +94,10 @@ class FeatureOrientedReconstruction(Attack):
         substitute = ReleaseParts(features=self.substitute)
         cut = max(1, math.floor(len(auxiliary) * (1 - HELD_OUT)))
         self.decoder = Attacker(MirrorDecoder(arch.z_shape, arch.input_shape).to(device), "image", cfg.lr or Mirror.peak_lr,
-                                Mirror.batch_size)
+                                Mirror.batch_size, Mirror.ema if cfg.ema is None else cfg.ema)
         train_attackers({"decoder": self.decoder}, ReleasedSplit(substitute, part(auxiliary, 0, cut), cfg.batch_size), cfg,
-                        torch.Generator().manual_seed(1), ReleasedSplit(substitute, part(auxiliary, cut, len(auxiliary)), cfg.batch_size))
+                        torch.Generator().manual_seed(self.ctx.seed + 1),
+                        ReleasedSplit(substitute, part(auxiliary, cut, len(auxiliary)), cfg.batch_size))
 
     def train_substitute(self, auxiliary: TensorSplit, observed: ReleasedSplit) -> float:
         """The substitute trained to release the auxiliary images as the observed releases are
@@ -110,7 +111,7 @@ class FeatureOrientedReconstruction(Attack):
         discriminator = nn.Sequential(nn.Linear(features, 256), nn.LeakyReLU(0.2), nn.Linear(256, 1)).to(auxiliary.images.device)
         substitute_optimizer = torch.optim.Adam(weights, lr=SUBSTITUTE_LR)
         discriminator_optimizer = torch.optim.Adam(discriminator.parameters(), lr=DISCRIMINATOR_LR)
-        order = torch.Generator().manual_seed(0)
+        order = torch.Generator().manual_seed(self.ctx.seed)
         discrepancy = math.nan
         for _ in range(cfg.epochs):
             self.substitute.train()

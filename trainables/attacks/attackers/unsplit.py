@@ -82,11 +82,12 @@ class UnSplit(WhiteboxInversion):
         image_optimizer = torch.optim.Adam([images], lr=cfg.lr, betas=(0.9, cfg.beta2))
         weights = [p for p in clone.parameters() if p.requires_grad]
         clone_optimizer = torch.optim.Adam(weights, lr=CLONE_LR) if weights else None
-        rounds = max(1, cfg.steps // (2 * ALTERNATION))
+        alternation = max(1, min(ALTERNATION, cfg.steps // 2))  # a budget under two rounds (--smoke) is one short round
+        rounds = max(1, cfg.steps // (2 * alternation))
         for round_ in range(rounds):
             for group in image_optimizer.param_groups:
                 group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * round_ / rounds))
-            for _ in range(ALTERNATION):
+            for _ in range(alternation):
                 image_optimizer.zero_grad(set_to_none=True)
                 (distance(images) + self.tv * total_variation(images).sum()).backward()
                 image_optimizer.step()
@@ -95,7 +96,7 @@ class UnSplit(WhiteboxInversion):
             if clone_optimizer is None:
                 continue
             fixed = images.detach()
-            for _ in range(ALTERNATION):
+            for _ in range(alternation):
                 clone_optimizer.zero_grad(set_to_none=True)
                 distance(fixed).backward()
                 clone_optimizer.step()
