@@ -19,6 +19,10 @@ when wholly below, else "ties" (against a decoder, the intervals are of differen
 the first `attacks.whitebox.images` against the whole test slice). Whether both sides converged is shown: a capped attacker's
 number is a lower bound. Finished trials are kept in `--results`
 (`benchmarks/results/threat_models.jsonl`, `stored_trials`), so a stopped run resumes.
+Stored: the six rows at code 150706b1132fc554 (commit 2a32fc5) on the demo slice, the white-box
+family on 128 test images and 32 validation images; they print with `--stored-only --set
+dataset.train_size=2500 --set dataset.test_size=1000 --set attacks.whitebox.images=128 --set
+attacks.whitebox.selection_images=32`.
 """
 
 from __future__ import annotations
