@@ -178,10 +178,20 @@ def selection_errors(
     method: Method, originals: torch.Tensor, cfg: WhiteboxConfig, tv: list[float],
     decoder: nn.Module | None = None, pull: list[float] | None = None,
 ) -> torch.Tensor:
-    """The mean squared error of each candidate's inversions of `originals` (validation images)
-    after `selection_steps`: one candidate per TV weight, or with a `decoder` one per weight
-    of `pull` (at the one TV weight given). Every candidate inverts its own copy of the images,
-    all in one optimisation (each image's optimisation is independent of the others in its batch)."""
+    """The mean squared error of each candidate's inversions of `originals` (validation
+    images): see `candidate_reconstructions`."""
+    reconstructions = candidate_reconstructions(method, originals, cfg, tv, decoder, pull)
+    return torch.stack([squared_errors(candidate, originals).mean() for candidate in reconstructions])
+
+
+def candidate_reconstructions(
+    method: Method, originals: torch.Tensor, cfg: WhiteboxConfig, tv: list[float],
+    decoder: nn.Module | None = None, pull: list[float] | None = None,
+) -> torch.Tensor:
+    """Each candidate's inversions of `originals` after `selection_steps`, (candidates, images,
+    ...): one candidate per TV weight, or with a `decoder` one per weight of `pull` (at the one
+    TV weight given). Every candidate inverts its own copy of the images, all in one
+    optimisation (each image's optimisation is independent of the others in its batch)."""
     weights = pull if decoder is not None else tv
     copies = originals.repeat(len(weights), *([1] * (originals.dim() - 1)))
     per_copy = torch.tensor(weights, device=originals.device).repeat_interleave(len(originals))
@@ -190,7 +200,7 @@ def selection_errors(
         reconstructions = reconstruct(method, copies, choosing, per_copy)
     else:
         reconstructions = reconstruct(method, copies, choosing, torch.full_like(per_copy, tv[0]), decoder, per_copy)
-    return squared_errors(reconstructions, copies).view(len(weights), -1).mean(1)
+    return reconstructions.view(len(weights), *originals.shape)
 
 
 def whitebox_reconstructions(
