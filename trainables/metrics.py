@@ -150,6 +150,13 @@ class ImageSimilarity:
     def compute(self) -> dict[str, float]:
         return point_values(self.statistics())
 
+    @classmethod
+    def of(cls, reconstructions: torch.Tensor, originals: torch.Tensor, lpips: bool = True) -> ImageSimilarity:
+        """The per-image scores of `reconstructions` of `originals` (one batch)."""
+        similarity = cls(tuple(originals.shape[1:]), originals.device, lpips)
+        similarity.update(reconstructions, originals)
+        return similarity
+
 
 def _elementwise(*args, out_shape, **kwargs) -> int:
     return math.prod(out_shape)

@@ -58,6 +58,15 @@ ROLE_TARGETS: dict[str, str] = {"leakage": "private", "reconstruction": "image"}
 ROLE_PREFIXES: dict[str, str] = {"leakage": "leak", "reconstruction": "recon"}
 
 
+@torch.no_grad()
+def decoded_similarity(decoder: nn.Module, images: TensorSplit, releases: ReleasedSplit) -> ImageSimilarity:
+    """The per-image scores of `decoder`'s reconstructions of `images` from their `releases`."""
+    similarity = ImageSimilarity(tuple(images.images.shape[1:]), images.images.device)
+    for z, targets in releases.batches():
+        similarity.update(decoder(z).clamp(0, 1), targets["image"])
+    return similarity
+
+
 @dataclass
 class AttackData:
     """The splits one attack needs, each with its task and private labels."""
@@ -164,10 +173,7 @@ class LearnedAttack(Attack):
         if self.role == "leakage":
             hits = [(model(z).argmax(1) == targets["private"]).cpu() for z, targets in test.batches()]
             return Records(hits=torch.cat(hits))
-        similarity = ImageSimilarity(tuple(data.test.images.shape[1:]), data.test.images.device)
-        for z, targets in test.batches():
-            similarity.update(model(z).clamp(0, 1), targets["image"])
-        return Records(similarity=similarity)
+        return Records(similarity=decoded_similarity(model, data.test, test))
 
     @torch.no_grad()
     def gallery(self, images: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from x_hat = D(z), with the white-box attacker's optimiser, schedule and setting
 So with honest selection it should not lose to either parent beyond the selection's noise.
 
 Choices the issue leaves open, written down:
-- the decoder is the learned reconstruction attacker whose output is closest (MSE) to the
+- the decoder is the learned reconstruction attacker whose output has the highest SSIM on the
   validation images the candidates are scored on, never chosen on test; without a trained
   decoder (a suite that lists none) or validation images the attacker is the plain white-box;
 - the pull is the mean over pixels of the squared distance, so mu means the same at every
@@ -52,7 +52,6 @@ from trainables.attacks.attackers.whitebox import (
     candidate_reconstructions,
     choose_tv,
     reconstruct,
-    squared_errors,
 )
 from trainables.attacks.base import AttackData, LearnedAttack, Records
 from trainables.attacks.registry import register
@@ -64,9 +63,7 @@ GREY, FROM_DECODER, DECODER = 0, 1, 2
 
 def validation_ssim(reconstructions: torch.Tensor, originals: torch.Tensor) -> float:
     """The mean SSIM of reconstructions of validation images, as `recon/ssim` scores test images."""
-    similarity = ImageSimilarity(tuple(originals.shape[1:]), originals.device, lpips=False)
-    similarity.update(reconstructions, originals)
-    return similarity.compute()["ssim"]
+    return ImageSimilarity.of(reconstructions, originals, lpips=False).compute()["ssim"]
 
 
 @register("decoder_prior")
@@ -85,17 +82,16 @@ class DecoderPriorInversion(WhiteboxInversion):
         originals = data.selection.images_at(slice(0, cfg.selection_images))
         with torch.no_grad():
             target = method.release(originals)
-            alone = [float(squared_errors(decoder(target).clamp(0, 1), originals).mean()) for decoder in decoders]
-        best = min(range(len(decoders)), key=alone.__getitem__)
+            outputs = [decoder(target).clamp(0, 1) for decoder in decoders]
+        ssim = [validation_ssim(output, originals) for output in outputs]
+        best = max(range(len(decoders)), key=ssim.__getitem__)
         self.decoder = decoders[best]
         # every inversion scored after the full `steps` it will run on test: scored after fewer,
         # the inversions would lose to the decoder's output by their handicap alone
         full = cfg.model_copy(update={"selection_steps": cfg.steps})
         grey = candidate_reconstructions(method, originals, full, [self.tv])[0]
         pulled = candidate_reconstructions(method, originals, full, [self.tv], self.decoder, cfg.decoder_pull)
-        with torch.no_grad():
-            alone = self.decoder(method.release(originals)).clamp(0, 1)
-        candidates = {(GREY, 0.0): grey, (DECODER, 0.0): alone}
+        candidates = {(GREY, 0.0): grey, (DECODER, 0.0): outputs[best]}
         candidates.update({(FROM_DECODER, mu): reconstructions for mu, reconstructions in zip(cfg.decoder_pull, pulled, strict=True)})
         ssim = {candidate: validation_ssim(reconstructions, originals) for candidate, reconstructions in candidates.items()}
         self.start, self.pull = max(ssim, key=ssim.get)
@@ -110,8 +106,6 @@ class DecoderPriorInversion(WhiteboxInversion):
             tv = torch.full((len(originals),), self.tv, device=originals.device)
             decoder = self.decoder if self.start == FROM_DECODER else None
             self.reconstructions = reconstruct(method, originals, cfg, tv, decoder, torch.full_like(tv, self.pull))
-        similarity = ImageSimilarity(tuple(originals.shape[1:]), originals.device)
-        similarity.update(self.reconstructions, originals)
-        return Records(similarity=similarity, bookkeeping={
+        return Records(similarity=ImageSimilarity.of(self.reconstructions, originals), bookkeeping={
             "decoder_prior_tv": self.tv, "decoder_prior_start": float(self.start), "decoder_prior_pull": self.pull,
         })

@@ -40,14 +40,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainables.attacks.attackers.decoders import Mirror
-from trainables.attacks.base import Attack, AttackData, LearnedAttack, Records
+from trainables.attacks.base import Attack, AttackData, LearnedAttack, Records, decoded_similarity
 from trainables.attacks.registry import register
 from trainables.attacks.releases import ReleasedSplit
 from trainables.attacks.training import Attacker, train_attackers
 from trainables.config import AttackConfig
 from trainables.data.batches import TensorSplit
 from trainables.methods.base import ReleaseParts
-from trainables.metrics import ImageSimilarity
 from trainables.models.decoders import MirrorDecoder
 
 SUBSTITUTE_LR = 1e-3
@@ -134,10 +133,7 @@ class FeatureOrientedReconstruction(Attack):
 
     @torch.no_grad()
     def test_records(self, data: AttackData, test: ReleasedSplit) -> Records:
-        model = self.decoder.model.eval()
-        similarity = ImageSimilarity(tuple(data.test.images.shape[1:]), data.test.images.device)
-        for z, targets in test.batches():
-            similarity.update(model(z).clamp(0, 1), targets["image"])
+        similarity = decoded_similarity(self.decoder.model.eval(), data.test, test)
         return Records(similarity=similarity, bookkeeping={"fora_mmd": self.mmd, "fora_decoder_converged": float(self.decoder.converged)})
 
     @torch.no_grad()

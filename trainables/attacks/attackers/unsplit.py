@@ -34,7 +34,11 @@ from collections.abc import Mapping
 
 import torch
 
-from trainables.attacks.attackers.whitebox import WhiteboxInversion, total_variation
+from trainables.attacks.attackers.whitebox import (
+    WhiteboxInversion,
+    invert_in_batches,
+    total_variation,
+)
 from trainables.attacks.base import AttackData, LearnedAttack, Records
 from trainables.attacks.registry import register
 from trainables.attacks.releases import ReleasedSplit
@@ -58,17 +62,10 @@ class UnSplit(WhiteboxInversion):
     def test_records(self, data: AttackData, test: ReleasedSplit) -> Records:
         cfg = self.ctx.cfg.whitebox
         originals = data.test.images_at(slice(0, cfg.images))
-        parts = []
-        for start in range(0, len(originals), cfg.batch_size):
-            batch = originals[start : start + cfg.batch_size]
-            with torch.no_grad():
-                target = self.ctx.method.release(batch)
-            with torch.enable_grad():
-                parts.append(self.invert(target, tuple(batch.shape[1:])))
-        self.reconstructions = torch.cat(parts)
-        similarity = ImageSimilarity(tuple(originals.shape[1:]), originals.device)
-        similarity.update(self.reconstructions, originals)
-        return Records(similarity=similarity)
+        self.reconstructions = invert_in_batches(
+            self.ctx.method, originals, cfg.batch_size, lambda batch, target, _: self.invert(target, tuple(batch.shape[1:])),
+        )
+        return Records(similarity=ImageSimilarity.of(self.reconstructions, originals))
 
     def invert(self, target: torch.Tensor, image_shape: tuple[int, ...]) -> torch.Tensor:
         cfg = self.ctx.cfg.whitebox

@@ -77,7 +77,7 @@ optimisation is independent of the others in its batch (the loss is a sum over i
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -145,17 +145,31 @@ def reconstruct(
     weight (`tv`, one per image), in batches of `cfg.batch_size`: from a mid-grey image, or
     with a `decoder` from its reconstruction of that release (at `cfg.decoder_lr`), pulled
     towards it by `pull` (one weight per image)."""
-    parts = []
-    for start in range(0, len(originals), cfg.batch_size):
-        batch = originals[start : start + cfg.batch_size]
+    settings = cfg.model_copy(update={"lr": cfg.decoder_lr}) if decoder is not None else cfg
+
+    def invert_batch(batch: torch.Tensor, target: torch.Tensor, rows: slice) -> torch.Tensor:
+        if decoder is None:
+            return invert(method, target, torch.full_like(batch, 0.5), settings, tv[rows])
         with torch.no_grad():
-            target = method.release(batch)
-            anchor = decoder(target).clamp(0, 1) if decoder is not None else None
-        begin = anchor if anchor is not None else torch.full_like(batch, 0.5)
-        settings = cfg.model_copy(update={"lr": cfg.decoder_lr}) if anchor is not None else cfg
-        weights = pull[start : start + cfg.batch_size] if pull is not None else None
+            anchor = decoder(target).clamp(0, 1)
+        return invert(method, target, anchor, settings, tv[rows], anchor, pull[rows])
+
+    return invert_in_batches(method, originals, cfg.batch_size, invert_batch)
+
+
+def invert_in_batches(
+    method: Method, originals: torch.Tensor, batch_size: int,
+    invert_batch: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tensor],
+) -> torch.Tensor:
+    """`invert_batch(batch, release of it, its rows in originals)` for each batch of `batch_size`
+    originals, concatenated: one observed release per image, each inversion with gradients."""
+    parts = []
+    for start in range(0, len(originals), batch_size):
+        rows = slice(start, start + batch_size)
+        with torch.no_grad():
+            target = method.release(originals[rows])
         with torch.enable_grad():
-            parts.append(invert(method, target, begin, settings, tv[start : start + cfg.batch_size], anchor, weights))
+            parts.append(invert_batch(originals[rows], target, rows))
     return torch.cat(parts)
 
 
@@ -231,9 +245,7 @@ class WhiteboxInversion(Attack):
 
     def test_records(self, data: AttackData, test: ReleasedSplit) -> Records:
         originals, self.reconstructions = invert_test_images(self.ctx.method, data.test, self.ctx.cfg.whitebox, self.tv)
-        similarity = ImageSimilarity(tuple(originals.shape[1:]), originals.device)
-        similarity.update(self.reconstructions, originals)
-        return Records(similarity=similarity, bookkeeping={"whitebox_tv": self.tv})
+        return Records(similarity=ImageSimilarity.of(self.reconstructions, originals), bookkeeping={"whitebox_tv": self.tv})
 
     def gallery(self, images: torch.Tensor) -> torch.Tensor:
         return self.reconstructions[: len(images)]
