@@ -23,9 +23,9 @@ import pytest
 from conftest import free_port, mlflow_server
 from mlflow.tracking import MlflowClient
 from ray_nodes import BIN, node_folder, start_node, stop_node, submit_job, token_env
-from test_sweep_launch import write_spec
+from test_sweep_launch import epochs_logged, write_spec
 
-from trainables.schema import ROLE_TAG, STARTS_TAG
+from trainables.schema import ROLE_TAG, STARTS_TAG, parse_starts
 
 REPO = Path(__file__).resolve().parent.parent
 SECOND_NODE_IP = "127.0.0.2"  # loopback too, a different address: the runs' tags tell the nodes apart
@@ -65,10 +65,6 @@ def two_nodes():
         for folder in (second, head):
             stop_node(folder)
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def epochs_logged(client: MlflowClient, run) -> list[int]:
-    return sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/task_loss"))
 
 
 def test_a_sweep_over_two_nodes_survives_losing_one(two_nodes, tracking_server, postgres, tmp_path):
@@ -113,13 +109,13 @@ def test_a_sweep_over_two_nodes_survives_losing_one(two_nodes, tracking_server, 
     for run in trials:
         assert epochs_logged(client, run) == list(range(1, EPOCHS + 1)), run.data.tags[STARTS_TAG]  # no epoch twice
         assert {"client.pt", "metrics.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
-    starts = {r.info.run_id: [line.split() for line in r.data.tags[STARTS_TAG].splitlines()] for r in trials}
+    starts = {r.info.run_id: parse_starts(r.data.tags[STARTS_TAG]) for r in trials}
     lost = starts[killed.info.run_id]
     # it began on the second node from scratch, and went on on the head from an epoch it had finished there
-    assert len(lost) == 2 and lost[0][0] == SECOND_NODE_IP and lost[0][-1] == "0", lost
-    assert lost[1][0] != SECOND_NODE_IP and int(lost[1][-1]) >= logged_before >= 2, (lost, logged_before)
+    assert len(lost) == 2 and lost[0].node_ip == SECOND_NODE_IP and lost[0].epoch == 0, lost
+    assert lost[1].node_ip != SECOND_NODE_IP and lost[1].epoch >= logged_before >= 2, (lost, logged_before)
     [other] = [s for run_id, s in starts.items() if run_id != killed.info.run_id]
-    assert len(other) == 1 and other[0][0] != SECOND_NODE_IP  # the head's own trial, never restarted
+    assert len(other) == 1 and other[0].node_ip != SECOND_NODE_IP  # the head's own trial, never restarted
     [parent] = [r for r in found if r.data.tags.get(ROLE_TAG) == "sweep"]
     assert parent.info.status == "FINISHED" and "pareto.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     [name] = optuna.get_all_study_names(studies)  # the study in Postgres, nothing of it on the head's disk

@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from pyarrow.fs import FileSelector
 
 from sweeps.spec import load_spec
+from trainables.schema import STARTS_TAG, parse_starts
 from trainables.storage import Location
 from trainables.tracking import tracking_client
 
@@ -150,7 +151,7 @@ def test_sigterm_ends_unfinished_runs_killed_and_resume_reopens_them(home, tmp_p
             children = runs(home, "stopped", "trial")
             ended = [r.info.end_time for r in children if r.info.status == "FINISHED"]
             later = [r for r in children if ended and r.info.status == "RUNNING" and r.info.start_time > max(ended)]
-            if any(1 <= len(epochs_logged(home, r)) < epochs for r in later):
+            if any(1 <= len(epochs_logged(client(home), r)) < epochs for r in later):
                 break
             assert driver.poll() is None, driver.stderr.read()
             time.sleep(0.2)
@@ -169,9 +170,9 @@ def test_sigterm_ends_unfinished_runs_killed_and_resume_reopens_them(home, tmp_p
     statuses = [r.info.status for r in children]
     assert "RUNNING" not in statuses and "KILLED" in statuses, statuses
     killed = {r.info.run_id for r in children if r.info.status == "KILLED"}
-    midway = {r.info.run_id for r in children if r.info.run_id in killed and 1 <= len(epochs_logged(home, r)) < epochs}
+    midway = {r.info.run_id for r in children if r.info.run_id in killed and 1 <= len(epochs_logged(client(home), r)) < epochs}
     assert midway
-    logged_at_stop = {r.info.run_id: len(epochs_logged(home, r)) for r in children}
+    logged_at_stop = {r.info.run_id: len(epochs_logged(client(home), r)) for r in children}
     [parent] = runs(home, "stopped", "sweep")
     assert parent.info.status == "KILLED"
     assert parent.data.tags["privsweep.planned_runs"] == "4"
@@ -189,8 +190,8 @@ def test_sigterm_ends_unfinished_runs_killed_and_resume_reopens_them(home, tmp_p
     assert len(children) == 4 and all(r.info.status == "FINISHED" for r in children)
     assert killed <= {r.info.run_id for r in children}  # reopened in place, not duplicated
     for run in children:  # the stopped ones went on from their state in the bucket: no epoch twice
-        assert epochs_logged(home, run) == list(range(1, epochs + 1)), run.info.run_name
-        starts = [int(line.rpartition(" ")[2]) for line in run.data.tags["privsweep.starts"].splitlines()]
+        assert epochs_logged(client(home), run) == list(range(1, epochs + 1)), run.info.run_name
+        starts = [start.epoch for start in parse_starts(run.data.tags[STARTS_TAG])]
         if run.info.run_id in killed:  # from the epoch its state file held: the last logged, or one saved, not yet logged
             assert starts[0] == 0 and logged_at_stop[run.info.run_id] <= starts[1] <= logged_at_stop[run.info.run_id] + 1
             assert len(starts) == 2, starts
@@ -205,8 +206,9 @@ def test_sigterm_ends_unfinished_runs_killed_and_resume_reopens_them(home, tmp_p
     assert not (home / "ray_results").exists()
 
 
-def epochs_logged(home: Path, run) -> list[int]:
-    return sorted(m.step for m in client(home).get_metric_history(run.info.run_id, "train/task_loss"))
+def epochs_logged(store: MlflowClient, run) -> list[int]:
+    """The epochs a trial run logged, once per logging (an epoch logged twice appears twice)."""
+    return sorted(m.step for m in store.get_metric_history(run.info.run_id, "train/task_loss"))
 
 
 def test_a_configuration_proposed_again_is_not_trained_again(home, tmp_path):
@@ -517,7 +519,7 @@ def test_replicates_are_sibling_runs_whose_mean_the_searcher_is_told_and_confirm
     children = runs(home, "replicated", "trial")
     assert len(children) == 4 and all(r.info.status == "FINISHED" for r in children)
     assert {r.data.tags["privsweep.device"] for r in children} == {"cpu"}  # where each trial ran (no GPU here)
-    assert all(r.data.tags["privsweep.starts"].endswith(" from epoch 0") for r in children)  # one start each, from scratch
+    assert all([start.epoch for start in parse_starts(r.data.tags[STARTS_TAG])] == [0] for r in children)  # one start each, from scratch
     by_config: dict[str, list] = {}
     for run in children:
         by_config.setdefault(run.data.tags["privsweep.config_id"], []).append(run)

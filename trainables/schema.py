@@ -6,6 +6,7 @@ A new metric or tag is added here, once, and every package reads it from here.""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,22 @@ NOTE_TAG = "mlflow.note.content"  # a run's or experiment's description in the M
 SCREENED_TAG = "privsweep.screened"  # "true" on a run stopped after its screening attack (`search.screen`)
 # A screened run's metrics: the screening attack's values under `screen/<key>`, never as final keys.
 SCREEN_PREFIX = "screen/"
+
+
+class Start(NamedTuple):
+    """One start of a trial run's training: a line of its `STARTS_TAG`."""
+
+    node_ip: str
+    node_id: str  # the Ray node id's first 8 hex digits
+    epoch: int  # the epoch its training went on from (0: from scratch)
+
+    def line(self) -> str:
+        return f"{self.node_ip} {self.node_id} from epoch {self.epoch}"
+
+
+def parse_starts(tag: str) -> list[Start]:
+    """A run's `STARTS_TAG`, one `Start` per line, oldest first."""
+    return [Start(ip, node, int(epoch)) for ip, node, _, _, epoch in map(str.split, tag.splitlines())]
 
 # Keys of the trainable's reports to Ray Tune, which the searcher, the progress table and the
 # launcher read (here, so they need not import the trainable, Ray and torch to get them).

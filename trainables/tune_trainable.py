@@ -75,6 +75,7 @@ from trainables.schema import (
     SCREENED_TAG,
     STARTS_TAG,
     STATE_SET_ASIDE_TAG,
+    Start,
 )
 from trainables.screening import (
     best_case,
@@ -227,8 +228,8 @@ def device_description(device: torch.device) -> str:
 def starts(run: TrialRun, epoch: int) -> str:
     """The run's `privsweep.starts` with this start added: the Ray node it runs on and the
     epoch its training goes on from (0: from scratch)."""
-    node = f"{ray.util.get_node_ip_address()} {ray.get_runtime_context().get_node_id()[:8]}"
-    return "\n".join(filter(None, [run.tag(STARTS_TAG), f"{node} from epoch {epoch}"]))
+    start = Start(ray.util.get_node_ip_address(), ray.get_runtime_context().get_node_id()[:8], epoch)
+    return "\n".join(filter(None, [run.tag(STARTS_TAG), start.line()]))
 
 
 def run_replicate(base: TrialConfig, replicate: int, config_id: str, assignment: dict, dataset: Dataset, context: SweepContext) -> dict[str, float]:
