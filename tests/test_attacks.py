@@ -385,7 +385,7 @@ PLATEAU_SCORES = {
 @pytest.mark.parametrize("decay_patience", [1, 2])
 def test_attackers_stop_on_patience_and_halve_their_rate_after_decay_patience_stale_epochs(monkeypatch, decay_patience):
     config = tiny_config(attacks__epochs=6, attacks__patience=2, attacks__min_improvement=1e-3, attacks__decoder_min_improvement=1e-3,
-                         attacks__decay_patience=decay_patience)
+                         attacks__decay_patience=decay_patience, attacks__restarts=0)  # fc's stall would be a restart
     trial = Trial(config)
     attackers = learners_of(trial, config.attacks)
     scored_epochs: dict[str, int] = dict.fromkeys(attackers, 0)
@@ -418,6 +418,61 @@ def test_attackers_stop_on_patience_and_halve_their_rate_after_decay_patience_st
     for name, factors in expected.items():
         assert rates[name] == pytest.approx([peak[name] * f for f in factors]), name
     assert rates["leak/server_arch"] == pytest.approx([peak["leak/server_arch"]] * 12)
+
+
+# Scripted scores for restarts (patience 2, cap 6; the leakage classifiers patience 4, cap 12):
+# `fc` gains nothing on its first epoch, stops at epoch 3 stuck, restarts and learns; `mirror`
+# is stuck before and after its one restart, so its second stop is a convergence; `mlp` gains
+# once, then stalls: a plain stop, no restart.
+RESTART_SCORES = {
+    "leak/server_arch": [0.1 * epoch for epoch in range(1, 13)],
+    "leak/mlp": [0.5, 0.6, 0.6, 0.6, 0.6, 0.6],
+    "recon/mirror": [-1.0] * 6,
+    "recon/fc": [-1.0, -1.0, -1.0, -0.9, -0.8, -0.7],
+    "utility/retrained": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+}
+
+
+def test_a_stuck_attacker_trains_again_from_its_initial_weights_at_half_its_rate(monkeypatch):
+    config = tiny_config(attacks__epochs=6, attacks__patience=2, attacks__decay_patience=2, attacks__min_improvement=1e-3,
+                         attacks__decoder_min_improvement=1e-3)
+    trial = Trial(config)
+    attackers = learners_of(trial, config.attacks)
+    initial = {name: {k: v.clone() for k, v in a.net.state_dict().items()} for name, a in attackers.items()}
+    names = {id(a): name for name, a in attackers.items()}
+    scored_epochs: dict[str, int] = dict.fromkeys(attackers, 0)
+    rates: dict[str, list[float]] = {name: [] for name in attackers}
+    at_restart: dict[str, bool] = {}
+    restart = training.Attacker.restart
+
+    def recording_restart(self):
+        trained = {k: v.clone() for k, v in self.net.state_dict().items()}
+        restart(self)
+        name = names[id(self)]
+        back = all(torch.equal(v, initial[name][k]) for k, v in self.net.state_dict().items())
+        at_restart[name] = back and not all(torch.equal(v, initial[name][k]) for k, v in trained.items())
+
+    def scripted(active, _):
+        for name, attacker in active.items():
+            scored_epochs[name] += 1
+            rates[name].append(attacker.optimizer.param_groups[0]["lr"])
+        return {name: RESTART_SCORES[name][scored_epochs[name] - 1] for name in active}
+
+    monkeypatch.setattr(training.Attacker, "restart", recording_restart)
+    monkeypatch.setattr(training, "selection_scores", scripted)
+    data = released(trial, trial.data.train, config.attacks.batch_size)
+    training.train_attackers(attackers, data, config.attacks, torch.Generator().manual_seed(0), released(trial, trial.data.val, 128))
+    runs = {name: (a.epochs_run, a.converged, a.kept_epoch, a.restarts) for name, a in attackers.items()}
+    assert runs == {
+        "leak/server_arch": (12, False, 12, 0), "leak/mlp": (6, True, 2, 0), "recon/mirror": (6, True, 1, 1),
+        "recon/fc": (6, False, 6, 1), "utility/retrained": (6, False, 6, 0),
+    }
+    assert at_restart == {"recon/mirror": True, "recon/fc": True}  # from the initial weights, not the trained ones
+    peak = Mirror.peak_lr
+    # the rate at each scored epoch: the peak, then half of it from the restart on, after a fresh
+    # warm-up (it ends within the restart's first epoch)
+    assert rates["recon/mirror"] == pytest.approx([peak, peak, peak, peak / 2, peak / 2, peak / 2])
+    assert attackers["recon/fc"].batches_seen == 3 * data.num_batches()  # its warm-up counted from the restart
 
 
 def test_attack_metrics_say_how_long_each_attacker_trained_and_whether_it_converged():

@@ -195,6 +195,11 @@ class AttackConfig(Strict):
     decay_patience: int = Field(
         2, ge=1, description="stale validation epochs in a row before the plateau schedule halves an attacker's rate (then the count restarts)"
     )
+    restarts: int = Field(
+        1, ge=0,
+        description="times a learned attacker that stopped without one significant validation gain on its first epoch (stuck) "
+        "trains again from its initial weights at half its peak rate, within the same cap",
+    )
     ema: float | None = Field(
         None, ge=0, lt=1,
         description="decay per step of the moving average of a learned attacker's weights, which is what is scored and evaluated "

@@ -270,6 +270,7 @@ def _attack_once(
         bookkeeping[f"attack/kept_epoch/{name}"] = float(learner.kept_epoch)
         bookkeeping[f"attack/epochs_run/{name}"] = float(learner.epochs_run)
         bookkeeping[f"attack/converged/{name}"] = float(learner.converged)
+        bookkeeping[f"attack/restarts/{name}"] = float(learner.restarts)
     bookkeeping.update({f"{ATTACK_TIME_PREFIX}{part}": seconds for part, seconds in watch.seconds.items()})
     reconstructions = attacks[f"recon/{strongest}"].gallery(gallery)
     curves = {name: learner.val_scores for name, learner in learners.items()}
