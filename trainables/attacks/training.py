@@ -24,6 +24,9 @@ learning-rate schedule and stopping rule:
   seed 2) server_arch kept its warm-up epoch (validation best at epoch 1), stopped at epoch 11
   and scored test leakage .175 where seeds 0 and 1 reached .683 and .657 (the method's own
   proxy: .655), so the trial's leakage fell to mlp's .394 and the method's verdict to "tied";
+  the same trial with one restart: .651 [.621, .680] (run again from its initial weights at
+  half the rate, it converged at epoch 47), while the other setting's trial (epsilon 5, no
+  attacker stuck) gave the same numbers as without the rule;
 - model selection (`attacks.selection: val_best`): the weights evaluated on test are those
   of the attacker's best validation epoch (`attack/kept_epoch/<attacker>`): for a leakage
   classifier, the moving average of its weights at that epoch (below).
