@@ -452,10 +452,14 @@ def test_a_stuck_attacker_trains_again_from_its_initial_weights_at_half_its_rate
         back = all(torch.equal(v, initial[name][k]) for k, v in self.net.state_dict().items())
         at_restart[name] = back and not all(torch.equal(v, initial[name][k]) for k, v in trained.items())
 
+    first_epoch_weights = {}
+
     def scripted(active, _):
         for name, attacker in active.items():
             scored_epochs[name] += 1
             rates[name].append(attacker.optimizer.param_groups[0]["lr"])
+            if scored_epochs[name] == 1:
+                first_epoch_weights[name] = {k: v.clone() for k, v in attacker.model.state_dict().items()}
         return {name: RESTART_SCORES[name][scored_epochs[name] - 1] for name in active}
 
     monkeypatch.setattr(training.Attacker, "restart", recording_restart)
@@ -473,6 +477,8 @@ def test_a_stuck_attacker_trains_again_from_its_initial_weights_at_half_its_rate
     # warm-up (it ends within the restart's first epoch)
     assert rates["recon/mirror"] == pytest.approx([peak, peak, peak, peak / 2, peak / 2, peak / 2])
     assert attackers["recon/fc"].batches_seen == 3 * data.num_batches()  # its warm-up counted from the restart
+    kept = attackers["recon/mirror"].model.state_dict()  # its best epoch was before the restart: kept over it
+    assert all(torch.equal(kept[k], v) for k, v in first_epoch_weights["recon/mirror"].items())
 
 
 def test_attack_metrics_say_how_long_each_attacker_trained_and_whether_it_converged():

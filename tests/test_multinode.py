@@ -89,7 +89,7 @@ def test_a_sweep_over_two_nodes_survives_losing_one(two_nodes, tracking_server, 
         trials = [] if experiment is None else [
             r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get(ROLE_TAG) == "trial"]
         for run in trials:
-            if run.data.tags.get(STARTS_TAG, "").startswith(SECOND_NODE_IP) and 2 <= len(epochs_logged(client, run)) < EPOCHS - 2:
+            if run.data.tags.get(STARTS_TAG) and parse_starts(run.data.tags[STARTS_TAG])[0].node_ip == SECOND_NODE_IP and 2 <= len(epochs_logged(client, run)) < EPOCHS - 2:
                 stop_node(second)
                 killed = run
         assert job.poll() is None, job.communicate()[0][-3000:]

@@ -197,8 +197,9 @@ class AttackConfig(Strict):
     )
     restarts: int = Field(
         1, ge=0,
-        description="times a learned attacker that stopped without one significant validation gain on its first epoch (stuck) "
-        "trains again from its initial weights at half its peak rate, within the same cap",
+        description="times a learned attacker that stopped without one significant validation gain over its first scored epoch "
+        "(stuck; a perfect first score excepted) trains again from its initial weights, its rate halved at each restart, "
+        "within the same cap",
     )
     ema: float | None = Field(
         None, ge=0, lt=1,

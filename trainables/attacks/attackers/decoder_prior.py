@@ -82,19 +82,20 @@ class DecoderPriorInversion(WhiteboxInversion):
         originals = data.selection.images_at(slice(0, cfg.selection_images))
         with torch.no_grad():
             target = method.release(originals)
-            outputs = [decoder(target).clamp(0, 1) for decoder in decoders]
-        ssim = [validation_ssim(output, originals) for output in outputs]
-        best = max(range(len(decoders)), key=ssim.__getitem__)
-        self.decoder = decoders[best]
+            decoder_ssim = [validation_ssim(decoder(target).clamp(0, 1), originals) for decoder in decoders]
+            self.decoder = decoders[max(range(len(decoders)), key=decoder_ssim.__getitem__)]
+            # scored on a release of its own, as every other candidate is: on a noisy release the
+            # draw the decoder was chosen on flatters the chosen one (the best of several on it)
+            alone = self.decoder(method.release(originals)).clamp(0, 1)
         # every inversion scored after the full `steps` it will run on test: scored after fewer,
         # the inversions would lose to the decoder's output by their handicap alone
         full = cfg.model_copy(update={"selection_steps": cfg.steps})
         grey = candidate_reconstructions(method, originals, full, [self.tv])[0]
         pulled = candidate_reconstructions(method, originals, full, [self.tv], self.decoder, cfg.decoder_pull)
-        candidates = {(GREY, 0.0): grey, (DECODER, 0.0): outputs[best]}
+        candidates = {(GREY, 0.0): grey, (DECODER, 0.0): alone}
         candidates.update({(FROM_DECODER, mu): reconstructions for mu, reconstructions in zip(cfg.decoder_pull, pulled, strict=True)})
-        ssim = {candidate: validation_ssim(reconstructions, originals) for candidate, reconstructions in candidates.items()}
-        self.start, self.pull = max(ssim, key=ssim.get)
+        candidate_ssim = {candidate: validation_ssim(reconstructions, originals) for candidate, reconstructions in candidates.items()}
+        self.start, self.pull = max(candidate_ssim, key=candidate_ssim.get)
 
     def test_records(self, data: AttackData, test: ReleasedSplit) -> Records:
         method, cfg = self.ctx.method, self.ctx.cfg.whitebox

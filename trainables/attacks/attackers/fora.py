@@ -134,7 +134,9 @@ class FeatureOrientedReconstruction(Attack):
     @torch.no_grad()
     def test_records(self, data: AttackData, test: ReleasedSplit) -> Records:
         similarity = decoded_similarity(self.decoder.model.eval(), data.test, test)
-        return Records(similarity=similarity, bookkeeping={"fora_mmd": self.mmd, "fora_decoder_converged": float(self.decoder.converged)})
+        return Records(similarity=similarity, bookkeeping={
+            "fora_mmd": self.mmd, "fora_decoder_converged": float(self.decoder.converged), "fora_decoder_restarts": float(self.decoder.restarts),
+        })
 
     @torch.no_grad()
     def gallery(self, images: torch.Tensor) -> torch.Tensor:
