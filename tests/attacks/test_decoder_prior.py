@@ -1,4 +1,4 @@
-"""The decoder-prior inversion: it starts from the decoder with the best validation score, and
+"""The decoder-prior inversion: it starts from the decoder with the best validation SSIM, and
 validation images choose between the grey start, the decoder's output and the pulled
 inversions from it (the contract test covers the rest)."""
 
@@ -72,7 +72,7 @@ def test_with_a_decoder_that_learned_nothing_it_is_the_white_box_attacker():
     assert torch.allclose(attack.reconstructions, plain.reconstructions)
 
 
-def test_the_decoder_is_the_one_closest_to_the_validation_images():
+def test_the_decoder_is_chosen_on_the_validation_images_not_on_test():
     method = LinearClient()
     test, selection = synthetic_test_split(), synthetic_test_split()
     test.images = torch.zeros_like(test.images)  # on test the blank decoder would be perfect
@@ -100,6 +100,28 @@ class Blurred(Inverse):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return nn.functional.avg_pool2d(super().forward(z), 3, stride=1, padding=1)
+
+
+class Brightened(Inverse):
+    """A decoder with the right structure and the wrong brightness."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return (super().forward(z) + 0.13).clamp(0, 1)
+
+
+def test_the_decoder_is_chosen_by_ssim_the_metric_it_is_scored_on_not_by_mse():
+    method = LinearClient()
+    selection = synthetic_test_split()
+    originals = selection.images_at(slice(0, WHITEBOX["selection_images"]))
+    brightened, blurred = Brightened(method), Blurred(method)
+    with torch.no_grad():
+        outputs = {"brightened": brightened(method.release(originals)), "blurred": blurred(method.release(originals))}
+    mse = {name: (output - originals).pow(2).mean().item() for name, output in outputs.items()}
+    assert mse["blurred"] < mse["brightened"]  # the pair disagrees: MSE would take the blurred one
+    data = AttackData(selection, selection, synthetic_test_split(), (2, 3))
+    attack = DecoderPriorInversion(AttackContext(method, AttackConfig(whitebox=WHITEBOX), data.classes))
+    attack.fit(data, decoders(mirror=(blurred, -0.1), fc=(brightened, -0.5)))
+    assert attack.decoder is brightened
 
 
 def test_an_inversion_from_a_near_decoder_beats_both_its_parents():
