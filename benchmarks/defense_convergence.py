@@ -1,7 +1,7 @@
 """Does a defense stopped by the convergence rule reach what twice its training reaches?
 
     python benchmarks/defense_convergence.py [--configs maxent:alpha=0.9 ...] [--workers 2]
-                                             [--set dataset.train_size=2500 ...]
+                                             [--set dataset.train_size=2500 ...] [--stored-only]
 
 For each configuration (a quickstart trial, sweeps/quickstart.yaml: Fashion-MNIST coarse /
 class, small_cnn split 2, seed 0, with the method and params swapped in) two trials run,
@@ -21,9 +21,11 @@ leakage within 0.02 of the reference's and its fresh SSIM within 0.03, in either
 gap either way means the verdict would still move with the training budget), and each gap
 in standard errors of the two trials' test-set noise (at the demo slice, 1,000 test images,
 a leakage of .83 has a standard error near .012, so a .02 gap between two trials is about
-1.2 standard errors of their difference). Rows are also
-printed as JSON lines on stderr. Every trial runs on one torch thread;
-`--workers k` runs k configurations at once.
+1.2 standard errors of their difference). Rows are kept in
+`benchmarks/results/defense_convergence.jsonl` as they finish, keyed by the default trial's
+configuration and the code (`stored_trials`: a stopped run resumes, other code's rows are
+left aside), each with both trials' per-epoch `train/*`, `val/*` and `defense/*` curves.
+Every trial runs on one torch thread; `--workers k` runs k configurations at once.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+
+import stored_trials
 
 SPEC = Path(__file__).resolve().parent.parent / "sweeps" / "quickstart.yaml"
 CONFIGS = ["maxent:alpha=0.9", "privacy_partitioning:lambda=10.0", "adv_recon:lambda1=10.0", "deep_obfuscator:lambda1=10.0"]
@@ -82,7 +86,13 @@ def scheduled_trial(config, schedule: dict[int, list[int]]):
     return ScheduledTrial(config)
 
 
-def trial_metrics(method: str, params: dict, overrides: list[str], schedule: dict[int, list[int]] | None = None):
+def trial_overrides(config: str, overrides: list[str]) -> list[str]:
+    """The spec overrides of `config`'s trials: its method and params on top of `overrides`."""
+    method, params = parse(config)
+    return [f"method={method}", f"params={json.dumps(params)}", "search_space=null", *overrides]
+
+
+def trial_metrics(overrides: list[str], schedule: dict[int, list[int]] | None = None):
     """(metrics, seconds, per-epoch history) of one trial: by the rule, or on `schedule`."""
     import torch
 
@@ -90,7 +100,7 @@ def trial_metrics(method: str, params: dict, overrides: list[str], schedule: dic
     from trainables.trial import Trial
 
     torch.set_num_threads(1)
-    spec = load_spec(SPEC, [f"method={method}", f"params={json.dumps(params)}", "search_space=null", *overrides])
+    spec = load_spec(SPEC, overrides)
     start = time.perf_counter()
     trial = Trial(spec.trial_config()) if schedule is None else scheduled_trial(spec.trial_config(), schedule)
     metrics, _ = trial.run()
@@ -111,8 +121,14 @@ def gap_in_standard_errors(default: dict[str, float], reference: dict[str, float
     return abs(default[key] - reference[key]) / spread if spread > 0 else None
 
 
-def attackers_converged(metrics: dict[str, float]) -> bool:
-    return all(v == 1 for k, v in metrics.items() if k.startswith("attack/converged/"))
+def unconverged_attackers(metrics: dict[str, float]) -> list[str]:
+    """The learned attackers that ran to their cap (`recon/fc`, ...)."""
+    return sorted(k.removeprefix("attack/converged/") for k, v in metrics.items() if k.startswith("attack/converged/") and v != 1)
+
+
+def converged_cell(unconverged: list[str] | None, converged: bool) -> str:
+    """'yes', or which attackers reached their cap (rows stored before the names were kept: 'no')."""
+    return "yes" if converged else f"no ({', '.join(unconverged)})" if unconverged else "no"
 
 
 def strongest(metrics: dict[str, float], prefix: str) -> str:
@@ -125,10 +141,9 @@ def phase_epochs(metrics: dict[str, float]) -> dict[str, int]:
 
 
 def row(config: str, overrides: list[str]) -> dict:
-    method, params = parse(config)
-    default, default_s, history = trial_metrics(method, params, overrides)
+    default, default_s, history = trial_metrics(overrides)
     schedule = {phase: [2 * n for n in lengths] for phase, lengths in stages(history).items()}
-    reference, reference_s, _ = trial_metrics(method, params, overrides, schedule)
+    reference, reference_s, reference_history = trial_metrics(overrides, schedule)
     result = {
         "config": config,
         "default": {k: default.get(k) for k in SHOWN}, "reference": {k: reference.get(k) for k in SHOWN},
@@ -140,9 +155,11 @@ def row(config: str, overrides: list[str]) -> dict:
         "ssim_gap_se": gap_in_standard_errors(default, reference, "recon/ssim"),
         "epochs": phase_epochs(default), "reference_epochs": phase_epochs(reference),
         "converged": default.get("train/converged") == 1, "schedule": schedule,
-        "attackers_converged": [attackers_converged(default), attackers_converged(reference)],
+        "attackers_unconverged": [unconverged_attackers(default), unconverged_attackers(reference)],
+        "attackers_converged": [not unconverged_attackers(default), not unconverged_attackers(reference)],
         "train_s": default["time/train_s"], "attack_s": default["time/attack_s"], "trial_s": default_s,
         "reference_train_s": reference["time/train_s"], "reference_trial_s": reference_s,
+        stored_trials.CURVES: {"default": history, "reference": reference_history},  # kept beside the row
     }
     leak_gap = abs(default["privacy/leak_acc"] - reference["privacy/leak_acc"])
     ssim_gap = abs(default["recon/ssim"] - reference["recon/ssim"])
@@ -171,7 +188,7 @@ def markdown(rows: list[dict]) -> str:
             f"{f(d['privacy/proxy_leak_acc'])} / {f(ref['privacy/proxy_leak_acc'])} | {f(d['recon/proxy_ssim'])} / {f(ref['recon/proxy_ssim'])} | "
             f"{f(r['leak_gap_se'])}, {f(r['ssim_gap_se'])} | "
             f"{r['epochs']} | {r['reference_epochs']} | {'yes' if r['converged'] else 'no'} | "
-            f"{' / '.join('yes' if c else 'no' for c in r['attackers_converged'])} | {r['train_s']:.0f} | {r['attack_s']:.0f} | "
+            f"{' / '.join(map(converged_cell, r.get('attackers_unconverged', [None, None]), r['attackers_converged']))} | {r['train_s']:.0f} | {r['attack_s']:.0f} | "
             f"{r['reference_train_s']:.0f} | {'PASS' if r['pass'] else 'FAIL'} |"
         )
     return "\n".join(lines)
@@ -180,16 +197,22 @@ def markdown(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=CONFIGS, help="METHOD:PARAM=VALUE[,PARAM=VALUE]")
-    parser.add_argument("--workers", type=int, default=1, help="configurations at once, one core each")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="spec override PATH=VALUE")
+    stored_trials.add_arguments(parser, "defense_convergence")
     args = parser.parse_args(argv)
-    rows = []
-    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-        for result in pool.map(row, args.configs, [args.overrides] * len(args.configs)):
-            rows.append(result)
-            print(json.dumps(result), file=sys.stderr, flush=True)
+    store = stored_trials.open_store(args, SPEC)
+    jobs = {config: trial_overrides(config, args.overrides) for config in args.configs}
+    missing = [config for config, job in jobs.items() if store.get(job) is None]
+    if missing and not args.stored_only:
+        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+            for config, result in zip(missing, pool.map(row, missing, [jobs[c] for c in missing]), strict=True):
+                store.put(jobs[config], result)
+                print(json.dumps(store.get(jobs[config])), file=sys.stderr, flush=True)
+    rows = [store.get(job) for job in jobs.values() if store.get(job) is not None]
     print(markdown(rows))
-    return 0 if all(r["pass"] for r in rows) else 1
+    for config in (config for config, job in jobs.items() if store.get(job) is None):
+        print(f"| {config} | not run |")
+    return 0 if len(rows) == len(jobs) and all(r["pass"] for r in rows) else 1
 
 
 if __name__ == "__main__":

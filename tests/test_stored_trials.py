@@ -264,3 +264,33 @@ def test_scratch_against_pretrained_reuses_the_methods_tables_scratch_cells_and_
 def test_proxy_calibration_fails_a_proxy_far_from_the_fresh_attackers_on_either_side(fresh, proxy, verdict):
     metrics = {"utility/acc": 0.99, "privacy/leak_acc": fresh, "privacy/proxy_leak_acc": proxy}
     assert proxy_calibration.verdict(metrics)["calibrated"].startswith(verdict)
+
+
+def test_defense_convergence_prints_stored_rows_runs_none_of_them_and_fails_while_one_is_missing(tmp_path, monkeypatch, capsys):
+    import defense_convergence
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a stored row ran again")
+
+    results = tmp_path / "defense_convergence.jsonl"
+    store = StoredTrials(results, defense_convergence.SPEC, code_fingerprint())
+    shown = dict.fromkeys(defense_convergence.SHOWN, 0.8)
+    stored = {
+        "config": "maxent:alpha=0.9", "default": shown, "reference": shown, "leak_by": "server_arch", "ssim_by": "mirror",
+        "leak_ref_by": "server_arch", "ssim_ref_by": "mirror", "leak_ci": [0.79, 0.81], "leak_ref_ci": [0.79, 0.81],
+        "leak_gap_se": 0.0, "ssim_gap_se": None, "epochs": {"game": 40}, "reference_epochs": {"game": 80}, "converged": True,
+        "schedule": {"0": [20, 20]}, "attackers_converged": [True, False], "attackers_unconverged": [[], ["recon/fc"]], "train_s": 60.0, "attack_s": 200.0, "trial_s": 260.0,
+        "reference_train_s": 120.0, "reference_trial_s": 320.0, "pass": True,
+    }
+    store.put(defense_convergence.trial_overrides("maxent:alpha=0.9", ["dataset.train_size=2500"]), stored)
+    common = ["--results", str(results), "--set", "dataset.train_size=2500"]
+    monkeypatch.setattr(defense_convergence, "ProcessPoolExecutor", no_pool)
+    assert defense_convergence.main(["--configs", "maxent:alpha=0.9", *common]) == 0
+    first = capsys.readouterr().out
+    assert "| maxent:alpha=0.9 | 0.800 / 0.800 |" in first and first.rstrip().endswith("| PASS |")
+    assert "| yes / no (recon/fc) |" in first
+    assert defense_convergence.main(["--configs", "maxent:alpha=0.9", "adv_recon:lambda1=10.0", "--stored-only", *common]) == 1
+    out = capsys.readouterr().out
+    assert "| adv_recon:lambda1=10.0 | not run |" in out and "| maxent:alpha=0.9 |" in out
+    # another slice is another configuration: the stored row is not its row
+    assert defense_convergence.main(["--configs", "maxent:alpha=0.9", "--stored-only", "--results", str(results)]) == 1

@@ -41,6 +41,16 @@ Its trend, measured against that scatter, flattens. A rising signal is a trend h
 that rule stopped the same run's utility at epoch 12, mid-rise). A slow drift still counts
 once it adds up beyond its scatter, and a steady signal has none: the tolerance decides.
 
+Where the rule falls short (measured, `benchmarks/defense_convergence.py` on 10,000 test
+images, demo slice, 250 validation images): adv_recon lambda1 10 sits on a plateau from
+epoch 10 to about 30 (the rule stops it, converged, at 64: leakage .819, SSIM .834), then
+leaves it slowly: its proxy's validation SSIM falls about .0025 an epoch, under the trend
+test's noise over 2 x 10 epochs, and at 128 epochs the fresh leakage is .740 and .754 (two
+seeds), SSIM .607 and .697. With `train.patience` 20 the same drift is seen: both seeds run
+to the cap at the halved rate (100-101 epochs, `train/converged` 0, leakage .791, .793). MaxEnt alpha
+0.9, Privacy Partitioning lambda 10 and DeepObfuscator lambda1 10 are within .02 leakage of
+twice their training (MaxEnt's white-box SSIM .031 above, beyond its noise).
+
 The deployed defense is the last epoch's. At convergence no signal trends beyond its scatter
 over the last 2 W epochs, so no epoch there is better than another by more than that scatter,
 and the last has had the proxies adapt longest: it is the state the game settled in. A best-by-utility choice would pick, in a game, the epoch where the client
