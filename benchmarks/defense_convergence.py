@@ -35,7 +35,7 @@ import json
 import math
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -205,8 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     missing = [config for config, job in jobs.items() if store.get(job) is None]
     if missing and not args.stored_only:
         with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-            for config, result in zip(missing, pool.map(row, missing, [jobs[c] for c in missing]), strict=True):
-                store.put(jobs[config], result)
+            running = {pool.submit(row, config, jobs[config]): config for config in missing}
+            for finished in as_completed(running):  # each stored as it finishes, so a kill loses only those under way
+                config = running[finished]
+                store.put(jobs[config], finished.result())
                 print(json.dumps(store.get(jobs[config])), file=sys.stderr, flush=True)
     rows = [store.get(job) for job in jobs.values() if store.get(job) is not None]
     print(markdown(rows))

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
+import defense_convergence  # noqa: E402
 import init_comparison  # noqa: E402
 import methods_table  # noqa: E402
 import proxy_calibration  # noqa: E402
@@ -267,8 +269,6 @@ def test_proxy_calibration_fails_a_proxy_far_from_the_fresh_attackers_on_either_
 
 
 def test_defense_convergence_prints_stored_rows_runs_none_of_them_and_fails_while_one_is_missing(tmp_path, monkeypatch, capsys):
-    import defense_convergence
-
     def no_pool(*args, **kwargs):
         raise AssertionError("a stored row ran again")
 
@@ -294,3 +294,31 @@ def test_defense_convergence_prints_stored_rows_runs_none_of_them_and_fails_whil
     assert "| adv_recon:lambda1=10.0 | not run |" in out and "| maxent:alpha=0.9 |" in out
     # another slice is another configuration: the stored row is not its row
     assert defense_convergence.main(["--configs", "maxent:alpha=0.9", "--stored-only", "--results", str(results)]) == 1
+
+
+def test_defense_convergence_stores_each_row_it_runs_and_runs_it_once(tmp_path, monkeypatch, capsys):
+    ran: list[str] = []
+
+    def fake_row(config, overrides):
+        ran.append(config)
+        shown = dict.fromkeys(defense_convergence.SHOWN, 0.5)
+        return {
+            "config": config, "default": shown, "reference": shown, "leak_by": "mlp", "ssim_by": "fc", "leak_ref_by": "mlp",
+            "ssim_ref_by": "fc", "leak_ci": [0.49, 0.51], "leak_ref_ci": [0.49, 0.51], "leak_gap_se": 0.0, "ssim_gap_se": 0.0,
+            "epochs": {"train": 20}, "reference_epochs": {"train": 40}, "converged": False, "schedule": {"0": [40]},
+            "attackers_converged": [True, True], "attackers_unconverged": [[], []], "train_s": 1.0, "attack_s": 1.0,
+            "trial_s": 2.0, "reference_train_s": 2.0, "reference_trial_s": 3.0, "pass": config.startswith("maxent"),
+            stored_trials.CURVES: {"default": [{"val/utility_acc": 0.5}], "reference": [{"val/utility_acc": 0.6}]},
+        }
+
+    monkeypatch.setattr(defense_convergence, "row", fake_row)
+    monkeypatch.setattr(defense_convergence, "ProcessPoolExecutor", lambda workers, mp_context: ThreadPoolExecutor(workers))
+    argv = ["--configs", "maxent:alpha=0.9", "adv_recon:lambda1=10.0", "--workers", "2", "--results", str(tmp_path / "rows.jsonl")]
+    assert defense_convergence.main(argv) == 1  # adv_recon's row fails its target
+    assert sorted(ran) == ["adv_recon:lambda1=10.0", "maxent:alpha=0.9"]
+    assert defense_convergence.main(argv) == 1 and len(ran) == 2  # both came from the file
+    out = capsys.readouterr().out
+    assert "| adv_recon:lambda1=10.0 | 0.500 / 0.500 |" in out and "not run" not in out
+    store = StoredTrials(tmp_path / "rows.jsonl", defense_convergence.SPEC, code_fingerprint())
+    key = store.key(defense_convergence.trial_overrides("adv_recon:lambda1=10.0", []))
+    assert store.curves[key]["reference"] == [{"val/utility_acc": 0.6}]  # the curves, beside the row
