@@ -49,7 +49,10 @@ test's noise over 2 x 10 epochs, and at 128 epochs the fresh leakage is .740 and
 seeds), SSIM .607 and .697. With `train.patience` 20 the same drift is seen: both seeds run
 to the cap at the halved rate (100-101 epochs, `train/converged` 0, leakage .791, .793). MaxEnt alpha
 0.9, Privacy Partitioning lambda 10 and DeepObfuscator lambda1 10 are within .02 leakage of
-twice their training (MaxEnt's white-box SSIM .031 above, beyond its noise).
+twice their training (MaxEnt's white-box SSIM .031 above, beyond its noise). On the
+quickstart's own slice (4x the steps an epoch, 1,000 validation images) the same game leaves
+its plateau by epoch 12 and the rule, at W = 10, was still training at full rate at epochs 31
+and 34 (two seeds): the slice decides whether the drift is visible.
 
 The deployed defense is the last epoch's. At convergence no signal trends beyond its scatter
 over the last 2 W epochs, so no epoch there is better than another by more than that scatter,
