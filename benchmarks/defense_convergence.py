@@ -35,8 +35,6 @@ import json
 import math
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 
 import stored_trials
@@ -92,15 +90,12 @@ def trial_overrides(config: str, overrides: list[str]) -> list[str]:
     return [f"method={method}", f"params={json.dumps(params)}", "search_space=null", *overrides]
 
 
-def trial_metrics(overrides: list[str], schedule: dict[int, list[int]] | None = None):
+def trial_metrics(spec_path: Path, overrides: list[str], schedule: dict[int, list[int]] | None = None):
     """(metrics, seconds, per-epoch history) of one trial: by the rule, or on `schedule`."""
-    import torch
-
     from sweeps.spec import load_spec
     from trainables.trial import Trial
 
-    torch.set_num_threads(1)
-    spec = load_spec(SPEC, overrides)
+    spec = load_spec(spec_path, overrides)
     start = time.perf_counter()
     trial = Trial(spec.trial_config()) if schedule is None else scheduled_trial(spec.trial_config(), schedule)
     metrics, _ = trial.run()
@@ -126,9 +121,12 @@ def unconverged_attackers(metrics: dict[str, float]) -> list[str]:
     return sorted(k.removeprefix("attack/converged/") for k, v in metrics.items() if k.startswith("attack/converged/") and v != 1)
 
 
-def converged_cell(unconverged: list[str] | None, converged: bool) -> str:
-    """'yes', or which attackers reached their cap (rows stored before the names were kept: 'no')."""
-    return "yes" if converged else f"no ({', '.join(unconverged)})" if unconverged else "no"
+def attackers_cell(row: dict) -> str:
+    """Default / reference: 'yes', or which attackers reached their cap (rows stored before
+    the names were kept have only 'attackers_converged': 'no')."""
+    if "attackers_unconverged" in row:
+        return " / ".join(f"no ({', '.join(names)})" if names else "yes" for names in row["attackers_unconverged"])
+    return " / ".join("yes" if converged else "no" for converged in row["attackers_converged"])
 
 
 def strongest(metrics: dict[str, float], prefix: str) -> str:
@@ -140,12 +138,13 @@ def phase_epochs(metrics: dict[str, float]) -> dict[str, int]:
     return {k.removeprefix("train/epochs_run/"): int(v) for k, v in metrics.items() if k.startswith("train/epochs_run/")}
 
 
-def row(config: str, overrides: list[str]) -> dict:
-    default, default_s, history = trial_metrics(overrides)
+def row(spec_path: Path, overrides: list[str]) -> dict:
+    """One configuration's default and reference trials, compared (`stored_trials.run_missing`
+    runs it as it runs a trial)."""
+    default, default_s, history = trial_metrics(spec_path, overrides)
     schedule = {phase: [2 * n for n in lengths] for phase, lengths in stages(history).items()}
-    reference, reference_s, reference_history = trial_metrics(overrides, schedule)
+    reference, reference_s, reference_history = trial_metrics(spec_path, overrides, schedule)
     result = {
-        "config": config,
         "default": {k: default.get(k) for k in SHOWN}, "reference": {k: reference.get(k) for k in SHOWN},
         "leak_by": strongest(default, "privacy/leak_acc/"), "ssim_by": strongest(default, "recon/ssim/"),
         "leak_ref_by": strongest(reference, "privacy/leak_acc/"), "ssim_ref_by": strongest(reference, "recon/ssim/"),
@@ -156,7 +155,6 @@ def row(config: str, overrides: list[str]) -> dict:
         "epochs": phase_epochs(default), "reference_epochs": phase_epochs(reference),
         "converged": default.get("train/converged") == 1, "schedule": schedule,
         "attackers_unconverged": [unconverged_attackers(default), unconverged_attackers(reference)],
-        "attackers_converged": [not unconverged_attackers(default), not unconverged_attackers(reference)],
         "train_s": default["time/train_s"], "attack_s": default["time/attack_s"], "trial_s": default_s,
         "reference_train_s": reference["time/train_s"], "reference_trial_s": reference_s,
         stored_trials.CURVES: {"default": history, "reference": reference_history},  # kept beside the row
@@ -167,7 +165,8 @@ def row(config: str, overrides: list[str]) -> dict:
     return result
 
 
-def markdown(rows: list[dict]) -> str:
+def markdown(rows: dict[str, dict]) -> str:
+    """The table of `rows` (config -> its row)."""
     lines = [
         "| config | utility default / ref | leak default (by) | leak ref (by) | SSIM default (by) | SSIM ref (by) | proxy leak default / ref | "
         "proxy SSIM default / ref | gap in SE: leak, SSIM | epochs default | epochs ref | converged | attackers converged default / ref | "
@@ -178,17 +177,17 @@ def markdown(rows: list[dict]) -> str:
     def f(value) -> str:
         return "–" if value is None else f"{value:.3f}"
 
-    for r in rows:
+    for config, r in rows.items():
         d, ref = r["default"], r["reference"]
         lines.append(
-            f"| {r['config']} | {f(d['utility/acc'])} / {f(ref['utility/acc'])} | "
+            f"| {config} | {f(d['utility/acc'])} / {f(ref['utility/acc'])} | "
             f"{f(d['privacy/leak_acc'])} [{f(r['leak_ci'][0])}, {f(r['leak_ci'][1])}] ({r['leak_by']}) | "
             f"{f(ref['privacy/leak_acc'])} [{f(r['leak_ref_ci'][0])}, {f(r['leak_ref_ci'][1])}] ({r['leak_ref_by']}) | "
             f"{f(d['recon/ssim'])} ({r['ssim_by']}) | {f(ref['recon/ssim'])} ({r['ssim_ref_by']}) | "
             f"{f(d['privacy/proxy_leak_acc'])} / {f(ref['privacy/proxy_leak_acc'])} | {f(d['recon/proxy_ssim'])} / {f(ref['recon/proxy_ssim'])} | "
             f"{f(r['leak_gap_se'])}, {f(r['ssim_gap_se'])} | "
             f"{r['epochs']} | {r['reference_epochs']} | {'yes' if r['converged'] else 'no'} | "
-            f"{' / '.join(map(converged_cell, r.get('attackers_unconverged', [None, None]), r['attackers_converged']))} | {r['train_s']:.0f} | {r['attack_s']:.0f} | "
+            f"{attackers_cell(r)} | {r['train_s']:.0f} | {r['attack_s']:.0f} | "
             f"{r['reference_train_s']:.0f} | {'PASS' if r['pass'] else 'FAIL'} |"
         )
     return "\n".join(lines)
@@ -202,19 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     store = stored_trials.open_store(args, SPEC)
     jobs = {config: trial_overrides(config, args.overrides) for config in args.configs}
-    missing = [config for config, job in jobs.items() if store.get(job) is None]
-    if missing and not args.stored_only:
-        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-            running = {pool.submit(row, config, jobs[config]): config for config in missing}
-            for finished in as_completed(running):  # each stored as it finishes, so a kill loses only those under way
-                config = running[finished]
-                store.put(jobs[config], finished.result())
-                print(json.dumps(store.get(jobs[config])), file=sys.stderr, flush=True)
-    rows = [store.get(job) for job in jobs.values() if store.get(job) is not None]
-    print(markdown(rows))
-    for config in (config for config, job in jobs.items() if store.get(job) is None):
-        print(f"| {config} | not run |")
-    return 0 if len(rows) == len(jobs) and all(r["pass"] for r in rows) else 1
+    try:
+        if not args.stored_only:
+            stored_trials.run_missing(store, SPEC, list(jobs.values()), args.workers, run=row)
+    finally:  # the stored rows are printed even when a configuration failed
+        rows = {config: store.get(job) for config, job in jobs.items()}
+        print(markdown({config: r for config, r in rows.items() if r is not None}))
+        for config in (config for config, r in rows.items() if r is None):
+            print(f"| {config} | not run |")
+    return 0 if all(r is not None and r["pass"] for r in rows.values()) else 1
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -268,23 +267,27 @@ def test_proxy_calibration_fails_a_proxy_far_from_the_fresh_attackers_on_either_
     assert proxy_calibration.verdict(metrics)["calibrated"].startswith(verdict)
 
 
+def convergence_row(value: float, passed: bool, unconverged: list[list[str]]) -> dict:
+    """A defense_convergence row whose default and reference both read `value`."""
+    shown = dict.fromkeys(defense_convergence.SHOWN, value)
+    return {
+        "default": shown, "reference": shown, "leak_by": "server_arch", "ssim_by": "mirror", "leak_ref_by": "server_arch",
+        "ssim_ref_by": "mirror", "leak_ci": [value - 0.01, value + 0.01], "leak_ref_ci": [value - 0.01, value + 0.01],
+        "leak_gap_se": 0.0, "ssim_gap_se": None, "epochs": {"train": 40}, "reference_epochs": {"train": 80}, "converged": True,
+        "schedule": {"0": [20, 20]}, "attackers_unconverged": unconverged, "train_s": 60.0, "attack_s": 200.0, "trial_s": 260.0,
+        "reference_train_s": 120.0, "reference_trial_s": 320.0, "pass": passed,
+    }
+
+
 def test_defense_convergence_prints_stored_rows_runs_none_of_them_and_fails_while_one_is_missing(tmp_path, monkeypatch, capsys):
-    def no_pool(*args, **kwargs):
+    def no_row(spec, overrides):
         raise AssertionError("a stored row ran again")
 
     results = tmp_path / "defense_convergence.jsonl"
     store = StoredTrials(results, defense_convergence.SPEC, code_fingerprint())
-    shown = dict.fromkeys(defense_convergence.SHOWN, 0.8)
-    stored = {
-        "config": "maxent:alpha=0.9", "default": shown, "reference": shown, "leak_by": "server_arch", "ssim_by": "mirror",
-        "leak_ref_by": "server_arch", "ssim_ref_by": "mirror", "leak_ci": [0.79, 0.81], "leak_ref_ci": [0.79, 0.81],
-        "leak_gap_se": 0.0, "ssim_gap_se": None, "epochs": {"game": 40}, "reference_epochs": {"game": 80}, "converged": True,
-        "schedule": {"0": [20, 20]}, "attackers_converged": [True, False], "attackers_unconverged": [[], ["recon/fc"]], "train_s": 60.0, "attack_s": 200.0, "trial_s": 260.0,
-        "reference_train_s": 120.0, "reference_trial_s": 320.0, "pass": True,
-    }
-    store.put(defense_convergence.trial_overrides("maxent:alpha=0.9", ["dataset.train_size=2500"]), stored)
+    store.put(defense_convergence.trial_overrides("maxent:alpha=0.9", ["dataset.train_size=2500"]), convergence_row(0.8, True, [[], ["recon/fc"]]))
     common = ["--results", str(results), "--set", "dataset.train_size=2500"]
-    monkeypatch.setattr(defense_convergence, "ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr(defense_convergence, "row", no_row)
     assert defense_convergence.main(["--configs", "maxent:alpha=0.9", *common]) == 0
     first = capsys.readouterr().out
     assert "| maxent:alpha=0.9 | 0.800 / 0.800 |" in first and first.rstrip().endswith("| PASS |")
@@ -299,23 +302,15 @@ def test_defense_convergence_prints_stored_rows_runs_none_of_them_and_fails_whil
 def test_defense_convergence_stores_each_row_it_runs_and_runs_it_once(tmp_path, monkeypatch, capsys):
     ran: list[str] = []
 
-    def fake_row(config, overrides):
-        ran.append(config)
-        shown = dict.fromkeys(defense_convergence.SHOWN, 0.5)
-        return {
-            "config": config, "default": shown, "reference": shown, "leak_by": "mlp", "ssim_by": "fc", "leak_ref_by": "mlp",
-            "ssim_ref_by": "fc", "leak_ci": [0.49, 0.51], "leak_ref_ci": [0.49, 0.51], "leak_gap_se": 0.0, "ssim_gap_se": 0.0,
-            "epochs": {"train": 20}, "reference_epochs": {"train": 40}, "converged": False, "schedule": {"0": [40]},
-            "attackers_converged": [True, True], "attackers_unconverged": [[], []], "train_s": 1.0, "attack_s": 1.0,
-            "trial_s": 2.0, "reference_train_s": 2.0, "reference_trial_s": 3.0, "pass": config.startswith("maxent"),
-            stored_trials.CURVES: {"default": [{"val/utility_acc": 0.5}], "reference": [{"val/utility_acc": 0.6}]},
-        }
+    def fake_row(spec, overrides):
+        ran.append(next(o for o in overrides if o.startswith("method=")))
+        curves = {"default": [{"val/utility_acc": 0.5}], "reference": [{"val/utility_acc": 0.6}]}
+        return {**convergence_row(0.5, "method=maxent" in overrides, [[], []]), stored_trials.CURVES: curves}
 
     monkeypatch.setattr(defense_convergence, "row", fake_row)
-    monkeypatch.setattr(defense_convergence, "ProcessPoolExecutor", lambda workers, mp_context: ThreadPoolExecutor(workers))
-    argv = ["--configs", "maxent:alpha=0.9", "adv_recon:lambda1=10.0", "--workers", "2", "--results", str(tmp_path / "rows.jsonl")]
+    argv = ["--configs", "maxent:alpha=0.9", "adv_recon:lambda1=10.0", "--results", str(tmp_path / "rows.jsonl")]
     assert defense_convergence.main(argv) == 1  # adv_recon's row fails its target
-    assert sorted(ran) == ["adv_recon:lambda1=10.0", "maxent:alpha=0.9"]
+    assert sorted(ran) == ["method=adv_recon", "method=maxent"]
     assert defense_convergence.main(argv) == 1 and len(ran) == 2  # both came from the file
     out = capsys.readouterr().out
     assert "| adv_recon:lambda1=10.0 | 0.500 / 0.500 |" in out and "not run" not in out
