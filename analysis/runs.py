@@ -43,6 +43,7 @@ from trainables.schema import (
     SCREENED_TAG,
     TABLE_EXPERIMENTS_KEY,
     TABLE_TRACKING_URI_KEY,
+    TRAINING_OUTCOME_PREFIXES,
     tag_is,
 )
 from trainables.tracking import default_tracking_uri, search_all_runs, sqlite_path, tracking_client
@@ -53,7 +54,7 @@ REPLICATE_COLUMNS = ("seeds", "run_ids")  # added by analysis.replicates.group_r
 FINISHED = ("FINISHED",)
 FAILED = ("FAILED", "KILLED")
 UNFINISHED = ("RUNNING", "SCHEDULED")
-EPOCH_METRIC_PREFIXES = ("train/", "val/")
+EPOCH_METRIC_PREFIXES = ("train/", "val/")  # curves, not columns; but a table keeps TRAINING_OUTCOME_PREFIXES
 TRIAL_FILTER = tag_is(ROLE_TAG, "trial")
 SWEEP_FILTER = tag_is(ROLE_TAG, "sweep")
 
@@ -131,6 +132,12 @@ def _typed(values: list[str | None]) -> pa.Array:
     return pa.array(values, pa.string())
 
 
+def is_epoch_curve(key: str) -> bool:
+    """A per-epoch training or validation curve (`train/task_loss`, `val/utility_acc`), not a
+    final metric such as `train/converged`."""
+    return key.startswith(EPOCH_METRIC_PREFIXES) and not key.startswith(TRAINING_OUTCOME_PREFIXES)
+
+
 def _statuses(include_failed: bool, include_unfinished: bool) -> tuple[str, ...]:
     return FINISHED + (FAILED if include_failed else ()) + (UNFINISHED if include_unfinished else ())
 
@@ -169,7 +176,7 @@ def load_runs(
             if run.info.status not in statuses or tags.get(SCREENED_TAG) == "true":  # screened: no final metrics
                 continue
             params = {key: _parse_param(value) for key, value in run.data.params.items()}
-            metrics = {key: value for key, value in run.data.metrics.items() if not key.startswith(EPOCH_METRIC_PREFIXES)}
+            metrics = {key: value for key, value in run.data.metrics.items() if not is_epoch_curve(key)}
             records.append({
                 "run": {
                     "experiment": exp.name,

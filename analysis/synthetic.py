@@ -84,10 +84,16 @@ def _with_intervals(metrics: dict[str, float]) -> dict[str, float]:
     return {**metrics, **intervals}
 
 
-def _metrics(acc: float, leak: float, ssim: float, split: int) -> dict[str, float]:
+# The trial whose defense reached its epoch cap (`train/converged` 0): a front point the
+# analysis must flag as undertrained.
+UNDERTRAINED_TRIAL = 5
+
+
+def _metrics(acc: float, leak: float, ssim: float, split: int, converged: bool) -> dict[str, float]:
     # per threat model: the decoders (query) are the strongest; the white-box inversion is
     # weaker the shallower the split (a front of its own, not a monotone copy of the overall one)
-    return _with_intervals({
+    outcome = {"train/epochs_run": 2.0, "train/converged": float(converged)}  # BASE_CONFIG's cap: 2 epochs
+    return outcome | _with_intervals({
         "utility/acc": acc, "utility/acc_retrained": acc - 0.01, "utility/mcc": 2 * acc - 1,
         "privacy/leak_acc": leak, "privacy/leak_acc/server_arch": leak, "privacy/leak_acc/mlp": leak - 0.02,
         "privacy/leak_acc:query": leak, "privacy/leak_chance": 0.3, "privacy/delta": acc - leak,
@@ -136,7 +142,8 @@ def write_synthetic_sweep(
                 LAUNCH_TAG: launch, TRIAL_ID_TAG: f"trial_{index:03d}",
             })
             run_id = run.info.run_id
-            final = _metrics(acc, leak, ssim, int(swept.get("model.split", 2))) if acc is not None else {}
+            split = int(swept.get("model.split", 2))
+            final = _metrics(acc, leak, ssim, split, index != UNDERTRAINED_TRIAL) if acc is not None else {}
             history = [Metric(key, value, 0, epoch) for epoch in range(2)
                        for key, value in (("train/task_loss", 1.0 / (epoch + 1)), ("val/utility_acc", 0.5 + 0.1 * epoch))]
             client.log_batch(

@@ -111,7 +111,7 @@ def fixed_by_overrides(space: SearchSpace, overrides: list[str]) -> SearchSpace:
 def check_launchable(spec: SweepSpec) -> None:
     """What `validate`, `run` and `confirm` check beyond the spec's own fields, before Ray:
     every objective is a metric the trials log, a trial pinned to a GPU gets one, and
-    pyarrow opens the launch's storage."""
+    pyarrow opens the launch's storage; a slice too small to converge on is reported."""
     storage_root()
     if spec.train.device == "cuda" and spec.resources.gpu == 0:
         raise InputError(
@@ -119,6 +119,20 @@ def check_launchable(spec: SweepSpec) -> None:
             "set resources.gpu (1, or 0.25 to share one GPU among 4 trials), or train.device: auto."
         )
     check_objectives(spec)
+    warn_unreachable_convergence(spec)
+
+
+def warn_unreachable_convergence(spec: SweepSpec) -> None:
+    """Say before Ray starts when the spec's slice is too small for any defense to converge
+    under its cap (a spec without `dataset.train_size` trains on a full split: not checked)."""
+    from trainables.trial import slice_shares, unreachable_convergence
+
+    config = spec.trial_config()
+    if config.dataset.train_size is None:
+        return
+    n_val, n_attacker = slice_shares(config, config.dataset.train_size)
+    if reason := unreachable_convergence(config, config.dataset.train_size - n_val - n_attacker):
+        log.warning("%s.", reason)
 
 
 def check_objectives(spec: SweepSpec) -> None:

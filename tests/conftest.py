@@ -43,7 +43,8 @@ TINY_RAW: dict[str, Any] = {
         "options": {"train_size": 256, "test_size": 128, "image_size": 16},
     },
     "model": {"backbone": "small_cnn", "split": 2},
-    "train": {"epochs": 1, "batch_size": 64, "lr": 1.0e-3, "seed": 0, "device": "cpu"},
+    # window_steps 0: the rule's window is `train.patience` epochs here, whatever the few batches an epoch
+    "train": {"epochs": 1, "batch_size": 64, "lr": 1.0e-3, "seed": 0, "device": "cpu", "window_steps": 0},
     "params": {"sigma": 0.5, "lambda": 0.1},
     "attacks": {"leakage": ["server_arch", "mlp"], "reconstruction": ["mirror", "fc"], "epochs": 1, "batch_size": 128, "gallery": 4},
 }

@@ -34,7 +34,7 @@ from analysis.cli import main
 from analysis.labels import metric_label
 from analysis.objectives import Objective
 from analysis.runs import table_tracking_uri
-from analysis.synthetic import front_run_ids, write_synthetic_sweep
+from analysis.synthetic import UNDERTRAINED_TRIAL, front_run_ids, write_synthetic_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 OBJ2 = ("utility/acc:max", "privacy/leak_acc:min")
@@ -80,7 +80,11 @@ def test_load_runs_finished_trials_only(store):
     for column in ("run_id", "run_name", "parent_run_id", "launch", "experiment", "params.sigma", "model.split",
                    "dataset.name", "utility/acc", "privacy/leak_acc", "recon/ssim", "client/gflops"):
         assert column in table.column_names, column
-    assert not any(c.startswith(("train/", "val/")) for c in table.column_names)
+    # the per-epoch curves are not columns; how the defense's training ended is
+    assert not any(c.startswith(("train/task_loss", "val/")) for c in table.column_names)
+    undertrained = store["info"]["trials"][UNDERTRAINED_TRIAL]["run_id"]
+    assert {r["run_id"]: r["train/converged"] for r in table.to_pylist()} == {
+        r["run_id"]: float(r["run_id"] != undertrained) for r in store["info"]["trials"] if r["status"] == "FINISHED"}
     assert table.schema.field("params.sigma").type == pa.float64()
     assert table.schema.field("model.split").type == pa.int64()
     assert table.schema.field("dataset.name").type == pa.string()
@@ -423,6 +427,9 @@ def test_cli_writes_outputs_logs_and_tags(store, tmp_path, capsys):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     summary = (out / "summary.md").read_text()
     assert summary in printed
+    undertrained = info["trials"][UNDERTRAINED_TRIAL]["run_id"][:12]
+    flagged = [line for line in summary.splitlines() if "cap hit: undertrained" in line]
+    assert len(flagged) == 1 and undertrained in flagged[0]  # read back from the store, not only from a table
     rows = [line for line in summary.splitlines() if line.startswith("| ") and "---" not in line]
     per_method = rows[1 : 1 + 3]
     assert [r.split("|")[1].strip() for r in per_method] == ["disco", "noisy_arl", "none"]

@@ -5,10 +5,14 @@ beyond its scatter has not, phases advance on convergence, and a resumed trial c
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import tiny_config, tiny_raw
 
+from sweeps.launcher import check_launchable
+from sweeps.spec import load_spec
 from trainables.convergence import Plateau
 from trainables.data import synthetic
 from trainables.trial import Trial
@@ -42,6 +46,38 @@ def test_a_plateaued_defense_stops_once_its_last_two_windows_have_no_trend(monke
     assert metrics["train/converged"] == 1
     assert metrics["train/epochs_run"] == 7  # epochs 2-7: the rise from 0.7 is one epoch, no trend beyond the scatter
     assert trial.history[-1]["val/utility_acc"] == 0.80  # the last epoch is the one deployed
+
+
+def test_the_window_holds_train_window_steps_optimiser_steps_where_an_epoch_has_few(monkeypatch, data):
+    """One batch an epoch: a window of 2 epochs would be 2 steps, so `window_steps` 3 makes it
+    3 epochs and a flat phase runs 6, not 4."""
+    stopped_at = {}
+    for window_steps in (0, 3):
+        scripted(monkeypatch, [0.6] * 20)
+        config = tiny_config(method="none", params={}, train__epochs=20, train__patience=2, train__window_steps=window_steps)
+        trial = Trial(config, data)
+        assert trial.data.train.num_batches(config.train.batch_size) == 1
+        trial.train()
+        metrics = trial.training_metrics()
+        assert metrics["train/converged"] == 1
+        stopped_at[window_steps] = (metrics["train/window_epochs"], metrics["train/epochs_run"])
+    assert stopped_at == {0: (2, 4), 3: (3, 6)}
+
+
+def test_a_cap_under_two_windows_is_reported_before_training(data, caplog, write_spec):
+    """The trial and the launcher's checks say it when no phase can converge under the cap."""
+    config = tiny_config(method="none", params={}, train__epochs=5, train__patience=3)
+    with caplog.at_level(logging.WARNING, logger="trainables.trial"):
+        Trial(config, data)
+    assert "raise train.epochs to 6" in caplog.text and "flagged unconverged" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="trainables.trial"):
+        Trial(tiny_config(method="none", params={}, train__epochs=6, train__patience=3), data)
+    assert "train.epochs" not in caplog.text
+    spec = load_spec(write_spec(tiny_raw(dataset__train_size=128, train__epochs=30, train__patience=2, train__window_steps=40)))
+    with caplog.at_level(logging.WARNING, logger="sweeps.launcher"):
+        check_launchable(spec)
+    assert "raise train.epochs to 40" in caplog.text  # 115 training images: 2 batches of 64, so a window of 20 epochs
 
 
 def test_an_oscillating_game_without_a_trend_has_converged():

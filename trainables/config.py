@@ -81,9 +81,15 @@ class TrainConfig(Strict):
     )
     patience: int = Field(
         10, ge=1,
-        description="window W of the convergence rule: a phase has converged once no validation signal (utility, every "
+        description="window W of the convergence rule, in epochs (at least window_steps optimiser steps): a phase has converged once no validation signal (utility, every "
         "proxy adversary's score) trends over its last 2 W epochs by more than tolerance per W epochs, nor beyond twice "
         "its standard error (so a phase runs at least 2 W epochs)",
+    )
+    window_steps: int = Field(
+        360, ge=0,
+        description="floor of the window W in optimiser steps: W = max(patience, ceil(window_steps / batches per epoch)) "
+        "epochs, so a small data slice watches a game over as many steps as a large one (trainables/convergence.py); "
+        "0 = patience alone",
     )
     tolerance: float = Field(
         0.01, ge=0,

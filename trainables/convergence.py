@@ -8,10 +8,11 @@ runs until its validation signals stop moving, or to the cap `train.epochs`:
   adversary's validation score (`val/proxy_leak_acc`, `val/proxy_ssim`) and, for a method
   with a game, the shadow attacker's (`val/shadow_leak_acc`, `trainables/shadow.py`), once
   per epoch;
-- a signal still moves while the least-squares trend of its last 2 W epochs (W =
-  `train.patience`) would carry it further than `max(train.tolerance, NOISE_Z * its standard
-  error)` over one window (W epochs), the standard error from the scatter of the 2 W values
-  around that trend;
+- a signal still moves while the least-squares trend of its last 2 W epochs would carry it
+  further than `max(train.tolerance, NOISE_Z * its standard error)` over one window (W
+  epochs), the standard error from the scatter of the 2 W values around that trend;
+- W = max(`train.patience`, ceil(`train.window_steps` / batches an epoch)) epochs
+  (`window_epochs`): a window holds at least `train.window_steps` optimiser steps;
 - a phase has converged at the first epoch (at least 2 W into it) at which no signal moves.
   The last phase's convergence ends training with `train/converged` = 1; a phase that hits
   the cap moves on (or ends training) with `train/converged` = 0, and the analysis flags the
@@ -41,18 +42,20 @@ Its trend, measured against that scatter, flattens. A rising signal is a trend h
 that rule stopped the same run's utility at epoch 12, mid-rise). A slow drift still counts
 once it adds up beyond its scatter, and a steady signal has none: the tolerance decides.
 
-Where the rule falls short (measured, `benchmarks/defense_convergence.py` on 10,000 test
-images, demo slice, 250 validation images): adv_recon lambda1 10 sits on a plateau from
-epoch 10 to about 30 (the rule stops it, converged, at 64: leakage .819, SSIM .834), then
-leaves it slowly: its proxy's validation SSIM falls about .0025 an epoch, under the trend
-test's noise over 2 x 10 epochs, and at 128 epochs the fresh leakage is .740 and .754 (two
-seeds), SSIM .607 and .697. With `train.patience` 20 the same drift is seen: both seeds run
-to the cap at the halved rate (100-101 epochs, `train/converged` 0, leakage .791, .793). MaxEnt alpha
-0.9, Privacy Partitioning lambda 10 and DeepObfuscator lambda1 10 are within .02 leakage of
-twice their training (MaxEnt's white-box SSIM .031 above, beyond its noise). On the
-quickstart's own slice (4x the steps an epoch, 1,000 validation images) the same game leaves
-its plateau by epoch 12 and the rule, at W = 10, was still training at full rate at epochs 31
-and 34 (two seeds): the slice decides whether the drift is visible.
+Why the window has a floor in optimiser steps: a game can sit on a plateau for hundreds of
+steps and then leave it, and how long it sits is counted in steps, not epochs. Measured
+(adv_recon lambda1 10, split 2, seeds 0 and 1): on the quickstart's slice (71 batches an
+epoch, 1,000 validation images) its proxy's validation SSIM left its plateau around epochs
+9-16 (640-1,140 steps) and a 10-epoch window (710 steps) saw the drift and kept training;
+on the demo's 2,500 images (18 batches) it left after about epoch 30 (540 steps), and a
+10-epoch window (180 steps) stopped it on the plateau, converged, at 64 epochs: leakage .819,
+SSIM .834 on 10,000 test images, where 128 epochs gave .740 and .754 (two seeds), SSIM .607
+and .697 (`benchmarks/defense_convergence.py`). A 20-epoch window (360 steps) saw the drift
+on both seeds and ran them to the cap, flagged unconverged (`train/converged` 0; leakage .791,
+.793 at 100-101 epochs). So `train.window_steps` is 360, the smallest window measured to see
+it: the quickstart's window stays 10 epochs, the demo slice's becomes 20, and a slice of 8
+batches an epoch needs 45 (90 epochs a phase, over a cap of 60: every phase ends at the cap
+and is flagged, which the trial and the launcher say before training).
 
 The deployed defense is the last epoch's. At convergence no signal trends beyond its scatter
 over the last 2 W epochs, so no epoch there is better than another by more than that scatter,
@@ -67,6 +70,11 @@ import statistics
 from dataclasses import dataclass, field
 
 NOISE_Z = 2.0
+
+
+def window_epochs(patience: int, window_steps: int, batches_per_epoch: int) -> int:
+    """The rule's window W in epochs: `patience`, or more where an epoch has too few steps."""
+    return max(patience, math.ceil(window_steps / max(batches_per_epoch, 1)))
 
 
 @dataclass

@@ -16,7 +16,7 @@ metrics (epochs run, converged, validation utility, seconds) go into every trial
 A file lock beside the cache file makes concurrent trials wait for the first one's model
 instead of training their own; the file is written atomically. The key holds every setting
 that changes the weights (the data slice, the backbone, the seed, batch, lr, cap, patience,
-tolerance, precision, the attacker split that is held out of defense training) and
+window_steps, tolerance, precision, the attacker split that is held out of defense training) and
 `TASK_MODEL_VERSION`, to bump when this training changes.
 """
 
@@ -79,7 +79,7 @@ def task_model_key(config: TrialConfig) -> str:
         "dataset": [data.name, data.options, data.task, data.train_size, data.val_fraction],
         "attacker_split": [config.attacks.data, config.attacks.disjoint_fraction if config.attacks.data == "disjoint" else None],
         "backbone": [model.backbone, model.backbone_options()],
-        "train": [train.seed, train.batch_size, train.lr, train.epochs, train.patience, train.tolerance, train.precision],
+        "train": [train.seed, train.batch_size, train.lr, train.epochs, train.patience, train.window_steps, train.tolerance, train.precision],
     }
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -131,6 +131,11 @@ def parse_starts(tag: str) -> list[Start]:
     """A run's `STARTS_TAG`, one `Start` per line, oldest first."""
     return [Start(ip, node, int(epoch)) for ip, node, _, _, epoch in map(str.split, tag.splitlines())]
 
+
+# A trial's per-epoch curves are `train/<loss>`, `val/<signal>`; of the `train/` keys, these are
+# logged once, at the end: how the defense's training ended (docs/metrics.md, "Cost").
+TRAINING_OUTCOME_PREFIXES = ("train/epochs_run", "train/converged", "train/window_epochs", "train/lr_halvings/", "train/task_model/")
+
 # Keys of the trainable's reports to Ray Tune, which the searcher, the progress table and the
 # launcher read (here, so they need not import the trainable, Ray and torch to get them).
 FINAL_KEY = "privsweep/final"

@@ -25,6 +25,7 @@ training data); with `train` (default) the attackers train on the defense's own 
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -45,7 +46,7 @@ from trainables.attacks.suite import (
 )
 from trainables.batch_norm import recalibrate_batch_norm
 from trainables.config import AttackConfig, TrialConfig
-from trainables.convergence import Plateau
+from trainables.convergence import Plateau, window_epochs
 from trainables.data import Dataset, check_attributes, load_dataset
 from trainables.data.batches import TensorSplit
 from trainables.durable import UnreadableState, load_state, save_state
@@ -59,6 +60,8 @@ from trainables.shadow import ShadowAttacker
 # Subsets and the validation hold-out come from one fixed shuffle, the same for every
 # trial and seed, so all trials of a sweep see the same examples.
 DATA_SEED = 0
+
+log = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 MethodBuilder = Callable[[TrialConfig, tuple[int, int, int], tuple[int, int]], Method]
@@ -107,6 +110,25 @@ def slice_shares(config: TrialConfig, train_images: int) -> tuple[int, int]:
     if n_attacker < 1 or n_attacker >= train_images - n_val:
         raise InputError("attacks.disjoint_fraction leaves the defense or the attackers no training data; raise dataset.train_size.")
     return n_val, n_attacker
+
+
+def convergence_window(config: TrialConfig, defense_images: int) -> int:
+    """The convergence rule's window W, in epochs, on a defense split of `defense_images`."""
+    batches = -(-defense_images // config.train.batch_size)
+    return window_epochs(config.train.patience, config.train.window_steps, batches)
+
+
+def unreachable_convergence(config: TrialConfig, defense_images: int) -> str | None:
+    """Why no phase can converge under the cap on a defense split of `defense_images`, or None."""
+    window = convergence_window(config, defense_images)
+    if 2 * window <= config.train.epochs:
+        return None
+    return (
+        f"train.epochs {config.train.epochs} is under the {2 * window} epochs a phase must run before the convergence rule "
+        f"can stop it (its window: {window} epochs, to hold train.window_steps {config.train.window_steps} steps of "
+        f"{defense_images} training images in batches of {config.train.batch_size}), so every phase stops at the cap and "
+        f"the defense is flagged unconverged (train/converged 0); raise train.epochs to {2 * window}, or dataset.train_size"
+    )
 
 
 def prepare_data(dataset: Dataset, config: TrialConfig, device: torch.device) -> TrialData:
@@ -193,6 +215,9 @@ class Trial:
         self.method.start_training(self.data.train, config.train.batch_size)
         self.method.start_phase(self.phase)
         self.shadow = ShadowAttacker(self.method.ctx.arch, self.data.classes[1], self.device) if self.method.game_phases else None
+        self.window = convergence_window(config, len(self.data.train))
+        if reason := unreachable_convergence(config, len(self.data.train)):
+            log.warning("%s.", reason)
         self.plateau = self._new_plateau()
         self.phase_epochs = 0
         self.halvings = 0  # of the current phase's learning rates (a game's annealing)
@@ -204,7 +229,7 @@ class Trial:
         self.history: list[dict[str, float]] = []
 
     def _new_plateau(self) -> Plateau:
-        return Plateau(self.config.train.patience, self.config.train.tolerance)
+        return Plateau(self.window, self.config.train.tolerance)
 
     @property
     def phase(self) -> str:
@@ -322,9 +347,9 @@ class Trial:
 
     def training_metrics(self) -> dict[str, float]:
         """`train/epochs_run`, `train/converged` (1: every phase stopped by the convergence rule;
-        0: one reached the cap) and, per phase, its epochs and whether it converged; a
+        0: one reached the cap), the rule's window `train/window_epochs` and, per phase, its epochs and whether it converged; a
         pretrained start adds the task model's own."""
-        metrics = {"train/epochs_run": float(self.epoch), "train/converged": float(self.converged)}
+        metrics = {"train/epochs_run": float(self.epoch), "train/converged": float(self.converged), "train/window_epochs": float(self.window)}
         for phase, (epochs, converged) in self.phase_outcomes.items():
             metrics[f"train/epochs_run/{phase}"] = float(epochs)
             metrics[f"train/converged/{phase}"] = float(converged)
