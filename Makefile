@@ -42,13 +42,16 @@ test: data
 	$(PY) -m pytest -q --durations=15
 
 # The quickstart at demo size: 4 trials on a 1,000-image train slice (100 of them held out for
-# validation) and 500 test images, 8 minutes on 2 CPU cores here with every defense converged by
-# its rule and converged attackers (the spec: 12 trials on 10,000 images, hours here). At 2,500
-# train images the same 4 trials took 16 minutes: the convergence rule costs 60-90 defense epochs
-# a trial whatever the slice, so the slice sets the time. The white-box attacker inverts 64 test
-# images (default 256: a wider interval) at 800 steps (default 1600, what Privacy Partitioning's
-# release needs; on Noisy ARL's noise 800 came within .015 SSIM of 3200). Its own experiment, so
-# its points never mix with the full quickstart's on one front.
+# validation) and 500 test images, 7 minutes on 2 CPU cores here, attackers converged. Its
+# defenses do not converge, and the front says so (orange squares on pareto.png, "cap hit:
+# undertrained" in summary.md): at 8 batches an epoch the convergence rule's window is 45
+# epochs (it holds train.window_steps, 360 steps; trainables/convergence.py), so a phase needs
+# 90 epochs before the rule can stop it, over the cap of 60. Converged defenses need the
+# spec's slice (10,000 images: 71 batches an epoch, a 10-epoch window; hours here for 12 trials).
+# The white-box attacker inverts 64 test images (default 256: a wider interval) at 800 steps
+# (default 1600, what Privacy Partitioning's release needs; on Noisy ARL's noise 800 came within
+# .015 SSIM of 3200). Its own experiment, so its points never mix with the full quickstart's on
+# one front.
 DEMO_SIZE ?= --num-samples 4 --set dataset.train_size=1000 --set dataset.test_size=500 --set attacks.whitebox.images=64 --set attacks.whitebox.selection_images=32 --set attacks.whitebox.steps=800
 # The launcher ends by writing the front report to out/quickstart_demo/ (and to MLflow).
 demo: data

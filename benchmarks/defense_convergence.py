@@ -8,7 +8,7 @@ class, small_cnn split 2, seed 0, with the method and params swapped in) two tri
 each attacked by the full default suite:
 
 - the default: every phase trained until the convergence rule stops it
-  (`trainables/convergence.py`: `train.patience`, `train.tolerance`), at most `train.epochs`
+  (`trainables/convergence.py`: `train.patience`, `train.window_steps`, `train.tolerance`), at most `train.epochs`
   at each learning rate, a game annealed `train.anneal` times;
 - the reference: the default's schedule with every stage twice as long and no early stop:
   each phase at each of its learning rates for twice the epochs the default spent there,
@@ -16,9 +16,12 @@ each attacked by the full default suite:
 
 Prints a markdown table (utility, fresh leakage and fresh SSIM of each with the strongest
 attacker, the proxy's leakage and SSIM, epochs run per phase, whether the default converged,
-whether every learned attacker of each trial converged, training and attack seconds) and PASS/FAIL per row against the targets: the default's fresh
-leakage within 0.02 of the reference's and its fresh SSIM within 0.03, in either direction (a
-gap either way means the verdict would still move with the training budget), and each gap
+whether every learned attacker of each trial converged, training and attack seconds) and a
+verdict per row (`verdict`) against the targets: the default's fresh leakage within 0.02 of the
+reference's and its fresh SSIM within 0.03, in either direction (a gap either way means the
+verdict would still move with the training budget); PASS needs the default converged by the
+rule too (a default at its cap is flagged by its own trial: the row says whether twice its
+training moves it). The exit status is 0 only when every row passes. Each gap is also given
 in standard errors of the two trials' test-set noise (at the demo slice, 1,000 test images,
 a leakage of .83 has a standard error near .012, so a .02 gap between two trials is about
 1.2 standard errors of their difference). Rows are kept in
@@ -165,12 +168,22 @@ def row(spec_path: Path, overrides: list[str]) -> dict:
     return result
 
 
+def verdict(row: dict) -> str:
+    """PASS: the rule stopped the default and twice its training moves neither number beyond
+    its target; FAIL: the rule stopped it, and twice the training moves a number (a false
+    convergence, the defect this benchmark looks for); a default at its cap is flagged by the
+    trial itself, and the row says whether twice its training moves it."""
+    if row["converged"]:
+        return "PASS" if row["pass"] else "FAIL (converged, moves at 2x)"
+    return f"flagged at its cap; {'stable' if row['pass'] else 'moves'} at 2x"
+
+
 def markdown(rows: dict[str, dict]) -> str:
     """The table of `rows` (config -> its row)."""
     lines = [
         "| config | utility default / ref | leak default (by) | leak ref (by) | SSIM default (by) | SSIM ref (by) | proxy leak default / ref | "
         "proxy SSIM default / ref | gap in SE: leak, SSIM | epochs default | epochs ref | converged | attackers converged default / ref | "
-        "train s | attack s | ref train s | within target |",
+        "train s | attack s | ref train s | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---:|---:|---:|---|",
     ]
 
@@ -188,7 +201,7 @@ def markdown(rows: dict[str, dict]) -> str:
             f"{f(r['leak_gap_se'])}, {f(r['ssim_gap_se'])} | "
             f"{r['epochs']} | {r['reference_epochs']} | {'yes' if r['converged'] else 'no'} | "
             f"{attackers_cell(r)} | {r['train_s']:.0f} | {r['attack_s']:.0f} | "
-            f"{r['reference_train_s']:.0f} | {'PASS' if r['pass'] else 'FAIL'} |"
+            f"{r['reference_train_s']:.0f} | {verdict(r)} |"
         )
     return "\n".join(lines)
 
@@ -209,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown({config: r for config, r in rows.items() if r is not None}))
         for config in (config for config, r in rows.items() if r is None):
             print(f"| {config} | not run |")
-    return 0 if all(r is not None and r["pass"] for r in rows.values()) else 1
+    return 0 if all(r is not None and verdict(r) == "PASS" for r in rows.values()) else 1
 
 
 if __name__ == "__main__":

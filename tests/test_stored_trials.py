@@ -267,13 +267,13 @@ def test_proxy_calibration_fails_a_proxy_far_from_the_fresh_attackers_on_either_
     assert proxy_calibration.verdict(metrics)["calibrated"].startswith(verdict)
 
 
-def convergence_row(value: float, passed: bool, unconverged: list[list[str]]) -> dict:
+def convergence_row(value: float, passed: bool, unconverged: list[list[str]], converged: bool = True) -> dict:
     """A defense_convergence row whose default and reference both read `value`."""
     shown = dict.fromkeys(defense_convergence.SHOWN, value)
     return {
         "default": shown, "reference": shown, "leak_by": "server_arch", "ssim_by": "mirror", "leak_ref_by": "server_arch",
         "ssim_ref_by": "mirror", "leak_ci": [value - 0.01, value + 0.01], "leak_ref_ci": [value - 0.01, value + 0.01],
-        "leak_gap_se": 0.0, "ssim_gap_se": None, "epochs": {"train": 40}, "reference_epochs": {"train": 80}, "converged": True,
+        "leak_gap_se": 0.0, "ssim_gap_se": None, "epochs": {"train": 40}, "reference_epochs": {"train": 80}, "converged": converged,
         "schedule": {"0": [20, 20]}, "attackers_unconverged": unconverged, "train_s": 60.0, "attack_s": 200.0, "trial_s": 260.0,
         "reference_train_s": 120.0, "reference_trial_s": 320.0, "pass": passed,
     }
@@ -297,6 +297,18 @@ def test_defense_convergence_prints_stored_rows_runs_none_of_them_and_fails_whil
     assert "| adv_recon:lambda1=10.0 | not run |" in out and "| maxent:alpha=0.9 |" in out
     # another slice is another configuration: the stored row is not its row
     assert defense_convergence.main(["--configs", "maxent:alpha=0.9", "--stored-only", "--results", str(results)]) == 1
+
+
+def test_a_default_at_its_cap_never_passes_defense_convergence_however_stable(tmp_path, capsys):
+    """Within its targets at twice the training, but stopped by the cap, not the rule: flagged."""
+    results = tmp_path / "defense_convergence.jsonl"
+    store = StoredTrials(results, defense_convergence.SPEC, code_fingerprint())
+    for config, passed in (("maxent:alpha=0.9", True), ("adv_recon:lambda1=10.0", False)):
+        store.put(defense_convergence.trial_overrides(config, []), convergence_row(0.8, passed, [[], []], converged=False))
+    argv = ["--configs", "maxent:alpha=0.9", "adv_recon:lambda1=10.0", "--stored-only", "--results", str(results)]
+    assert defense_convergence.main(argv) == 1
+    out = capsys.readouterr().out
+    assert "| flagged at its cap; stable at 2x |" in out and "| flagged at its cap; moves at 2x |" in out and "PASS" not in out
 
 
 def test_defense_convergence_stores_each_row_it_runs_and_runs_it_once(tmp_path, monkeypatch, capsys):

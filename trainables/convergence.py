@@ -57,6 +57,15 @@ it: the quickstart's window stays 10 epochs, the demo slice's becomes 20, and a 
 batches an epoch needs 45 (90 epochs a phase, over a cap of 60: every phase ends at the cap
 and is flagged, which the trial and the launcher say before training).
 
+What the floor does not fix (measured there, W = 20, `benchmarks/defense_convergence.py`
+against twice each default's schedule, 10,000 test images): adv_recon is flagged at its cap
+and still moves (leakage .791 -> .690 at 202 epochs); DeepObfuscator and Privacy
+Partitioning are flagged at their caps (60 epochs a stage) though twice their training moves
+neither number beyond .02 / .03; MaxEnt alpha 0.9 converges at 136 epochs and still drifts
+(leakage .832 -> .807, white-box SSIM .915 -> .882 at 272): about .0002 an epoch, under what
+250 validation images resolve over 40 epochs (its signals' slope standard errors: .0002-.0005), so
+its stop is limited by the validation split's noise, not by the window.
+
 The deployed defense is the last epoch's. At convergence no signal trends beyond its scatter
 over the last 2 W epochs, so no epoch there is better than another by more than that scatter,
 and the last has had the proxies adapt longest: it is the state the game settled in. A best-by-utility choice would pick, in a game, the epoch where the client
