@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import tiny_config, tiny_raw
 
+from analysis.runs import is_epoch_curve
 from sweeps.launcher import check_launchable
 from sweeps.spec import load_spec
 from trainables.convergence import Plateau
@@ -149,6 +150,7 @@ def test_a_game_halves_its_rates_on_convergence_until_annealed(monkeypatch, data
     assert metrics["train/epochs_run/client"] == 4 and "train/lr_halvings/client" not in metrics
     assert metrics["train/epochs_run/filter"] == 12 and metrics["train/lr_halvings/filter"] == 2
     assert metrics["train/converged"] == 1
+    assert not [key for key in metrics if is_epoch_curve(key)]  # the analysis keeps every one as a column
     assert [h["defense/lr_scale"] for h in trial.history] == [1.0] * 8 + [0.5] * 4 + [0.25] * 4
     assert all(group["lr"] == 0.25 * trial.config.train.lr for group in trial.method.optimizers["filter"].param_groups)
 
