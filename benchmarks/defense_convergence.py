@@ -1,7 +1,8 @@
 """Does a defense stopped by the convergence rule reach what twice its training reaches?
 
     python benchmarks/defense_convergence.py [--configs maxent:alpha=0.9 ...] [--workers 2]
-                                             [--set dataset.train_size=2500 ...] [--stored-only]
+                                             [--set dataset.train_size=2500 ...] [--seeds 1 2]
+                                             [--stored-only]
 
 For each configuration (a quickstart trial, sweeps/quickstart.yaml: Fashion-MNIST coarse /
 class, small_cnn split 2, seed 0, with the method and params swapped in) two trials run,
@@ -29,6 +30,15 @@ a leakage of .83 has a standard error near .012, so a .02 gap between two trials
 configuration and the code (`stored_trials`: a stopped run resumes, other code's rows are
 left aside), each with both trials' per-epoch `train/*`, `val/*` and `defense/*` curves.
 Every trial runs on one torch thread; `--workers k` runs k configurations at once.
+
+How far apart two endpoints of one game lie by chance: a game stopped at a given epoch sits
+somewhere on its cycle, and the seed decides where, so a default and its reference differ
+even where nothing drifts. `--seeds 1 2` also runs the default alone at those seeds (kept in
+`<results>_seeds.jsonl`, run before the pairs), and the table gives the default's leakage and
+SSIM over all its seeds (mean, standard deviation) and each gap in units of the spread of a
+difference of two endpoints (the seeds' standard deviation times sqrt 2). A gap of a few such
+units is drift; a gap within one is what a second seed at the same budget would give. The
+verdict stays the targets' (the spread is context, it does not excuse a gap).
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -168,6 +179,17 @@ def row(spec_path: Path, overrides: list[str]) -> dict:
     return result
 
 
+def seed_spread(row: dict, seeds: list[dict], key: str) -> tuple[float, float, float | None] | None:
+    """(mean, standard deviation, gap in units of sd * sqrt 2) of `key` over the default at
+    seed 0 (the row's) and the defaults at the other seeds; None with fewer than 2 seeds."""
+    values = [v for v in (row["default"][key], *(s.get(key) for s in seeds)) if v is not None]
+    if len(values) < 2:
+        return None
+    spread = statistics.stdev(values)
+    gap = abs(row["default"][key] - row["reference"][key])
+    return statistics.fmean(values), spread, gap / (spread * math.sqrt(2)) if spread > 0 else None
+
+
 def verdict(row: dict) -> str:
     """PASS: the rule stopped the default and twice its training moves neither number beyond
     its target; FAIL: the rule stopped it, and twice the training moves a number (a false
@@ -178,27 +200,37 @@ def verdict(row: dict) -> str:
     return f"flagged at its cap; {'stable' if row['pass'] else 'moves'} at 2x"
 
 
-def markdown(rows: dict[str, dict]) -> str:
-    """The table of `rows` (config -> its row)."""
+def markdown(rows: dict[str, dict], seeds: dict[str, list[dict]] | None = None) -> str:
+    """The table of `rows` (config -> its row); `seeds`: config -> its defaults at the other
+    seeds (`--seeds`)."""
     lines = [
         "| config | utility default / ref | leak default (by) | leak ref (by) | SSIM default (by) | SSIM ref (by) | proxy leak default / ref | "
-        "proxy SSIM default / ref | gap in SE: leak, SSIM | epochs default | epochs ref | converged | attackers converged default / ref | "
-        "train s | attack s | ref train s | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---:|---:|---:|---|",
+        "proxy SSIM default / ref | gap in SE: leak, SSIM | default over seeds: leak, SSIM (mean ± sd, n) | gap in seed spread: leak, SSIM | "
+        "epochs default | epochs ref | converged | attackers converged default / ref | train s | attack s | ref train s | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---:|---:|---:|---|",
     ]
 
     def f(value) -> str:
         return "–" if value is None else f"{value:.3f}"
 
+    def over_seeds(r: dict, others: list[dict]) -> tuple[str, str]:
+        spreads = [seed_spread(r, others, key) for key in ("privacy/leak_acc", "recon/ssim")]
+        if None in spreads:
+            return "–", "–"
+        n = 1 + len(others)
+        summary = ", ".join(f"{f(mean)} ± {f(sd)}" for mean, sd, _ in spreads)
+        return f"{summary} ({n})", ", ".join("–" if gap is None else f"{gap:.1f}" for _, _, gap in spreads)
+
     for config, r in rows.items():
         d, ref = r["default"], r["reference"]
+        seeds_cell, seed_gap_cell = over_seeds(r, (seeds or {}).get(config, []))
         lines.append(
             f"| {config} | {f(d['utility/acc'])} / {f(ref['utility/acc'])} | "
             f"{f(d['privacy/leak_acc'])} [{f(r['leak_ci'][0])}, {f(r['leak_ci'][1])}] ({r['leak_by']}) | "
             f"{f(ref['privacy/leak_acc'])} [{f(r['leak_ref_ci'][0])}, {f(r['leak_ref_ci'][1])}] ({r['leak_ref_by']}) | "
             f"{f(d['recon/ssim'])} ({r['ssim_by']}) | {f(ref['recon/ssim'])} ({r['ssim_ref_by']}) | "
             f"{f(d['privacy/proxy_leak_acc'])} / {f(ref['privacy/proxy_leak_acc'])} | {f(d['recon/proxy_ssim'])} / {f(ref['recon/proxy_ssim'])} | "
-            f"{f(r['leak_gap_se'])}, {f(r['ssim_gap_se'])} | "
+            f"{f(r['leak_gap_se'])}, {f(r['ssim_gap_se'])} | {seeds_cell} | {seed_gap_cell} | "
             f"{r['epochs']} | {r['reference_epochs']} | {'yes' if r['converged'] else 'no'} | "
             f"{attackers_cell(r)} | {r['train_s']:.0f} | {r['attack_s']:.0f} | "
             f"{r['reference_train_s']:.0f} | {verdict(r)} |"
@@ -210,16 +242,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=CONFIGS, help="METHOD:PARAM=VALUE[,PARAM=VALUE]")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="spec override PATH=VALUE")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[], help="other seeds (train.seed) to run each default at alone")
     stored_trials.add_arguments(parser, "defense_convergence")
     args = parser.parse_args(argv)
     store = stored_trials.open_store(args, SPEC)
+    seed_store = stored_trials.StoredTrials(args.results.with_name(f"{args.results.stem}_seeds.jsonl"), SPEC, store.fingerprint)
+    if args.seeds:
+        print(seed_store.describe(), file=sys.stderr, flush=True)
     jobs = {config: trial_overrides(config, args.overrides) for config in args.configs}
+    seed_jobs = {config: [[*job, f"train.seed={seed}"] for seed in args.seeds if seed != 0] for config, job in jobs.items()}
     try:
         if not args.stored_only:
+            stored_trials.run_missing(seed_store, SPEC, [job for jobs_ in seed_jobs.values() for job in jobs_], args.workers)
             stored_trials.run_missing(store, SPEC, list(jobs.values()), args.workers, run=row)
     finally:  # the stored rows are printed even when a configuration failed
         rows = {config: store.get(job) for config, job in jobs.items()}
-        print(markdown({config: r for config, r in rows.items() if r is not None}))
+        seeds = {config: [m for m in map(seed_store.get, seed_jobs[config]) if m is not None] for config in jobs}
+        print(markdown({config: r for config, r in rows.items() if r is not None}, seeds))
         for config in (config for config, r in rows.items() if r is None):
             print(f"| {config} | not run |")
     return 0 if all(r is not None and verdict(r) == "PASS" for r in rows.values()) else 1

@@ -329,3 +329,32 @@ def test_defense_convergence_stores_each_row_it_runs_and_runs_it_once(tmp_path, 
     store = StoredTrials(tmp_path / "rows.jsonl", defense_convergence.SPEC, code_fingerprint())
     key = store.key(defense_convergence.trial_overrides("adv_recon:lambda1=10.0", []))
     assert store.curves[key]["reference"] == [{"val/utility_acc": 0.6}]  # the curves, beside the row
+
+
+def test_defense_convergence_sets_each_gap_against_the_defaults_spread_over_seeds(tmp_path, monkeypatch, capsys):
+    """Defaults at seeds 1 and 2 run alone, once; the gap of seed 0's pair is given in units of
+    the spread of a difference of two endpoints (the seeds' sd times sqrt 2)."""
+    ran: list[list[str]] = []
+
+    def fake_default(spec, overrides):
+        ran.append(overrides)
+        seed = int(next(o for o in overrides if o.startswith("train.seed=")).split("=")[1])
+        return {"privacy/leak_acc": 0.80 + 0.01 * seed, "recon/ssim": 0.80}
+
+    def no_row(spec, overrides):
+        raise AssertionError("the stored pair ran again")
+
+    results = tmp_path / "defense_convergence.jsonl"
+    pair = convergence_row(0.8, False, [[], []])
+    pair["reference"] = {**pair["reference"], "privacy/leak_acc": 0.83}
+    StoredTrials(results, defense_convergence.SPEC, code_fingerprint()).put(defense_convergence.trial_overrides("maxent:alpha=0.9", []), pair)
+    monkeypatch.setattr(stored_trials, "run_trial", fake_default)
+    monkeypatch.setattr(defense_convergence, "row", no_row)
+    argv = ["--configs", "maxent:alpha=0.9", "--seeds", "1", "2", "--results", str(results)]
+    assert defense_convergence.main(argv) == 1  # converged, moves .03: FAIL whatever the spread
+    assert defense_convergence.main(argv) == 1 and len(ran) == 2  # the seeds' defaults came from their file
+    assert sorted(o[-1] for o in ran) == ["train.seed=1", "train.seed=2"]
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    # leakage .80, .81, .82: sd .01, so the .03 gap is .03 / (.01 * 1.414) = 2.1 units; SSIM: no spread
+    assert "| 0.810 ± 0.010, 0.800 ± 0.000 (3) | 2.1, – |" in out and "FAIL (converged, moves at 2x)" in out
+    assert (tmp_path / "defense_convergence_seeds.jsonl").exists()
