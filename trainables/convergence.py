@@ -66,6 +66,19 @@ neither number beyond .02 / .03; MaxEnt alpha 0.9 converges at 136 epochs and st
 250 validation images resolve over 40 epochs (its signals' slope standard errors: .0002-.0005), so
 its stop is limited by the validation split's noise, not by the window.
 
+What a plateau test cannot see: a game with a second regime. Measured on the quickstart's own
+slice (W = 10, 71 batches an epoch, 1,000 validation images; the same benchmark, seed 0):
+Privacy Partitioning lambda 10 converged at 81 epochs and twice its schedule moved leakage
+.863 -> .857 and SSIM .863 -> .828 (mirror; the default's mirror at its cap). MaxEnt alpha 0.9
+converged at 64 epochs (20 / 20 / 24 at its three rates, each stage the rule's minimum 2 W):
+utility .985, leakage .881, SSIM .942. Its reference (40 / 40 / 48) left that state at half
+rate: from about epoch 60 the proxy's training cross-entropy rose .7 -> 2.1 (chance: 2.30) and
+the shadow's validation leakage fell .74 -> .21, and at 128 epochs utility was .650, leakage
+.357 (its attacker at the cap), SSIM .185. Every signal was flat over the default's last
+windows; a plateau is not a fixed point of a game, and no window over the past foresees the
+move to the other regime. So a defense stopped by this rule is the state its game settled in
+for at least 2 W epochs, not the end of its game.
+
 The deployed defense is the last epoch's. At convergence no signal trends beyond its scatter
 over the last 2 W epochs, so no epoch there is better than another by more than that scatter,
 and the last has had the proxies adapt longest: it is the state the game settled in. A best-by-utility choice would pick, in a game, the epoch where the client
