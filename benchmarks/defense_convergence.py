@@ -180,8 +180,8 @@ def row(spec_path: Path, overrides: list[str]) -> dict:
 
 
 def seed_spread(row: dict, seeds: list[dict], key: str) -> tuple[float, float, float | None] | None:
-    """(mean, standard deviation, gap in units of sd * sqrt 2) of `key` over the default at
-    seed 0 (the row's) and the defaults at the other seeds; None with fewer than 2 seeds."""
+    """(mean, standard deviation, gap in units of sd * sqrt 2) of `key` over the row's default
+    and the defaults at the other seeds; None with fewer than 2 seeds."""
     values = [v for v in (row["default"][key], *(s.get(key) for s in seeds)) if v is not None]
     if len(values) < 2:
         return None
@@ -250,7 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds:
         print(seed_store.describe(), file=sys.stderr, flush=True)
     jobs = {config: trial_overrides(config, args.overrides) for config in args.configs}
-    seed_jobs = {config: [[*job, f"train.seed={seed}"] for seed in args.seeds if seed != 0] for config, job in jobs.items()}
+    seed_jobs = {  # a seed that resolves to the pair's own configuration is the pair's default
+        config: [seeded for seeded in ([*job, f"train.seed={seed}"] for seed in args.seeds) if store.key(seeded) != store.key(job)]
+        for config, job in jobs.items()
+    }
     try:
         if not args.stored_only:
             stored_trials.run_missing(seed_store, SPEC, [job for jobs_ in seed_jobs.values() for job in jobs_], args.workers)

@@ -358,3 +358,21 @@ def test_defense_convergence_sets_each_gap_against_the_defaults_spread_over_seed
     # leakage .80, .81, .82: sd .01, so the .03 gap is .03 / (.01 * 1.414) = 2.1 units; SSIM: no spread
     assert "| 0.810 ± 0.010, 0.800 ± 0.000 (3) | 2.1, – |" in out and "FAIL (converged, moves at 2x)" in out
     assert (tmp_path / "defense_convergence_seeds.jsonl").exists()
+
+
+def test_defense_convergence_runs_no_seed_twice_that_is_the_pairs_own(tmp_path, monkeypatch, capsys):
+    """With the pair at seed 1 (`--set train.seed=1`), `--seeds 0 1` runs seed 0 alone, not seed 1."""
+    ran: list[list[str]] = []
+
+    def fake_default(spec, overrides):
+        ran.append(overrides)
+        return {"privacy/leak_acc": 0.81, "recon/ssim": 0.80}
+
+    results = tmp_path / "defense_convergence.jsonl"
+    overrides = defense_convergence.trial_overrides("maxent:alpha=0.9", ["train.seed=1"])
+    StoredTrials(results, defense_convergence.SPEC, code_fingerprint()).put(overrides, convergence_row(0.8, True, [[], []]))
+    monkeypatch.setattr(stored_trials, "run_trial", fake_default)
+    argv = ["--configs", "maxent:alpha=0.9", "--set", "train.seed=1", "--seeds", "0", "1", "--results", str(results)]
+    assert defense_convergence.main(argv) == 0
+    assert [o[-1] for o in ran] == ["train.seed=0"]
+    assert "| 0.805 ± 0.007, 0.800 ± 0.000 (2) |" in capsys.readouterr().out

@@ -74,9 +74,9 @@ converged at 64 epochs (20 / 20 / 24 at its three rates, each stage the rule's m
 utility .985, leakage .881, SSIM .942. Its reference (40 / 40 / 48) left that state at half
 rate: from about epoch 60 the proxy's training cross-entropy rose .7 -> 2.1 (chance: 2.30) and
 the shadow's validation leakage fell .74 -> .21, and at 128 epochs utility was .650 (the
-task's majority class: .6), leakage .357 (its attacker at the cap), SSIM .185. Every signal was flat over the default's last
-windows; a plateau is not a fixed point of a game, and no window over the past foresees the
-move to the other regime. So a defense stopped by this rule is the state its game settled in
+task's majority class: .6), leakage .357 (its attacker at the cap), SSIM .185. Every signal
+was flat over the default's last windows; a plateau is not a fixed point of a game, and no
+window over the past foresees the move to the other regime. So a defense stopped by this rule is the state its game settled in
 for at least 2 W epochs, not the end of its game.
 
 The deployed defense is the last epoch's. At convergence no signal trends beyond its scatter
